@@ -1,0 +1,1 @@
+"""Enhancers (CAN, PIEA, EnhanceGAN, PieNet, WESPE); each lands with its own issue."""
