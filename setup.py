@@ -7,7 +7,7 @@ setup(
     description="NIMA aesthetic models as perceptual losses and the enhancers built on them "
     "(TensorFlow 2 / Keras 3).",
     python_requires=">=3.10",
-    packages=["nima", "enhancers", "losses", "datasets", "train", "train.common", "tools"],
+    packages=["nima", "enhancers", "losses", "datasets", "train", "tools"],
     install_requires=[
         # CPU build by default; GPU users install `tensorflow[and-cuda]==2.21.*` (see README).
         "tensorflow-cpu==2.21.*; platform_machine == 'x86_64'",
