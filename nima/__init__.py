@@ -1,0 +1,11 @@
+"""NIMA: neural image assessment (Talebi & Milanfar), the aesthetic models every enhancer uses."""
+from nima.backbones import BACKBONES, KERAS_WEIGHT_FILES, build_backbone, count_trainable_params
+from nima.model import (
+    NUM_BUCKETS,
+    build_nima,
+    head_and_backbone_variables,
+    load_nima_weights,
+    mean_score,
+    std_score,
+)
+# demo_model is added with the training machinery.
