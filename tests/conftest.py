@@ -1,0 +1,6 @@
+import os
+import sys
+
+# Quiet TensorFlow's C++ start-up chatter in test output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
