@@ -1,0 +1,194 @@
+"""The explicit `strategy.run` training loop that every system trains through (DESIGN.md 3-4).
+
+Keras 3's `model.fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585), so each
+system supplies a per-replica `train_step(batch) -> {name: scalar}` and this loop does the rest:
+distributed input, the step counter, checkpoints and resumption, SIGTERM/SIGINT, non-finite
+loss detection, progress logging and TensorBoard scalars.
+
+Every value a train step returns must be that replica's share of a global-batch mean (reduce
+per-example losses with `tf.nn.compute_average_loss(..., global_batch_size=...)`); the loop
+sums the shares over replicas, so figures do not depend on the number of replicas.
+"""
+import dataclasses
+import math
+import os
+import signal
+import tempfile
+import threading
+import time
+
+import tensorflow as tf
+from absl import logging
+
+from train import strategies
+
+
+class NonFiniteLossError(RuntimeError):
+    """A train step returned NaN or infinity; the last good checkpoint is left as it was."""
+
+
+@dataclasses.dataclass
+class LoopConfig:
+    model_dir: str
+    train_steps: int
+    global_batch_size: int
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    max_checkpoints: int = 3
+
+
+@dataclasses.dataclass
+class LoopResult:
+    step: int
+    last_values: dict
+    interrupted: bool
+    checkpoint_path: str | None
+    is_chief: bool = True
+
+
+class TrainingLoop:
+    """Runs `train_step` under `strategy` until `config.train_steps`, resuming from `model_dir`.
+
+    `trackables` (models, optimizers, anything with state) are checkpointed with the step.
+    `make_dataset(input_context, start_step)` returns this input pipeline's tf.data.Dataset,
+    batched per replica (`input_context.get_per_replica_batch_size(global_batch_size)`) and
+    positioned after `start_step` global steps, so a resumed run sees the data it has not seen.
+    """
+
+    def __init__(self, strategy, config, train_step, trackables, make_dataset):
+        self.strategy = strategy
+        self.config = config
+        self._train_step = train_step
+        self._make_dataset = make_dataset
+        with strategy.scope():
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+        self.is_chief = strategies.is_chief(strategy)
+        directory = os.path.join(config.model_dir, "checkpoints")
+        if not self.is_chief:  # Every worker must save; only the chief's copy is kept.
+            directory = tempfile.mkdtemp(prefix=f"worker{strategies.worker_id(strategy)}_ckpt_")
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, directory, max_to_keep=config.max_checkpoints
+        )
+        self._stop_signal = None
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def restore(self):
+        """Restores the latest checkpoint in model_dir, if any; returns the step it holds."""
+        latest = tf.train.latest_checkpoint(os.path.join(self.config.model_dir, "checkpoints"))
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
+        return int(self.step.numpy())
+
+    def save(self):
+        path = self.manager.save(checkpoint_number=self.step)
+        if self.is_chief:
+            logging.info("Saved checkpoint %s", path)
+        return path
+
+    # -- signals -----------------------------------------------------------------------------
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum, frame):
+            del frame
+            self._stop_signal = signum
+            logging.warning("Got %s: checkpointing and stopping.", signal.Signals(signum).name)
+
+        return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def _restore_signal_handlers(previous):
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _distributed_step_fn(self):
+        strategy = self.strategy
+
+        @tf.function
+        def distributed_step(iterator):
+            values = strategy.run(self._train_step, args=(next(iterator),))
+            return {
+                name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for name, value in values.items()
+            }
+
+        return distributed_step
+
+    def run(self):
+        config = self.config
+        start_step = self.restore()
+        last_path = self.manager.latest_checkpoint
+        if start_step >= config.train_steps:
+            logging.info("Already trained %d of %d steps.", start_step, config.train_steps)
+            return LoopResult(start_step, {}, False, last_path, self.is_chief)
+
+        dataset = self.strategy.distribute_datasets_from_function(
+            lambda context: self._make_dataset(context, start_step)
+        )
+        iterator = iter(dataset)
+        distributed_step = self._distributed_step_fn()
+        writer = (
+            tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
+            if self.is_chief
+            else tf.summary.create_noop_writer()
+        )
+        previous_handlers = self._install_signal_handlers()
+        sums, count, tick = {}, 0, time.perf_counter()
+        values = {}
+        step = start_step
+        try:
+            while step < config.train_steps and self._stop_signal is None:
+                values = {k: float(v) for k, v in distributed_step(iterator).items()}
+                step += 1
+                bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+                if bad:
+                    raise NonFiniteLossError(
+                        f"Non-finite training values {bad} at step {step}; stopped. The last good "
+                        f"checkpoint is kept: {last_path or 'none was written yet'}."
+                    )
+                self.step.assign(step)
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                if step % config.log_every == 0 or step == config.train_steps:
+                    elapsed = time.perf_counter() - tick
+                    self._log(writer, step, {k: s / count for k, s in sums.items()}, count / elapsed)
+                    sums, count, tick = {}, 0, time.perf_counter()
+                if step % config.checkpoint_every == 0:
+                    last_path = self.save()
+            interrupted = self._stop_signal is not None
+            if step > start_step and step % config.checkpoint_every:
+                last_path = self.save()
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+            writer.flush()
+        return LoopResult(step, values, interrupted, last_path, self.is_chief)
+
+    def _log(self, writer, step, means, steps_per_sec):
+        images_per_sec = steps_per_sec * self.config.global_batch_size
+        text = " ".join(f"{k} {v:.5g}" for k, v in means.items())
+        logging.info(
+            "step %d/%d %s | %.2f steps/s %.1f images/s",
+            step, self.config.train_steps, text, steps_per_sec, images_per_sec,
+        )
+        with writer.as_default(step=step):
+            for k, v in means.items():
+                tf.summary.scalar(k, v)
+            tf.summary.scalar("steps_per_sec", steps_per_sec)
+            tf.summary.scalar("images_per_sec", images_per_sec)
+
+
+def set_mixed_precision(enabled):
+    """`--mixed_precision`: float16 (with loss scaling) on GPUs, bfloat16 elsewhere."""
+    import keras
+
+    if not enabled:
+        keras.mixed_precision.set_global_policy("float32")
+        return "float32"
+    policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
