@@ -16,6 +16,7 @@ setup(
         "numpy>=1.26",
         "pillow>=10",
         "absl-py>=2.1",
+        "tensorboard>=2.19",  # tf.summary needs it; tensorflow 2.21 no longer pulls it in
         "h5py>=3.10",
         "scikit-image>=0.22",
         "scipy>=1.11",

@@ -22,7 +22,10 @@ def build_nima(backbone, weights=None, dropout=0.25, name=None):
     features = backbone(images)
     pooled = keras.layers.GlobalAveragePooling2D(name="global_pool")(features)
     pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
-    distribution = keras.layers.Dense(NUM_BUCKETS, activation="softmax", name="scores")(pooled)
+    # float32 head: the softmax stays exact under a mixed-precision policy.
+    distribution = keras.layers.Dense(
+        NUM_BUCKETS, activation="softmax", name="scores", dtype="float32"
+    )(pooled)
     model = keras.Model(images, distribution, name=name or f"nima_{backbone.name}")
     if weights is not None:
         load_nima_weights(model, weights)

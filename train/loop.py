@@ -49,7 +49,9 @@ class LoopResult:
 class TrainingLoop:
     """Runs `train_step` under `strategy` until `config.train_steps`, resuming from `model_dir`.
 
-    `trackables` (models, optimizers, anything with state) are checkpointed with the step.
+    `trackables` (models, optimizers, anything with state) are checkpointed with the step;
+    build optimizers (`optimizer.build(variables)`) inside `strategy.scope()` beforehand, since
+    a mirrored variable cannot be created inside the traced step.
     `make_dataset(input_context, start_step)` returns this input pipeline's tf.data.Dataset,
     batched per replica (`input_context.get_per_replica_batch_size(global_batch_size)`) and
     positioned after `start_step` global steps, so a resumed run sees the data it has not seen.

@@ -139,6 +139,8 @@ def train(config):
     with strategy.scope():
         model = build_model(config)
         optimizer = make_optimizer(config, steps_per_epoch)
+        # Slot variables must exist before the distributed step is traced.
+        optimizer.build(model.trainable_weights)
     head_multiplier = config.head_learning_rate / config.base_learning_rate
     train_step = make_train_step(model, optimizer, config.batch_size, head_multiplier)
 

@@ -12,6 +12,8 @@ def split_cpu(num_devices):
     """Splits the CPU into `num_devices` logical devices so that MirroredStrategy can be tested
     without GPUs. Must run before TensorFlow initialises its devices."""
     cpus = tf.config.list_physical_devices("CPU")
+    if len(tf.config.get_logical_device_configuration(cpus[0]) or ()) == num_devices:
+        return  # already split, e.g. by a test
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)]
     )
