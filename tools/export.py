@@ -1,0 +1,204 @@
+"""SavedModel export for TensorFlow Serving (DESIGN.md section 4, "Serving").
+
+Conventions fixed there and implemented here: a float-tensor endpoint as `serving_default`, a
+bytes endpoint taking encoded images (`tf.string`, decoded on the CPU), and export into
+`<export_dir>/<version>/` with integer versions, never over an existing version.
+
+The core, `export_saved_model`, is model-agnostic: the caller passes the signature functions, so
+the enhancers export through it too. It is built on `keras.export.ExportArchive` because a
+SavedModel saved with `tf.saved_model.save` from a plain `tf.Module` holding a Keras 3 model
+loads in TF2 but fails in the session-based loader that TF Serving and `saved_model_cli run` use
+("Could not find variable .../moving_mean") unless every variable is tracked by hand;
+ExportArchive tracks them.
+
+    python -m tools.export --backbone=mobilenet --weights=nima.weights.h5 --export_dir=exports/nima
+"""
+import os
+import shutil
+import uuid
+
+import keras
+import tensorflow as tf
+
+import nima
+from datasets.images import decode_image_tensor
+
+__all__ = [
+    "export_saved_model",
+    "export_nima",
+    "map_over_image_bytes",
+    "nima_signatures",
+    "resolve_version",
+]
+
+
+def _existing_versions(export_dir):
+    """Integer version directories under export_dir, as TF Serving sees them: {version: name}."""
+    if not os.path.isdir(export_dir):
+        return {}
+    versions = {}
+    for name in os.listdir(export_dir):
+        if name.isdigit() and os.path.isdir(os.path.join(export_dir, name)):
+            versions[int(name)] = name
+    return versions
+
+
+def resolve_version(export_dir, version=None):
+    """Returns the version to write: `version`, or the largest existing one plus 1 (1 if none).
+
+    Raises FileExistsError naming the path when `version` already exists (DESIGN.md section 4:
+    never export over an existing version), ValueError when it is not a non-negative integer.
+    """
+    existing = _existing_versions(export_dir)
+    if version is None:
+        return max(existing, default=0) + 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"version must be a non-negative integer, got {version!r}")
+    path = os.path.join(export_dir, str(version))
+    if version in existing or os.path.exists(path):
+        found = os.path.join(export_dir, existing.get(version, str(version)))
+        raise FileExistsError(f"Export version already exists, refusing to overwrite: {found}")
+    return version
+
+
+def export_saved_model(model, export_dir, signatures, version=None):
+    """Writes a SavedModel for TF Serving into `<export_dir>/<version>/` and returns that path.
+
+    `model` is a Keras model or layer, or a list of them, whose variables the signatures use.
+    `signatures` maps each signature name to `(fn, input_signature)`: `fn` takes the tensors
+    described by the list of `tf.TensorSpec` (their names become the signature's input names)
+    and returns a dict whose keys become the output names. Name the float-tensor endpoint
+    `serving_default` (DESIGN.md section 4, "Serving").
+
+    `version=None` takes the next integer after the largest existing version (1 if none). An
+    existing version is never overwritten (FileExistsError). The SavedModel is written to a
+    hidden, non-integer sibling directory (which Serving ignores) and renamed into place at the
+    end, so a crash never leaves a half-written version for Serving to load. Local paths only.
+    """
+    if not signatures:
+        raise ValueError("signatures must name at least one endpoint")
+    export_dir = os.fspath(export_dir)
+    version = resolve_version(export_dir, version)
+    final_path = os.path.join(export_dir, str(version))
+
+    archive = keras.export.ExportArchive()
+    for resource in model if isinstance(model, (list, tuple)) else [model]:
+        archive.track(resource)
+    for name, (fn, input_signature) in signatures.items():
+        archive.add_endpoint(name, fn, input_signature=list(input_signature))
+
+    os.makedirs(export_dir, exist_ok=True)
+    tmp_path = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex}")
+    try:
+        archive.write_out(tmp_path, verbose=False)
+        # os.rename replaces an empty directory silently, so check again just before it.
+        resolve_version(export_dir, version)
+        try:
+            os.rename(tmp_path, final_path)
+        except OSError as error:
+            raise FileExistsError(
+                f"Export version already exists, refusing to overwrite: {final_path}"
+            ) from error
+    finally:
+        if os.path.exists(tmp_path):
+            shutil.rmtree(tmp_path, ignore_errors=True)
+    return final_path
+
+
+def map_over_image_bytes(fn, image_bytes, fn_output_signature):
+    """Runs `fn` on each encoded image of a `tf.string [batch]`, one image at a time.
+
+    Each element (JPEG or PNG, any size, grayscale and 16-bit included) is decoded on the CPU
+    (DESIGN.md section 4, "Serving") by `datasets.images.decode_image_tensor` to float32 RGB in
+    [0, 1] and passed to `fn` as a batch of one, `[1, h, w, 3]`, so images of different sizes can
+    share a request. `fn` returns a tensor or a nest of tensors with leading dimension 1;
+    `fn_output_signature` describes one image's output without that dimension (for example
+    `tf.TensorSpec([10], tf.float32)`), so it suits models whose outputs have a fixed size, or
+    enhancers whose `fn` encodes its image to a scalar `tf.string`. Returns the per-image outputs
+    stacked along a new batch dimension.
+    """
+
+    def one_image(encoded):
+        with tf.device("/cpu:0"):
+            image = decode_image_tensor(encoded)
+        outputs = fn(image[tf.newaxis])
+        return tf.nest.map_structure(lambda tensor: tensor[0], outputs)
+
+    return tf.map_fn(one_image, image_bytes, fn_output_signature=fn_output_signature)
+
+
+def _nima_outputs(distribution):
+    distribution = tf.cast(distribution, tf.float32)
+    return {
+        "distribution": distribution,
+        "mean_score": nima.mean_score(distribution),
+        "std_score": nima.std_score(distribution),
+    }
+
+
+def nima_signatures(model):
+    """The NIMA serving signatures for `export_saved_model` (DESIGN.md section 4, "Serving").
+
+    `serving_default` takes `images`, float32 [batch, h, w, 3] in [0, 1]; `serve_image_bytes`
+    takes `image_bytes`, tf.string [batch] of encoded JPEG/PNG images, possibly of different
+    sizes. Both return `distribution` (float32 [batch, 10]), `mean_score` and `std_score`
+    (float32 [batch]).
+    """
+
+    def serve_images(images):
+        return _nima_outputs(model(images, training=False))
+
+    def serve_image_bytes(image_bytes):
+        distribution = map_over_image_bytes(
+            lambda image: tf.cast(model(image, training=False), tf.float32),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([nima.NUM_BUCKETS], tf.float32),
+        )
+        return _nima_outputs(distribution)
+
+    return {
+        "serving_default": (
+            serve_images,
+            [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
+        ),
+        "serve_image_bytes": (
+            serve_image_bytes,
+            [tf.TensorSpec([None], tf.string, name="image_bytes")],
+        ),
+    }
+
+
+def export_nima(model, export_dir, version=None):
+    """Exports a NIMA model (from `nima.build_nima`) for TF Serving; returns the version path.
+
+    Signatures as in `nima_signatures`; versioning as in `export_saved_model`.
+    """
+    return export_saved_model(model, export_dir, nima_signatures(model), version=version)
+
+
+def main(argv):
+    del argv
+    from absl import flags, logging
+
+    FLAGS = flags.FLAGS
+    model = nima.build_nima(FLAGS.backbone, weights=FLAGS.weights)
+    path = export_nima(model, FLAGS.export_dir, version=FLAGS.version)
+    logging.info("Exported %s to %s", model.name, path)
+    print(path)
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_enum("backbone", "mobilenet", list(nima.BACKBONES), "NIMA backbone.")
+    flags.DEFINE_string("weights", None, "Whole NIMA model weights file (*.weights.h5).")
+    flags.DEFINE_string("export_dir", None, "Model base path; versions go in <export_dir>/<N>/.")
+    flags.DEFINE_integer("version", None, "Version to write; default: next after the largest.")
+    flags.mark_flags_as_required(["weights", "export_dir"])
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
