@@ -3,7 +3,7 @@
 NIMA (Talebi & Milanfar, section 4.1) trains on the vote histograms of AVA: "The AVA dataset is
 divided to 80% training and 20% test sets. All images are scaled to 480x640"; the public ports
 instead resize to 256x256, take a random 224x224 crop and flip (DESIGN.md section 5). Both are
-offered here (`augmentation="paper"` / `"crop224"`).
+offered here (`augmentation="paper"` / `"crop"`).
 
 AVA.txt (one image per line, whitespace separated):
 
@@ -35,10 +35,14 @@ from absl import logging
 from datasets.images import ImageDecodeError, load_rgb8
 
 NUM_SCORES = 10
-AUGMENTATIONS = ("crop224", "paper", "none")
+AUGMENTATIONS = ("crop", "paper", "none")
 # (resize target, training crop) per augmentation; sizes are (height, width).
-_CROP224_RESIZE = (256, 256)
-_CROP224_CROP = (224, 224)
+DEFAULT_CROP_SIZE = 224  # the public ports' crop; the resize before it scales by 256 / 224
+
+
+def crop_sizes(crop_size):
+    """(resize, crop) sides of the "crop" augmentation: 256 and 224 by default."""
+    return int(round(crop_size * 256 / 224)), int(crop_size)
 _PAPER_SIZE = (480, 640)
 _FIRST_NAMES = 5  # How many missing / unknown ids an error message lists.
 # A training stream whose first min(n, this many) images all fail to decode raises.
@@ -381,15 +385,17 @@ def _resize(image, size):
     return tf.image.resize(image, size, method="bilinear", antialias=True)
 
 
-def make_dataset(records, *, batch_size, training, augmentation="crop224", seed=0, start_step=0,
+def make_dataset(records, *, batch_size, training, augmentation="crop", crop_size=DEFAULT_CROP_SIZE,
+                 seed=0, start_step=0,
                  num_shards=1, shard_index=0, decode_failures=None):
     """The NIMA input pipeline: batches of (images, distributions).
 
     Yields `(images, distributions)`: float32 [B, H, W, 3] in [0, 1] and float32 [B, 10].
 
     Augmentations (sizes are height x width):
-      "crop224": training: resize to 256x256, random 224x224 crop, random horizontal flip (the
-        public NIMA ports); eval: resize to 224x224.
+      "crop": training: resize to 256x256, random 224x224 crop, random horizontal flip (the
+        public NIMA ports); eval: resize to 224x224. `crop_size` other than 224 scales both
+        (the demo preset uses a smaller crop).
       "paper": resize to 480x640 (NIMA section 4.1); random horizontal flip when training.
       "none": original size, random flip when training; needs batch_size 1.
 
@@ -444,8 +450,9 @@ def make_dataset(records, *, batch_size, training, augmentation="crop224", seed=
     if decode_failures is None:
         decode_failures = DecodeFailures()
 
-    if augmentation == "crop224":
-        min_size = _CROP224_RESIZE if training else _CROP224_CROP
+    resize_side, crop_side = crop_sizes(crop_size)
+    if augmentation == "crop":
+        min_size = (resize_side, resize_side) if training else (crop_side, crop_side)
     elif augmentation == "paper":
         min_size = _PAPER_SIZE
     else:
@@ -475,12 +482,13 @@ def make_dataset(records, *, batch_size, training, augmentation="crop224", seed=
         image = tf.image.convert_image_dtype(image, tf.float32)
         crop_seed = tf.stack([seed_t, 2 * position])
         flip_seed = tf.stack([seed_t, 2 * position + 1])
-        if augmentation == "crop224":
+        if augmentation == "crop":
             if training:
-                image = _resize(image, _CROP224_RESIZE)
-                image = tf.image.stateless_random_crop(image, [*_CROP224_CROP, 3], seed=crop_seed)
+                image = _resize(image, (resize_side, resize_side))
+                image = tf.image.stateless_random_crop(
+                    image, [crop_side, crop_side, 3], seed=crop_seed)
             else:
-                image = _resize(image, _CROP224_CROP)
+                image = _resize(image, (crop_side, crop_side))
         elif augmentation == "paper":
             image = _resize(image, _PAPER_SIZE)
         if training:

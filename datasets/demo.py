@@ -28,7 +28,7 @@ whatever `num_images` is):
    Blur, noise and JPEG quality are geometric in s (roughly even steps of visibility);
    several degradations at once give the pixels more cues to the one strength (the score stays
    m(s), not a sum). With these settings a 6-layer CNN trained from scratch for 3 minutes on
-   2 CPU cores (crop224 pipeline, EMD loss) reaches a test SRCC of about 0.65.
+   2 CPU cores (crop pipeline, EMD loss) reaches a test SRCC of about 0.65.
 4. Score: m = 8 - 6 s; p_k = P(k - 1/2 < X < k + 1/2) for X ~ N(m, 1.4^2), k = 1..10, the tails
    folded into 1 and 10; the votes are a multinomial draw of N ~ U{150..250} voters from p.
 

@@ -201,8 +201,8 @@ def _collect(ds, take=None):
 
 
 @pytest.mark.parametrize("augmentation, training, shape", [
-    ("crop224", True, (224, 224)),
-    ("crop224", False, (224, 224)),
+    ("crop", True, (224, 224)),
+    ("crop", False, (224, 224)),
     ("paper", True, (480, 640)),
     ("paper", False, (480, 640)),
 ])
