@@ -8,4 +8,4 @@ from nima.model import (
     mean_score,
     std_score,
 )
-# demo_model is added with the training machinery.
+from nima.demo import demo_model

@@ -24,8 +24,9 @@ flags.DEFINE_bool("skip_missing_images", False, "Drop AVA.txt ids that have no i
 flags.DEFINE_string("demo_dir", None, "Where the demo set is built (default <model_dir>/demo_data).")
 flags.DEFINE_integer("demo_num_images", 1200, "Images in the demo set.")
 flags.DEFINE_integer("demo_image_size", 256, "Side of the demo images.")
-flags.DEFINE_enum("augmentation", "crop224", ["crop224", "paper"], "Resize 256 + crop 224 + "
+flags.DEFINE_enum("augmentation", "crop", ["crop", "paper"], "Resize 256 + random crop 224 + "
                   "flip (public ports) or rescale to 480x640 + flip (paper).")
+flags.DEFINE_integer("crop_size", 224, "Crop side of --augmentation=crop (resize: x 256/224).")
 flags.DEFINE_float("dropout", 0.25, "Dropout before the 10-way head (keep 0.75).")
 flags.DEFINE_float("base_learning_rate", 3e-7, "Backbone learning rate (paper: 3e-7).")
 flags.DEFINE_float("head_learning_rate", 3e-6, "Head learning rate (paper: 3e-6).")
@@ -39,7 +40,7 @@ FLAGS = flags.FLAGS
 _OWN_FLAGS = (
     "backbone", "backbone_weights", "init_weights", "dataset", "ava_txt", "image_dir",
     "split_file", "test_fraction", "skip_missing_images", "demo_dir", "demo_num_images",
-    "demo_image_size", "augmentation", "dropout", "base_learning_rate", "head_learning_rate",
+    "demo_image_size", "augmentation", "crop_size", "dropout", "base_learning_rate", "head_learning_rate",
     "momentum", "lr_decay_epochs", "lr_decay_rate", "eval_batch_size",
 )
 

@@ -38,7 +38,8 @@ class NimaConfig:
     demo_dir: str | None = None  # where the demo set is built (default <model_dir>/demo_data)
     demo_num_images: int = 1200
     demo_image_size: int = 256
-    augmentation: str = "crop224"  # or "paper" (480x640)
+    augmentation: str = "crop"  # resize 256 + random crop 224, or "paper" (480x640)
+    crop_size: int = 224
     dropout: float = 0.25
     # Paper section 4.1: momentum optimiser, 3e-7 (base) / 3e-6 (head), decay every 10 epochs.
     base_learning_rate: float = 3e-7
@@ -58,6 +59,33 @@ class NimaConfig:
     mixed_precision: bool = False
     export_dir: str | None = None
     export_version: int | None = None
+
+
+# The demo preset (configs/nima_demo.flags holds the same values; a test keeps them equal):
+# a MobileNet NIMA trained from scratch on the embedded demo set in a few CPU minutes. Small
+# images and large learning rates are for the demo only; the AVA presets use the paper's.
+DEMO_SETTINGS = dict(
+    backbone="mobilenet",
+    dataset="demo",
+    demo_num_images=1200,
+    demo_image_size=128,
+    augmentation="crop",
+    crop_size=112,
+    batch_size=32,
+    base_learning_rate=0.01,
+    head_learning_rate=0.05,
+    lr_decay_epochs=10,
+    train_steps=300,
+    checkpoint_every=100,
+    log_every=25,
+)
+
+
+def demo_config(model_dir, **overrides):
+    """The demo preset's NimaConfig, exported into <model_dir>/export."""
+    settings = dict(DEMO_SETTINGS, export_dir=os.path.join(model_dir, "export"))
+    settings.update(overrides)
+    return NimaConfig(model_dir=model_dir, **settings)
 
 
 def load_splits(config):
@@ -83,7 +111,7 @@ def load_splits(config):
     )
     if not os.path.exists(recorded):
         os.makedirs(config.model_dir, exist_ok=True)
-        ava.write_split_file(test_records, recorded)
+        ava.write_split_file(recorded, test_records)
     logging.info("AVA: %d train, %d test images", len(train_records), len(test_records))
     return train_records, test_records
 
@@ -145,13 +173,16 @@ def train(config):
     train_step = make_train_step(model, optimizer, config.batch_size, head_multiplier)
 
     def make_dataset(context, start_step):
+        # Each input pipeline feeds num_replicas / num_pipelines per-replica batches a step.
+        batches_per_step = context.num_replicas_in_sync // context.num_input_pipelines
         return ava.make_dataset(
             train_records,
             batch_size=context.get_per_replica_batch_size(config.batch_size),
             training=True,
             augmentation=config.augmentation,
+            crop_size=config.crop_size,
             seed=config.seed,
-            start_step=start_step,
+            start_step=start_step * batches_per_step,
             num_shards=context.num_input_pipelines,
             shard_index=context.input_pipeline_id,
             decode_failures=failures,
@@ -200,7 +231,7 @@ def evaluate(config, model=None):
     failures = ava.DecodeFailures()
     dataset = ava.make_dataset(
         test_records, batch_size=config.eval_batch_size, training=False,
-        augmentation=config.augmentation, decode_failures=failures,
+        augmentation=config.augmentation, crop_size=config.crop_size, decode_failures=failures,
     )
     predict = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
     targets, predictions = [], []
