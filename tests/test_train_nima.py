@@ -25,7 +25,7 @@ def run_cli(*args, timeout=400):
 
 
 def last_json(stdout):
-    return json.loads(stdout[stdout.index("{"):])
+    return json.JSONDecoder().raw_decode(stdout[stdout.index("{"):])[0]
 
 
 @pytest.mark.slow
@@ -131,3 +131,13 @@ def test_demo_model_trains_once_then_loads_from_cache(tmp_path, monkeypatch):
     second = nima.demo_model(cache_dir=str(tmp_path / "cache"), **tiny)
     images = np.random.default_rng(0).random((2, 48, 48, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(first(images)), np.asarray(second(images)), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_demo_preset_learns_the_demo_scores(tmp_path):
+    """The README's main job, as configs/nima_demo.flags sets it (a few CPU minutes)."""
+    from train import nima_task
+
+    outcome = nima_task.run(nima_task.demo_config(model_dir=str(tmp_path / "run")))
+    assert outcome["step"] == nima_task.DEMO_SETTINGS["train_steps"]
+    assert outcome["srcc"] > 0.5, outcome

@@ -55,6 +55,8 @@ def main(argv):
     del argv
     outcome = run(config_from_flags())
     print(json.dumps(outcome, indent=2))
+    if "srcc" in outcome:
+        print(f"Test SRCC {outcome['srcc']:.3f} on {outcome['num_images']} test images")
 
 
 if __name__ == "__main__":

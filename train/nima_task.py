@@ -72,12 +72,12 @@ DEMO_SETTINGS = dict(
     augmentation="crop",
     crop_size=112,
     batch_size=32,
-    base_learning_rate=0.01,
-    head_learning_rate=0.05,
+    base_learning_rate=0.05,
+    head_learning_rate=0.1,
     lr_decay_epochs=10,
-    train_steps=300,
+    train_steps=500,
     checkpoint_every=100,
-    log_every=25,
+    log_every=50,
 )
 
 
