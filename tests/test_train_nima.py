@@ -141,3 +141,54 @@ def test_demo_preset_learns_the_demo_scores(tmp_path):
     outcome = nima_task.run(nima_task.demo_config(model_dir=str(tmp_path / "run")))
     assert outcome["step"] == nima_task.DEMO_SETTINGS["train_steps"]
     assert outcome["srcc"] > 0.5, outcome
+
+
+def free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_train_with_multi_worker_mirrored_strategy(tmp_path):
+    """Two local worker processes (loopback only) train one model from TF_CONFIG."""
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    args = [sys.executable, "-m", "train.nima", "--flagfile=configs/nima_demo.flags",
+            "--strategy=multi_worker", f"--model_dir={tmp_path / 'run'}", "--export_dir=",
+            f"--demo_dir={tmp_path / 'demo'}", *TINY]
+    # Build the demo set once, so the workers do not race to write it.
+    from datasets import demo
+
+    demo.build_demo_ava(str(tmp_path / "demo"), num_images=40, image_size=48, seed=0)
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(
+            args, cwd=REPO, env=dict(env, TF_CONFIG=json.dumps(config)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=400) for p in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-4000:]
+    assert last_json(outputs[0][0])["step"] == 4
+    assert tf_latest_step(tmp_path / "run" / "checkpoints") == 4
+
+
+def tf_latest_step(directory):
+    import tensorflow as tf
+
+    return int(tf.train.latest_checkpoint(str(directory)).rsplit("-", 1)[1])
+
+
+def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
+    from train import strategies
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        strategies.make_strategy("multi_worker")
