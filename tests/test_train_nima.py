@@ -59,6 +59,16 @@ def test_demo_cli_trains_resumes_evaluates_and_exports(tmp_path):
     assert exported.returncode != 0 and "refusing to overwrite" in exported.stderr
 
 
+def test_mixed_precision_trains_and_exports_in_float32(tmp_path):
+    done = run_cli("--flagfile=configs/nima_demo.flags", f"--model_dir={tmp_path / 'run'}",
+                   f"--export_dir={tmp_path / 'export'}", f"--demo_dir={tmp_path / 'demo'}",
+                   *TINY, "--mixed_precision")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Precision policy: mixed_bfloat16" in done.stderr  # no GPU here: bfloat16
+    assert last_json(done.stdout)["step"] == 4
+    assert os.path.exists(tmp_path / "export" / "1" / "saved_model.pb")
+
+
 def test_missing_ava_images_stop_the_run_with_the_flag_to_skip_them(tmp_path):
     images = tmp_path / "images"
     images.mkdir()

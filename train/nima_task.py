@@ -159,7 +159,8 @@ def make_train_step(model, optimizer, global_batch_size, head_multiplier):
 def train(config):
     """Trains (or resumes) under config.strategy; saves the final weights to model_dir."""
     keras.utils.set_random_seed(config.seed)
-    loop.set_mixed_precision(config.mixed_precision)
+    policy = loop.set_mixed_precision(config.mixed_precision)
+    logging.info("Precision policy: %s", policy)
     strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
     train_records, _ = load_splits(config)
     steps_per_epoch = math.ceil(len(train_records) / config.batch_size)
@@ -263,7 +264,8 @@ def run(config):
         _, result = train(config)
         if result.interrupted or not result.is_chief:
             return {"step": result.step, "interrupted": result.interrupted}
-        # Evaluate and export a plain copy of the final weights, outside the strategy scope.
+        # Evaluate and export a plain float32 copy of the final weights, outside the strategy.
+        loop.set_mixed_precision(False)
         outcome = {"step": result.step, **evaluate(config)}
         if config.export_dir:
             outcome["export_path"] = export(config)
