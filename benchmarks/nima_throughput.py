@@ -22,6 +22,8 @@ from absl import app, flags  # noqa: E402
 import nima  # noqa: E402
 from train import nima_task  # noqa: E402
 
+tf.get_logger().setLevel("ERROR")  # one tf.function per case: retracing warnings are expected
+
 flags.DEFINE_list("backbones", list(nima.BACKBONES), "Backbones to measure.")
 flags.DEFINE_list("sizes", ["224x224x64", "333x500x1"], "HEIGHTxWIDTHxBATCH cases.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per figure (median reported).")
