@@ -129,3 +129,27 @@ def test_results_do_not_depend_on_replica_count(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "OK" in done.stdout
+
+
+class _FakeResolver:
+    def __init__(self, cluster, task_type, task_id):
+        self._cluster, self.task_type, self.task_id = cluster, task_type, task_id
+
+    def cluster_spec(self):
+        return tf.train.ClusterSpec(self._cluster)
+
+
+@pytest.mark.parametrize("cluster, task_type, task_id, chief", [
+    ({}, None, None, True),
+    ({"worker": ["a:1", "b:1"]}, "worker", 0, True),
+    ({"worker": ["a:1", "b:1"]}, "worker", 1, False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, "worker", 0, False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, "chief", 0, True),
+])
+def test_chief_is_the_chief_task_or_worker_zero(cluster, task_type, task_id, chief):
+    from types import SimpleNamespace
+
+    from train import strategies
+
+    fake = SimpleNamespace(cluster_resolver=_FakeResolver(cluster, task_type, task_id))
+    assert strategies.is_chief(fake) is chief

@@ -51,12 +51,15 @@ def make_strategy(name, num_cpu_devices=2):
 
 
 def is_chief(strategy):
-    """True on the worker that writes checkpoints, summaries and exports."""
+    """True on the worker that writes checkpoints, summaries and exports: the "chief" task if
+    the cluster has one, else worker 0."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster or resolver.task_type is None:
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
+    if "chief" in cluster:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
 
 
 def worker_id(strategy):
