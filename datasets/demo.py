@@ -301,28 +301,3 @@ def read_demo_labels(output_dir):
         row["target_mean"] = float(row["target_mean"])
         row["quality"] = int(row["quality"])
     return rows
-
-
-def main(argv):
-    from absl import flags, logging
-    del argv
-    flags_ = flags.FLAGS
-    ava_txt, image_dir = build_demo_ava(flags_.output_dir, num_images=flags_.num_images,
-                                        image_size=flags_.image_size, seed=flags_.seed)
-    logging.info("demo AVA set ready: %s, %s", ava_txt, image_dir)
-    print(f"AVA.txt:   {ava_txt}\nimage dir: {image_dir}")
-
-
-def _define_flags():
-    from absl import flags
-    flags.DEFINE_string("output_dir", None, "Directory for AVA.txt, images/, labels.csv.")
-    flags.DEFINE_integer("num_images", 1200, "Number of images.")
-    flags.DEFINE_integer("image_size", 256, "Shorter side of every image, in pixels.")
-    flags.DEFINE_integer("seed", 0, "Seed; the same seed gives the same set.")
-    flags.mark_flag_as_required("output_dir")
-
-
-if __name__ == "__main__":
-    from absl import app
-    _define_flags()
-    app.run(main)

@@ -81,7 +81,7 @@ def test_idempotent_and_rebuilds_on_new_parameters(tiny, tmp_path, monkeypatch):
 
 def test_command_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "datasets.demo", f"--output_dir={tmp_path}", "--num_images=4",
+        [sys.executable, "-m", "tools.build_demo_ava", f"--output_dir={tmp_path}", "--num_images=4",
          "--image_size=32", "--seed=1"],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
