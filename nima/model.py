@@ -1,4 +1,6 @@
 """The NIMA model and its scores (Talebi & Milanfar, paper sections 2.1 and 2.1.1)."""
+import os
+
 import keras
 from keras import ops
 
@@ -34,8 +36,6 @@ def build_nima(backbone, weights=None, dropout=0.25, name=None):
 
 def load_nima_weights(model, path):
     """Loads a whole NIMA model's weights from a local file, with an error naming the file."""
-    import os
-
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"NIMA weights file not found: {path}")

@@ -51,6 +51,7 @@ def test_demo_cli_trains_resumes_evaluates_and_exports(tmp_path):
     assert (model_dir / "test_ids.txt").read_text() == recorded_split
     assert os.path.exists(export_dir / "2" / "saved_model.pb")
 
+    os.remove(model_dir / "nima.weights.h5")  # eval restores the latest checkpoint
     evaluated = run_cli(*common, "--mode=eval")
     assert evaluated.returncode == 0, evaluated.stderr[-4000:]
     assert json.loads((model_dir / "eval.json").read_text())["num_images"] == 8

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 
+import keras
 import tensorflow as tf
 from absl import logging
 
@@ -186,8 +187,6 @@ class TrainingLoop:
 
 def set_mixed_precision(enabled):
     """`--mixed_precision`: float16 (with loss scaling) on GPUs, bfloat16 elsewhere."""
-    import keras
-
     if not enabled:
         keras.mixed_precision.set_global_policy("float32")
         return "float32"

@@ -213,16 +213,19 @@ def train(config):
 
 
 def restore_model(config):
-    """The model of model_dir's final weights, else of its latest checkpoint."""
+    """The model of model_dir's latest checkpoint (the newest state, also after an interrupted
+    resumed run), else of its final weights file."""
     model = build_model(dataclasses.replace(config, backbone_weights=None, init_weights=None))
+    latest = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
+    if latest is not None:
+        tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+        return model
     final = os.path.join(config.model_dir, FINAL_WEIGHTS)
     if os.path.exists(final):
         return nima.load_nima_weights(model, final)
-    latest = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
-    if latest is None:
-        raise FileNotFoundError(f"No trained NIMA in {config.model_dir}: no {FINAL_WEIGHTS} or checkpoint.")
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    return model
+    raise FileNotFoundError(
+        f"No trained NIMA in {config.model_dir}: no checkpoint and no {FINAL_WEIGHTS}."
+    )
 
 
 def evaluate(config, model=None):
