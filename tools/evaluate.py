@@ -1,0 +1,222 @@
+"""Image-quality metrics of the enhancer papers, as functions on NumPy arrays.
+
+Images are float arrays (H, W, 3), RGB in [0, 1] (DESIGN.md section 4); uint8 arrays are also
+accepted and read as v / 255. Every figure is computed in float64.
+
+Full-reference (WESPE section 4.1, PieNet section 4.1; against a ground-truth image):
+
+- `psnr(a, b)`: 10 log10(data_range^2 / MSE), the MSE over all pixels and channels; identical
+  images give +inf.
+- `ssim(a, b)`: Wang et al. 2004 (the paper's [30]), the convention of `tf.image.ssim` and of
+  scikit-image's `structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=1, channel_axis=-1)`: local means, variances and
+  covariance under an 11 x 11 Gaussian window with sigma 1.5 (normalised to sum 1), population
+  (not sample) statistics, C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = 1; the SSIM map is kept only
+  where the window lies fully inside the image (a border of 5 pixels is dropped), averaged over
+  that region for each of R, G and B, and the three channel means are averaged. Images must be
+  at least 11 x 11.
+
+No-reference (WESPE section 4.2):
+
+- `entropy(image)`: Shannon entropy in bits, -sum p_i log2 p_i, of the 256-bin histogram of the
+  8-bit grayscale image ("entropy based on pixel level observations"). Grayscale is Pillow's
+  `convert("L")` of `to_uint8(image)`, i.e. ITU-R 601-2 luma L = R 299/1000 + G 587/1000 +
+  B 114/1000 on 8-bit values, rounded (Pillow computes it in 16.16 fixed point). Range [0, 8].
+- `png_bits_per_pixel(image)`: the size in bits of the lossless PNG file of the 8-bit RGB image
+  (`to_uint8`), written by Pillow with zlib `compress_level=6` (Pillow's default) and without
+  `optimize`, divided by H * W. The whole file counts, headers included (about 0.01 bpp at
+  640 x 480). Random noise needs about 24 bpp; a constant image a small fraction of one bit.
+- `nima_mean_scores(model, images)`: the NIMA mean score sum_i i p_i (NIMA section 2.1.1) of
+  each image at its own size.
+
+`no_reference_figures` and `full_reference_figures` average these over a set of images, as the
+papers' tables do (the mean of the per-image values).
+"""
+import io
+
+import numpy as np
+from PIL import Image
+
+import nima
+
+__all__ = [
+    "entropy",
+    "full_reference_figures",
+    "nima_mean_scores",
+    "no_reference_figures",
+    "png_bits_per_pixel",
+    "psnr",
+    "ssim",
+    "to_uint8",
+]
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+PNG_COMPRESS_LEVEL = 6
+
+
+def _as_float(image):
+    """An image as float64: uint8 -> v / 255, float values as they are."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image.astype(np.float64) / 255.0
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"expected a float image in [0, 1] or uint8, got dtype {image.dtype}")
+    return image.astype(np.float64, copy=False)
+
+
+def _check_pair(a, b):
+    a, b = _as_float(a), _as_float(b)
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    return a, b
+
+
+def _check_rgb(image):
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    return image
+
+
+def to_uint8(image):
+    """round(clip(x, 0, 1) * 255) as uint8 (rounding half to even, as np.rint); NaN -> 0.
+
+    uint8 input is returned unchanged.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    image = np.nan_to_num(image.astype(np.float64), nan=0.0)
+    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def psnr(a, b, data_range=1.0):
+    """Peak signal-to-noise ratio in dB: 10 log10(data_range^2 / mean((a - b)^2)); +inf if equal."""
+    a, b = _check_pair(a, b)
+    mse = np.mean((a - b) ** 2)
+    if mse == 0:
+        return float("inf")
+    return float(10.0 * np.log10(data_range**2 / mse))
+
+
+def _gaussian_window(size=SSIM_WINDOW, sigma=SSIM_SIGMA):
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    window = np.exp(-(x**2) / (2.0 * sigma**2))
+    return window / window.sum()
+
+
+def _filter_valid(x, window):
+    """Separable 2-D filtering of (H, W, C) over H and W, 'valid' region only."""
+    size = window.size
+    x = np.lib.stride_tricks.sliding_window_view(x, size, axis=0) @ window  # (H-s+1, W, C)
+    return np.lib.stride_tricks.sliding_window_view(x, size, axis=1) @ window  # (.., W-s+1, C)
+
+
+def ssim(a, b):
+    """Mean structural similarity of two RGB images in [0, 1] (module docstring: convention).
+
+    Returns a float in [-1, 1]; 1 only for identical images.
+    """
+    a, b = _check_pair(a, b)
+    _check_rgb(a)
+    if min(a.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW} x {SSIM_WINDOW}, got {a.shape}")
+    window = _gaussian_window()
+    c1 = (SSIM_K1 * 1.0) ** 2
+    c2 = (SSIM_K2 * 1.0) ** 2
+    mu_a = _filter_valid(a, window)
+    mu_b = _filter_valid(b, window)
+    var_a = _filter_valid(a * a, window) - mu_a**2
+    var_b = _filter_valid(b * b, window) - mu_b**2
+    cov = _filter_valid(a * b, window) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+    return float(np.mean(ssim_map.mean(axis=(0, 1))))
+
+
+def _gray8(image):
+    """8-bit ITU-R 601-2 luma of an RGB image, by Pillow's convert("L")."""
+    return np.asarray(Image.fromarray(to_uint8(_check_rgb(np.asarray(image)))).convert("L"))
+
+
+def entropy(image):
+    """Shannon entropy in bits of the 256-bin histogram of the 8-bit gray image (module docstring)."""
+    histogram = np.bincount(_gray8(image).ravel(), minlength=256).astype(np.float64)
+    p = histogram[histogram > 0] / histogram.sum()
+    return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def png_bits_per_pixel(image, compress_level=PNG_COMPRESS_LEVEL):
+    """Bits of the lossless 8-bit RGB PNG file (Pillow, zlib `compress_level`) per pixel."""
+    pixels = to_uint8(_check_rgb(np.asarray(image)))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=compress_level)
+    return 8.0 * buffer.tell() / (pixels.shape[0] * pixels.shape[1])
+
+
+def nima_mean_scores(nima_model, images_iterable, batch=1):
+    """NIMA mean score of each image, each at its own size; returns float64 array (n,).
+
+    `nima_model` is a NIMA Keras model (`nima.build_nima`, `nima.demo_model`): float [0, 1]
+    images of any size -> (batch, 10) score distribution. Up to `batch` consecutive images of the
+    same size go through the model together; images are never resized.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    scores = []
+    pending = []
+
+    def flush():
+        if pending:
+            distribution = nima_model(np.stack(pending).astype(np.float32), training=False)
+            scores.extend(np.asarray(nima.mean_score(distribution), np.float64).tolist())
+            pending.clear()
+
+    for image in images_iterable:
+        image = _check_rgb(_as_float(image))
+        if pending and (image.shape != pending[0].shape or len(pending) >= batch):
+            flush()
+        pending.append(image)
+    flush()
+    return np.asarray(scores, np.float64)
+
+
+def no_reference_figures(images, nima_model=None):
+    """Means over `images` of entropy, png_bpp and (only with a model) nima_mean.
+
+    `images` is any iterable of (H, W, 3) images, read once. Returns a dict of floats with the
+    keys "entropy", "png_bpp" and, if `nima_model` is given, "nima_mean".
+    """
+    entropies, bpps, scores = [], [], []
+    for image in images:
+        image = _check_rgb(_as_float(image))
+        entropies.append(entropy(image))
+        bpps.append(png_bits_per_pixel(image))
+        if nima_model is not None:
+            scores.extend(nima_mean_scores(nima_model, [image]))
+    if not entropies:
+        raise ValueError("no images to evaluate")
+    figures = {"entropy": float(np.mean(entropies)), "png_bpp": float(np.mean(bpps))}
+    if nima_model is not None:
+        figures["nima_mean"] = float(np.mean(scores))
+    return figures
+
+
+def full_reference_figures(outputs, references):
+    """Mean PSNR (dB) and mean SSIM of `outputs` against their `references`, pair by pair.
+
+    Returns {"psnr": ..., "ssim": ...}. The mean PSNR is +inf if any pair is identical.
+    """
+    psnrs, ssims = [], []
+    outputs, references = list(outputs), list(references)
+    if len(outputs) != len(references):
+        raise ValueError(f"{len(outputs)} outputs but {len(references)} references")
+    if not outputs:
+        raise ValueError("no images to evaluate")
+    for output, reference in zip(outputs, references):
+        psnrs.append(psnr(output, reference))
+        ssims.append(ssim(output, reference))
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
