@@ -5,7 +5,9 @@ bytes endpoint taking encoded images (`tf.string`, decoded on the CPU), and expo
 `<export_dir>/<version>/` with integer versions, never over an existing version.
 
 The core, `export_saved_model`, is model-agnostic: the caller passes the signature functions, so
-the enhancers export through it too. It is built on `keras.export.ExportArchive` because a
+the enhancers export through it too (`enhancer_signatures`, `export_enhancer` serve any Keras
+image-to-image model). A JSON `metadata` dict (training preset, steps, figures ...) can ride along
+in `<version>/assets.extra/metadata.json`. It is built on `keras.export.ExportArchive` because a
 SavedModel saved with `tf.saved_model.save` from a plain `tf.Module` holding a Keras 3 model
 loads in TF2 but fails in the session-based loader that TF Serving and `saved_model_cli run` use
 ("Could not find variable .../moving_mean") unless every variable is tracked by hand;
@@ -13,6 +15,7 @@ ExportArchive tracks them.
 
     python -m tools.export --backbone=mobilenet --weights=nima.weights.h5 --export_dir=exports/nima
 """
+import json
 import os
 import shutil
 import uuid
@@ -24,6 +27,9 @@ import nima
 from datasets.images import decode_image_tensor
 
 __all__ = [
+    "METADATA_FILE",
+    "enhancer_signatures",
+    "export_enhancer",
     "export_saved_model",
     "export_nima",
     "map_over_image_bytes",
@@ -61,7 +67,12 @@ def resolve_version(export_dir, version=None):
     return version
 
 
-def export_saved_model(model, export_dir, signatures, version=None):
+# TF Serving reads nothing from assets.extra except warm-up records (tf_serving_warmup_requests),
+# so metadata stored there travels with the version without changing how it is served.
+METADATA_FILE = os.path.join("assets.extra", "metadata.json")
+
+
+def export_saved_model(model, export_dir, signatures, version=None, metadata=None):
     """Writes a SavedModel for TF Serving into `<export_dir>/<version>/` and returns that path.
 
     `model` is a Keras model or layer, or a list of them, whose variables the signatures use.
@@ -74,9 +85,20 @@ def export_saved_model(model, export_dir, signatures, version=None):
     existing version is never overwritten (FileExistsError). The SavedModel is written to a
     hidden, non-integer sibling directory (which Serving ignores) and renamed into place at the
     end, so a crash never leaves a half-written version for Serving to load. Local paths only.
+
+    `metadata`, a JSON-serialisable dict, is written to `<version>/assets.extra/metadata.json`
+    (`METADATA_FILE`; UTF-8, keys sorted) before that rename, so a version never appears without
+    it. TF Serving ignores assets.extra apart from warm-up records, and `tf.saved_model.load` does
+    not read it either: read it back with `json.load`. A value that JSON cannot encode raises
+    TypeError (ValueError for NaN) before anything is written.
     """
     if not signatures:
         raise ValueError("signatures must name at least one endpoint")
+    metadata_json = None
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+        metadata_json = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False)
     export_dir = os.fspath(export_dir)
     version = resolve_version(export_dir, version)
     final_path = os.path.join(export_dir, str(version))
@@ -91,6 +113,11 @@ def export_saved_model(model, export_dir, signatures, version=None):
     tmp_path = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex}")
     try:
         archive.write_out(tmp_path, verbose=False)
+        if metadata_json is not None:
+            metadata_path = os.path.join(tmp_path, METADATA_FILE)
+            os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
+            with open(metadata_path, "w", encoding="utf-8") as f:
+                f.write(metadata_json + "\n")
         # os.rename replaces an empty directory silently, so check again just before it.
         resolve_version(export_dir, version)
         try:
@@ -168,12 +195,82 @@ def nima_signatures(model):
     }
 
 
-def export_nima(model, export_dir, version=None):
+def export_nima(model, export_dir, version=None, metadata=None):
     """Exports a NIMA model (from `nima.build_nima`) for TF Serving; returns the version path.
 
-    Signatures as in `nima_signatures`; versioning as in `export_saved_model`.
+    Signatures as in `nima_signatures`; versioning and `metadata` as in `export_saved_model`.
     """
-    return export_saved_model(model, export_dir, nima_signatures(model), version=version)
+    return export_saved_model(
+        model, export_dir, nima_signatures(model), version=version, metadata=metadata
+    )
+
+
+def _encode_jpeg(image, quality):
+    """One float image [h, w, 3] -> scalar JPEG tf.string, pixels as `tools.evaluate.to_uint8`."""
+    with tf.device("/cpu:0"):
+        pixels = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+        return tf.io.encode_jpeg(pixels, quality=quality)
+
+
+def enhancer_signatures(model, jpeg_quality=95):
+    """Serving signatures of an image enhancer, for `export_saved_model` (DESIGN.md section 4).
+
+    `model` is any Keras image-to-image model: float32 RGB [batch, h, w, 3] in [0, 1] in, an
+    image of the same size out (any float dtype; mixed-precision outputs are cast to float32).
+
+    - `serving_default`: `images`, float32 [batch, h, w, 3] in [0, 1] ->
+      `enhanced_images`, float32 [batch, h, w, 3] clipped to [0, 1].
+    - `serve_image_bytes`: `image_bytes`, tf.string [batch] of encoded JPEG/PNG/BMP/GIF images,
+      of any and different sizes, grayscale, RGBA (alpha dropped) and 16-bit PNG included,
+      decoded on the CPU (`map_over_image_bytes`) and enhanced one at a time at their own size ->
+      `enhanced_image_bytes`, tf.string [batch] of JPEGs of quality `jpeg_quality` (pixels
+      round(clip(x, 0, 1) * 255)). TF Serving's REST API base64-encodes this output because its
+      name ends in `_bytes`; send the input as {"b64": ...} for the same reason.
+    """
+    if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int) or not (
+        0 <= jpeg_quality <= 100
+    ):
+        raise ValueError(f"jpeg_quality must be an integer in [0, 100], got {jpeg_quality!r}")
+
+    def enhance(images):
+        enhanced = tf.cast(model(images, training=False), tf.float32)
+        return tf.clip_by_value(enhanced, 0.0, 1.0)
+
+    def serve_images(images):
+        return {"enhanced_images": enhance(images)}
+
+    def serve_image_bytes(image_bytes):
+        encoded = map_over_image_bytes(
+            lambda image: _encode_jpeg(enhance(image)[0], jpeg_quality)[tf.newaxis],
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([], tf.string),
+        )
+        return {"enhanced_image_bytes": encoded}
+
+    return {
+        "serving_default": (
+            serve_images,
+            [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
+        ),
+        "serve_image_bytes": (
+            serve_image_bytes,
+            [tf.TensorSpec([None], tf.string, name="image_bytes")],
+        ),
+    }
+
+
+def export_enhancer(model, export_dir, version=None, metadata=None, jpeg_quality=95):
+    """Exports an image enhancer for TF Serving and `tools.enhance`; returns the version path.
+
+    Signatures as in `enhancer_signatures`; versioning and `metadata` as in `export_saved_model`.
+    """
+    return export_saved_model(
+        model,
+        export_dir,
+        enhancer_signatures(model, jpeg_quality=jpeg_quality),
+        version=version,
+        metadata=metadata,
+    )
 
 
 def main(argv):
