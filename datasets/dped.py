@@ -86,7 +86,7 @@ def _training_folder(root, name):
 
 
 def dped_files(dped_dir, phone):
-    """Lists the DPED files of `phone` (any folder name) under `dped_dir` (`dped/` or `dped/<phone>/`).
+    """The DPED files of `phone` (any folder name) under `dped/` or `dped/<phone>/`.
 
     Returns:
       DpedFiles. The test pairs and full-size photos are optional: if their folders are absent

@@ -183,7 +183,8 @@ def test_shards_deal_the_groups_round_robin(tmp_path):
 def test_rotations_and_flips_happen(tmp_path):
     paths, arrays = _write_images(tmp_path / "a")
     kwargs = dict(patch_size=P, batch_size=8, seed=11, images_per_group=2, patches_per_image=4)
-    plain = _u8(np.concatenate(_take(unpaired.make_patch_dataset(paths, augment=False, **kwargs), 5)))
+    plain = _u8(np.concatenate(
+        _take(unpaired.make_patch_dataset(paths, augment=False, **kwargs), 5)))
     augmented = _u8(np.concatenate(_take(unpaired.make_patch_dataset(paths, **kwargs), 5)))
     transforms = set()
     for crop, patch in zip(plain, augmented):
