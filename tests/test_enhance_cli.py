@@ -1,0 +1,245 @@
+"""tools.enhance: the I/O loop in process, and `python -m tools.enhance` on an exported enhancer.
+
+The command-line runs use real exports of tiny conv enhancers (tests/test_export_enhancer.py)
+and photos of the kinds users have: an EXIF-rotated JPEG, grayscale, 16-bit and RGBA PNGs, and a
+corrupt file.
+"""
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from datasets.images import load_rgb8
+from tools import enhance, evaluate, export
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_export_enhancer import expected_output, tiny_enhancer  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO_ROOT)
+
+
+def _digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _save(pixels, path, **kwargs):
+    Image.fromarray(pixels).save(path, **kwargs)
+    return str(path)
+
+
+def _invert(image):
+    return 1.0 - image
+
+
+# --------------------------------------------------------------------------- in process
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    paths = {
+        "a": _save(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), folder / "a.png"),
+        "b": _save(rng.integers(0, 256, (10, 9, 3), dtype=np.uint8), folder / "b.png"),
+    }
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.png").write_bytes(b"")
+    return folder, paths
+
+
+def test_enhance_files_writes_png_outputs(photos, tmp_path):
+    folder, paths = photos
+    out = tmp_path / "out" / "nested"
+    report = enhance.enhance_files(_invert, [str(folder)], str(out))
+    assert report.ok and len(report.written) == 2
+    assert sorted(os.listdir(out)) == ["a.png", "b.png"]  # no temporary files left
+    for name in ("a", "b"):
+        written = np.asarray(Image.open(out / f"{name}.png"))
+        np.testing.assert_array_equal(written, 255 - load_rgb8(paths[name]))
+    assert "Enhanced 2 of 2 photos." in report.summary()
+
+
+def test_enhance_files_refuses_existing_outputs_unless_overwrite(photos, tmp_path):
+    folder, paths = photos
+    out = tmp_path / "out"
+    out.mkdir()
+    existing = out / "a.png"
+    existing.write_bytes(b"keep me")
+    report = enhance.enhance_files(_invert, [paths["a"], paths["b"]], str(out))
+    assert [path for path, _ in report.written] == [paths["b"]]
+    ((path, reason),) = report.failed
+    assert path == paths["a"] and str(existing) in reason and "exists" in reason
+    assert existing.read_bytes() == b"keep me"
+
+    report = enhance.enhance_files(_invert, [paths["a"]], str(out), overwrite=True)
+    assert report.ok
+    np.testing.assert_array_equal(np.asarray(Image.open(existing)), 255 - load_rgb8(paths["a"]))
+
+
+def test_enhance_files_never_overwrites_inputs(photos):
+    folder, paths = photos
+    before = {name: _digest(path) for name, path in paths.items()}
+    report = enhance.enhance_files(_invert, [str(folder)], str(folder), overwrite=True)
+    assert not report.written and len(report.failed) == 2
+    for (path, reason), name in zip(report.failed, ("a", "b")):
+        assert path == paths[name] and f"refusing to overwrite input file {paths[name]}" in reason
+    assert {name: _digest(path) for name, path in paths.items()} == before
+    # As JPEG next to the inputs it is fine.
+    report = enhance.enhance_files(_invert, [str(folder)], str(folder), output_format="jpg",
+                                   jpeg_quality=90)
+    assert report.ok and os.path.isfile(folder / "a.jpg") and os.path.isfile(folder / "b.jpg")
+    assert Image.open(folder / "a.jpg").format == "JPEG"
+
+
+def test_enhance_files_reports_bad_inputs_and_continues(photos, tmp_path):
+    folder, paths = photos
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    twin = _save(np.zeros((8, 8, 3), np.uint8), tmp_path / "a.jpg")  # same stem as a.png
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = str(tmp_path / "missing.png")
+    calls = []
+
+    def picky(image):
+        calls.append(image.shape)
+        if image.shape == (10, 9, 3):
+            raise RuntimeError("out of memory")
+        return image[1:, 2:]  # an enhancer may change the size (cropping)
+
+    inputs = [paths["a"], str(broken), missing, str(empty), paths["b"], twin, paths["a"]]
+    report = enhance.enhance_files(picky, inputs, str(tmp_path / "out"))
+    assert [path for path, _ in report.written] == [paths["a"]]
+    assert Image.open(tmp_path / "out" / "a.png").size == (14, 11)
+    reasons = dict(report.failed)
+    assert set(reasons) == {str(broken), missing, str(empty), paths["b"], twin}
+    assert "cannot read image" in reasons[str(broken)]
+    assert "no such file" in reasons[missing]
+    assert "no images" in reasons[str(empty)]
+    assert "RuntimeError: out of memory" in reasons[paths["b"]]
+    assert paths["a"] in reasons[twin]
+    assert len(calls) == 2  # a.png once (its duplicate dropped), b.png
+    assert "Enhanced 1 of 6 photos." in report.summary() and "broken.jpg" in report.summary()
+
+
+def test_resolve_saved_model_dir(tmp_path):
+    base = tmp_path / "exports"
+    for version in ("1", "2", "10"):
+        (base / version).mkdir(parents=True)
+        (base / version / "saved_model.pb").write_bytes(b"")
+    (base / "11").mkdir()  # no saved_model.pb: not a version
+    (base / "latest").mkdir()
+    assert enhance.resolve_saved_model_dir(str(base)) == str(base / "10")  # 10 > 2, numerically
+    assert enhance.resolve_saved_model_dir(str(base / "2")) == str(base / "2")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(base / "11"))):
+        enhance.resolve_saved_model_dir(str(base / "11"))
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        enhance.resolve_saved_model_dir(str(tmp_path / "nothing"))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture(scope="module")
+def cli_case(tmp_path_factory):
+    """Versions 1 and 2 of two different tiny enhancers, and photos of several kinds."""
+    root = tmp_path_factory.mktemp("enhance_cli")
+    export_dir = str(root / "export")
+    models = {1: tiny_enhancer(seed=0), 2: tiny_enhancer(seed=1)}
+    for version, model in models.items():
+        export.export_enhancer(model, export_dir, version=version)
+
+    rng = np.random.default_rng(11)
+    photos, more = root / "photos", root / "more"
+    photos.mkdir()
+    more.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: 40 wide, 30 high; upright 30 wide, 40 high
+    deep = rng.integers(0, 65536, (26, 21, 3), dtype=np.uint16)
+    rgba = rng.integers(0, 256, (22, 28, 4), dtype=np.uint8)
+    inputs = {
+        "photo": _save(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), photos / "photo.jpg",
+                       exif=exif, quality=90),
+        "gray": _save(rng.integers(0, 256, (26, 34), dtype=np.uint8), photos / "gray.png"),
+        "deep": str(more / "deep.png"),
+        "rgba": _save(rgba, more / "rgba.png"),
+        "broken": str(more / "broken.jpg"),
+    }
+    (more / "deep.png").write_bytes(tf.io.encode_png(deep).numpy())
+    with open(inputs["photo"], "rb") as f:
+        (more / "broken.jpg").write_bytes(f.read()[:200])  # truncated JPEG
+    assert Image.open(inputs["gray"]).mode == "L" and Image.open(inputs["rgba"]).mode == "RGBA"
+    # 16-bit is scaled to 8 bits, not truncated.
+    assert np.abs(load_rgb8(inputs["deep"]) / 255.0 - deep / 65535.0).max() <= 1 / 255
+    return {"root": root, "export_dir": export_dir, "models": models, "inputs": inputs,
+            "photos": str(photos), "digests": {k: _digest(v) for k, v in inputs.items()}}
+
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tools.enhance", *args], capture_output=True,
+                          text=True, env=ENV, cwd=REPO_ROOT)
+
+
+def _expected_pixels(model, path):
+    return evaluate.to_uint8(expected_output(model, load_rgb8(path)[None] / np.float32(255))[0])
+
+
+def test_cli_base_dir_all_kinds_and_a_corrupt_file(cli_case):
+    inputs = cli_case["inputs"]
+    out = str(cli_case["root"] / "out")
+    result = _run_cli(f"--saved_model={cli_case['export_dir']}", cli_case["photos"],
+                      inputs["deep"], inputs["rgba"], inputs["broken"], f"--output_dir={out}")
+    log = result.stdout + result.stderr
+    assert result.returncode == 1, log
+    assert f"Using version 2 of {cli_case['export_dir']}" in log
+    assert "Enhanced 4 of 5 photos." in result.stdout
+    assert re.search(re.escape(inputs["broken"]) + ".*cannot read image", result.stdout), log
+    assert sorted(os.listdir(out)) == ["deep.png", "gray.png", "photo.png", "rgba.png"]
+    for name in ("photo", "gray", "deep", "rgba"):
+        written = np.asarray(Image.open(os.path.join(out, f"{name}.png")))
+        expected = _expected_pixels(cli_case["models"][2], inputs[name])
+        assert written.shape == expected.shape, name
+        # Equal up to a rounding flip where the served float differs from Keras's by an ulp.
+        assert np.abs(written.astype(int) - expected).max() <= 1, name
+        other = _expected_pixels(cli_case["models"][1], inputs[name])
+        assert np.abs(written.astype(int) - other).mean() > 10, "version 1 was used"
+    assert np.asarray(Image.open(os.path.join(out, "photo.png"))).shape == (40, 30, 3)  # upright
+    assert {k: _digest(v) for k, v in inputs.items()} == cli_case["digests"]
+
+
+def test_cli_version_dir_jpeg_next_to_inputs(cli_case):
+    """`<export>/1`, JPEG output into the photos' own directory: photo.jpg itself is refused."""
+    photos = str(cli_case["root"] / "photos_copy")
+    shutil.copytree(cli_case["photos"], photos)
+    inputs = {name: os.path.join(photos, os.path.basename(cli_case["inputs"][name]))
+              for name in ("photo", "gray")}
+    digests = {name: _digest(path) for name, path in inputs.items()}
+    result = _run_cli(f"--saved_model={os.path.join(cli_case['export_dir'], '1')}", photos,
+                      f"--output_dir={photos}", "--format=jpg", "--overwrite")
+    log = result.stdout + result.stderr
+    assert result.returncode == 1, log
+    assert f"refusing to overwrite input file {inputs['photo']}" in result.stdout, log
+    assert "Enhanced 1 of 2 photos." in result.stdout
+    assert "Using version" not in log
+    assert {name: _digest(path) for name, path in inputs.items()} == digests
+    assert sorted(os.listdir(photos)) == ["gray.jpg", "gray.png", "photo.jpg"]
+    written = np.asarray(Image.open(os.path.join(photos, "gray.jpg")))
+    # Version 1's output, as Pillow's JPEG at quality 95 (up to rounding flips).
+    expected = _expected_pixels(cli_case["models"][1], inputs["gray"])
+    buffer = io.BytesIO()
+    Image.fromarray(expected).save(buffer, format="JPEG", quality=95)
+    reference = np.asarray(Image.open(buffer))
+    assert np.abs(written.astype(int) - reference).max() <= 2
+    other = _expected_pixels(cli_case["models"][2], inputs["gray"])
+    assert np.abs(written.astype(int) - other).mean() > 10, "version 2 was used"

@@ -1,0 +1,385 @@
+"""Enhance photos with a trained enhancer: `python -m tools.enhance`.
+
+    python -m tools.enhance --saved_model=exports/wespe photo1.jpg photo2.png holidays/ \\
+        --output_dir=enhanced
+
+Each photo is enhanced at its own size, one at a time, and written to
+`<output_dir>/<stem>.png` (`--format=jpg` for `<stem>.jpg`, quality `--jpeg_quality`, default 95).
+
+Inputs:
+- Files, and directories, which stand for the images directly inside them (not recursive;
+  extensions .jpg .jpeg .png .bmp .gif .tif .tiff .webp in any case; hidden files skipped).
+- Photos are decoded by `datasets.images.load_rgb8`: the EXIF orientation is applied (the output
+  is upright and carries no EXIF), grayscale, palette, CMYK and 16-bit images become 8-bit RGB,
+  alpha is dropped. No metadata (EXIF, ICC profile) is copied to the output.
+- A file that cannot be read or enhanced is reported by name and skipped; the others are still
+  processed. A summary is printed at the end, and the exit status is 1 if any photo failed.
+
+Outputs:
+- `--output_dir` is created if needed. An existing output file is never replaced unless
+  `--overwrite` is given, and an input file is never replaced, even with `--overwrite` (for
+  example `photo.png` enhanced into its own directory as PNG). Two inputs that would give the
+  same output name (`a.jpg` and `a.png`) are reported: the first one wins. Files are written to a
+  temporary name and moved into place, so an interrupted run leaves no half-written photo.
+
+Methods (`--method`):
+- `saved_model` (default): a SavedModel exported by `tools.export.export_enhancer` (any
+  enhancer: WESPE, CAN, ...). `--saved_model` is a version directory (`exports/wespe/3`) or the
+  base directory that TF Serving would be given (`exports/wespe`), in which case the largest
+  integer version holding a saved_model.pb is used, and the log says which. Its
+  `serving_default` signature is called with float32 [1, h, w, 3] images in [0, 1].
+
+To add a method, write a function that returns `enhance_fn(image) -> image` (float32 (h, w, 3)
+RGB in [0, 1] in and out) and register it in `_METHODS`; `enhance_files` does all the I/O.
+
+Library use (no flags involved):
+
+    from tools import enhance
+    enhance_fn = enhance.load_saved_model_enhancer("exports/wespe")
+    report = enhance.enhance_files(enhance_fn, ["photo.jpg"], "enhanced")
+"""
+import dataclasses
+import io
+import os
+import time
+import uuid
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from PIL import Image
+
+from datasets.images import ImageDecodeError, load_rgb8
+from tools.evaluate import to_uint8
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "OUTPUT_FORMATS",
+    "EnhanceReport",
+    "enhance_files",
+    "expand_inputs",
+    "load_saved_model_enhancer",
+    "resolve_saved_model_dir",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg"}
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+# --------------------------------------------------------------------------- SavedModel method
+
+
+def _has_saved_model(path):
+    return any(os.path.isfile(os.path.join(path, name)) for name in _SAVED_MODEL_FILES)
+
+
+def resolve_saved_model_dir(path):
+    """A SavedModel directory from a version directory or a TF Serving base directory.
+
+    Returns `path` itself if it holds a saved_model.pb, otherwise its largest integer
+    subdirectory that does (logged). Raises FileNotFoundError naming `path` if neither.
+    """
+    path = os.fspath(path)
+    if _has_saved_model(path):
+        return path
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"No SavedModel at {path!r}: no such directory")
+    versions = {
+        int(name): name
+        for name in os.listdir(path)
+        if name.isdigit() and _has_saved_model(os.path.join(path, name))
+    }
+    if not versions:
+        raise FileNotFoundError(
+            f"No SavedModel at {path!r}: it holds neither a saved_model.pb nor integer version "
+            "directories with one"
+        )
+    version = max(versions)
+    chosen = os.path.join(path, versions[version])
+    logging.info("Using version %d of %s (the largest of %d): %s", version, path, len(versions),
+                 chosen)
+    return chosen
+
+
+def load_saved_model_enhancer(path, signature="serving_default"):
+    """Loads an exported enhancer (`tools.export.export_enhancer`); returns `enhance_fn`.
+
+    `path` as in `resolve_saved_model_dir`. `enhance_fn(image)` takes one float (h, w, 3) RGB
+    image in [0, 1] and returns the enhanced float32 (h', w', 3) image, calling the signature
+    (one float image input, output `enhanced_images` or its only output) with a batch of one.
+    The function keeps the loaded SavedModel alive in its `saved_model` attribute; its `path`
+    attribute is the version directory used.
+    """
+    version_dir = resolve_saved_model_dir(path)
+    loaded = tf.saved_model.load(version_dir)
+    if signature not in loaded.signatures:
+        raise ValueError(
+            f"SavedModel {version_dir!r} has no signature {signature!r}; it has "
+            f"{sorted(loaded.signatures)}"
+        )
+    function = loaded.signatures[signature]
+    _, inputs = function.structured_input_signature
+    if len(inputs) != 1:
+        raise ValueError(f"Signature {signature!r} of {version_dir!r} takes {sorted(inputs)}; "
+                         "an enhancer takes one float image batch")
+    (input_name,) = inputs
+    outputs = list(function.structured_outputs)
+    if "enhanced_images" in outputs:
+        output_name = "enhanced_images"
+    elif len(outputs) == 1:
+        output_name = outputs[0]
+    else:
+        raise ValueError(f"Signature {signature!r} of {version_dir!r} returns {sorted(outputs)}; "
+                         "expected 'enhanced_images'")
+
+    def enhance_fn(image):
+        image = np.asarray(image, np.float32)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"expected an (h, w, 3) image, got shape {image.shape}")
+        enhanced = function(**{input_name: tf.constant(image[np.newaxis])})[output_name]
+        return np.asarray(enhanced[0], np.float32)
+
+    enhance_fn.saved_model = loaded  # signature functions need their object alive
+    enhance_fn.path = version_dir
+    logging.info("Loaded enhancer %s (signature %s: %s -> %s)", version_dir, signature,
+                 input_name, output_name)
+    return enhance_fn
+
+
+# --------------------------------------------------------------------------- I/O loop
+
+
+@dataclasses.dataclass
+class EnhanceReport:
+    """What `enhance_files` did: `written` (input, output) pairs, `failed` (input, reason)."""
+
+    written: list = dataclasses.field(default_factory=list)
+    failed: list = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self):
+        return not self.failed
+
+    def summary(self):
+        total = len(self.written) + len(self.failed)
+        lines = [f"Enhanced {len(self.written)} of {total} photos."]
+        if self.failed:
+            lines.append(f"Failed ({len(self.failed)}):")
+            lines.extend(f"  {path}: {reason}" for path, reason in self.failed)
+        return "\n".join(lines)
+
+
+def _is_image_name(name):
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def expand_inputs(paths):
+    """Files to enhance from files and directories; returns (files, failures).
+
+    Directories give the images directly inside them, sorted. Files are kept whatever their
+    extension (the decoder decides). Duplicates (the same file twice) are dropped. `failures`
+    lists (path, reason) for paths that do not exist and directories without images.
+    """
+    files, failures, seen = [], [], set()
+
+    def add(path):
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for path in paths:
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            names = sorted(
+                name for name in os.listdir(path)
+                if _is_image_name(name) and os.path.isfile(os.path.join(path, name))
+            )
+            if not names:
+                failures.append((path, "directory holds no images "
+                                       f"({', '.join(IMAGE_EXTENSIONS)})"))
+            for name in names:
+                add(os.path.join(path, name))
+        elif os.path.exists(path):
+            add(path)
+        else:
+            failures.append((path, "no such file or directory"))
+    return files, failures
+
+
+def _file_id(path):
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+def _encode(image, output_format, jpeg_quality):
+    buffer = io.BytesIO()
+    pixels = Image.fromarray(to_uint8(image))
+    if output_format == "jpg":
+        pixels.save(buffer, format="JPEG", quality=jpeg_quality)
+    else:
+        pixels.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write(data, output, overwrite):
+    """Writes via a temporary file in the same directory; without `overwrite`, never replaces."""
+    directory, name = os.path.split(output)
+    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        if overwrite:
+            os.replace(tmp, output)
+            return
+        try:
+            os.link(tmp, output)  # atomic, and fails if `output` appeared meanwhile
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links
+            with open(output, "xb") as f:
+                f.write(data)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_quality=95,
+                  overwrite=False):
+    """Enhances photo files with `enhance_fn` and writes them to `output_dir`.
+
+    Args:
+      enhance_fn: float32 (h, w, 3) RGB in [0, 1] -> enhanced (h', w', 3) image (values are
+        clipped to [0, 1] and rounded to 8 bits when written).
+      paths: image files and directories (module docstring, "Inputs").
+      output_dir: created if missing; outputs are `<output_dir>/<stem>.png` or `.jpg`.
+      output_format: "png" (lossless) or "jpg".
+      jpeg_quality: Pillow JPEG quality, 1..100, for "jpg".
+      overwrite: replace existing output files. Input files are never replaced.
+
+    Returns:
+      EnhanceReport. A photo that fails (unreadable, output exists, enhance_fn raises ...) is
+      logged by name and listed in `failed`; the others are processed.
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format must be one of {sorted(OUTPUT_FORMATS)}, "
+                         f"got {output_format!r}")
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    output_dir = os.fspath(output_dir)
+    files, failures = expand_inputs(paths)
+    report = EnhanceReport(failed=list(failures))
+    for path, reason in failures:
+        logging.error("Skipping %s: %s", path, reason)
+    os.makedirs(output_dir, exist_ok=True)
+
+    input_real_paths = {os.path.realpath(path) for path in files}
+    input_ids = {_file_id(path) for path in files} - {None}
+    claimed = {}  # output real path -> the input that claimed it
+    for index, path in enumerate(files, 1):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        output = os.path.join(output_dir, stem + OUTPUT_FORMATS[output_format])
+        real_output = os.path.realpath(output)
+
+        def fail(reason):
+            logging.error("Skipping %s: %s", path, reason)
+            report.failed.append((path, reason))
+
+        if real_output in claimed:
+            fail(f"its output {output} is already the output of {claimed[real_output]}")
+            continue
+        if real_output in input_real_paths or _file_id(output) in input_ids:
+            fail(f"refusing to overwrite input file {output}")
+            continue
+        if os.path.lexists(output) and not overwrite:
+            fail(f"output file exists: {output} (use --overwrite to replace it)")
+            continue
+        claimed[real_output] = path
+
+        start = time.perf_counter()
+        try:
+            image = load_rgb8(path).astype(np.float32) / np.float32(255.0)
+        except ImageDecodeError as error:
+            fail(f"cannot read image: {error.reason}")
+            continue
+        try:
+            enhanced = np.asarray(enhance_fn(image))
+            if enhanced.ndim != 3 or enhanced.shape[-1] != 3 or 0 in enhanced.shape:
+                raise ValueError(f"enhancer returned shape {enhanced.shape}, not (h, w, 3)")
+        except Exception as error:  # one photo's failure must not stop the others
+            fail(f"enhancement failed: {type(error).__name__}: {error}")
+            continue
+        seconds = time.perf_counter() - start
+        try:
+            _write(_encode(enhanced, output_format, jpeg_quality), output, overwrite)
+        except FileExistsError:
+            fail(f"output file exists: {output} (use --overwrite to replace it)")
+            continue
+        except OSError as error:
+            fail(f"cannot write {output}: {error}")
+            continue
+        report.written.append((path, output))
+        logging.info("[%d/%d] %s (%dx%d) -> %s: enhanced in %.2f s, %.2f s with writing",
+                     index, len(files), path, image.shape[1], image.shape[0], output, seconds,
+                     time.perf_counter() - start)
+    return report
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _saved_model_method(FLAGS):
+    from absl import app
+
+    if not FLAGS.saved_model:
+        raise app.UsageError("--method=saved_model needs --saved_model=<export dir>")
+    return load_saved_model_enhancer(FLAGS.saved_model)
+
+
+# --method name -> function(FLAGS) returning enhance_fn; new methods (PIEA) register here.
+_METHODS = {"saved_model": _saved_model_method}
+
+
+def main(argv):
+    from absl import app, flags
+
+    FLAGS = flags.FLAGS
+    paths = argv[1:]
+    if not paths:
+        raise app.UsageError("Name at least one photo or directory to enhance.")
+    try:
+        enhance_fn = _METHODS[FLAGS.method](FLAGS)
+    except (FileNotFoundError, ValueError) as error:
+        logging.error("%s", error)
+        return 1
+    report = enhance_files(
+        enhance_fn, paths, FLAGS.output_dir, output_format=FLAGS.format,
+        jpeg_quality=FLAGS.jpeg_quality, overwrite=FLAGS.overwrite,
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_enum("method", "saved_model", list(_METHODS), "How to enhance.")
+    flags.DEFINE_string("saved_model", None, "Exported enhancer: a version directory or the "
+                        "base directory (then its largest version).")
+    flags.DEFINE_string("output_dir", None, "Where the enhanced photos go (created).")
+    flags.DEFINE_enum("format", "png", list(OUTPUT_FORMATS), "Output file format.")
+    flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of --format=jpg.", lower_bound=1,
+                         upper_bound=100)
+    flags.DEFINE_bool("overwrite", False, "Replace existing output files (never input files).")
+    flags.mark_flag_as_required("output_dir")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
