@@ -49,12 +49,16 @@ pass patches_per_image=1 (and a larger images_per_group) so that a group does no
 rotated copies of one patch (`datasets.dped.PATCH_FILE_GROUPS`).
 
 Because decoding runs in `tf.numpy_function`, the dataset runs in this Python process (no
-tf.data service).
+tf.data service). At interpreter exit (atexit) every stream is ended before Python finalises, so
+that a script that exits with a live iterator does not hang on decodes still under way.
 """
+import atexit
 import hashlib
 import os
 import re
 import threading
+import time
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -155,6 +159,31 @@ def match_pairs(source_paths, target_dir_or_paths):
     return [(path, targets[stem]) for stem, path in sources.items()]
 
 
+# Interpreter exit with a live iterator: once Python starts finalising, a tf.data thread that
+# calls into Python (numpy_function) never comes back, and the iterator's destructor then waits
+# for it forever. So at exit (atexit runs before finalisation) every patch stream is told to end:
+# decoders answer "stop" at once, the stream ends after the calls already under way, and we wait
+# (at most _EXIT_WAIT_S) until no decoder has been busy for _EXIT_QUIET_S.
+_EXITING = threading.Event()
+_DECODERS = weakref.WeakSet()
+_EXIT_QUIET_S = 0.2
+_EXIT_WAIT_S = 10.0
+
+
+def _drain_at_exit():
+    _EXITING.set()
+    deadline = time.monotonic() + _EXIT_WAIT_S
+    while time.monotonic() < deadline:
+        decoders = list(_DECODERS)
+        if not any(d.in_flight or time.monotonic() - d.last_return < _EXIT_QUIET_S
+                   for d in decoders):
+            return
+        time.sleep(0.02)
+
+
+atexit.register(_drain_at_exit)
+
+
 class _PatchDecoder:
     """The Python side of one stream: decode, crop, augment; never raises for a bad file."""
 
@@ -168,6 +197,24 @@ class _PatchDecoder:
         self.give_up_after = min(2 * len(paths), _GIVE_UP_CAP) + _GIVE_UP_SLACK
         self._lock = threading.Lock()
         self._failed_in_a_row = 0
+        self.in_flight = 0
+        self.last_return = 0.0
+        _DECODERS.add(self)
+
+    def __call__(self, index, position):
+        """(crops, ok, stop): stop is True once the interpreter is exiting (`_drain_at_exit`)."""
+        if _EXITING.is_set():
+            p = self.patch_size
+            return np.zeros((self.count, p, p, 3), np.uint8), np.bool_(False), np.bool_(True)
+        with self._lock:
+            self.in_flight += 1
+        try:
+            crops, ok = self._decode(index, position)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.last_return = time.monotonic()
+        return crops, ok, np.bool_(False)
 
     def _fail(self, path, reason):
         self.failures.record(path, reason)
@@ -183,7 +230,7 @@ class _PatchDecoder:
         p = self.patch_size
         return np.zeros((self.count, p, p, 3), np.uint8), np.bool_(False)
 
-    def __call__(self, index, position):
+    def _decode(self, index, position):
         path = self.paths[int(index)]
         p = self.patch_size
         try:
@@ -289,11 +336,12 @@ def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num
     p = patch_size
 
     def decode(index, position):
-        crops, ok = tf.numpy_function(decoder, [index, position], [tf.uint8, tf.bool],
-                                      name="load_rgb8_patches")
+        crops, ok, stop = tf.numpy_function(decoder, [index, position],
+                                            [tf.uint8, tf.bool, tf.bool], name="load_rgb8_patches")
         crops.set_shape([2 * per_image, p, p, 3])
         ok.set_shape([])
-        return crops, ok, position
+        stop.set_shape([])
+        return crops, ok, position, stop
 
     def assemble(crops, ok, position):
         # crops [G, 2M, p, p, 3]: M own crops, then M spares per image.
@@ -315,6 +363,8 @@ def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num
 
     ds = _position_stream(len(paths), epoch_seed, first_group, group, num_shards, shard_index)
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.take_while(lambda crops, ok, position, stop: tf.logical_not(stop))
+    ds = ds.map(lambda crops, ok, position, stop: (crops, ok, position))
     ds = ds.batch(group, drop_remainder=True)
     ds = ds.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.unbatch()
@@ -324,11 +374,15 @@ def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num
     ds = ds.map(lambda x: tf.cast(x, tf.float32) * (1.0 / 255.0),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(_options(num_shards))
+
+
+def _options(num_shards):
     options = tf.data.Options()
     options.deterministic = True
     if num_shards > 1:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.with_options(options)
+    return options
 
 
 def make_unpaired_dataset(source_paths, target_paths, *, patch_size, batch_size, seed,
@@ -361,8 +415,4 @@ def make_unpaired_dataset(source_paths, target_paths, *, patch_size, batch_size,
     source = make_patch_dataset(source_paths, seed=derive_seed(seed, "source"), **common)
     target = make_patch_dataset(target_paths, seed=derive_seed(seed, "target"), **common)
     ds = tf.data.Dataset.zip((source, target)).prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = True
-    if int(num_shards) > 1:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.with_options(options)
+    return ds.with_options(_options(int(num_shards)))

@@ -1,6 +1,8 @@
 """datasets.unpaired: folders, the grouped patch stream (determinism, resume, shards, augmentation,
 bad files) and the unpaired source/target zip."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from PIL import Image
 from datasets import unpaired
 from datasets.ava import DecodeFailures
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P = 16  # patch size
 SIZES = ((40, 50), (36, 36), (48, 30), (16, 16), (30, 44))
 
@@ -284,3 +287,28 @@ def test_unpaired_streams_are_independent(tmp_path):
     with pytest.raises(TypeError, match="shuffle_buffer"):
         unpaired.make_unpaired_dataset(paths, paths, patch_size=P, batch_size=4, seed=0,
                                        shuffle_buffer=10)
+
+
+_EXIT_SCRIPT = """
+import sys
+import numpy as np
+from PIL import Image
+from datasets import unpaired
+directory = sys.argv[1]
+rng = np.random.default_rng(0)
+for i in range(4):
+    Image.fromarray(rng.integers(0, 256, (700, 900, 3), np.uint8)).save(f"{directory}/{i}.png")
+ds = unpaired.make_patch_dataset(directory, patch_size=16, batch_size=2, seed=0,
+                                 images_per_group=16, patches_per_image=1)
+it = iter(ds)
+next(it)
+print("took a batch", flush=True)
+"""
+
+
+def test_a_script_exits_with_a_live_iterator(tmp_path):
+    # Decodes are under way when the script ends; the interpreter must not hang on them.
+    result = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, str(tmp_path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "took a batch" in result.stdout
