@@ -387,7 +387,8 @@ def _options(num_shards):
 
 def make_unpaired_dataset(source_paths, target_paths, *, patch_size, batch_size, seed,
                           start_step=0, num_shards=1, shard_index=0, augment=True,
-                          decode_failures=None, **group_kwargs):
+                          decode_failures=None, source_groups=None, target_groups=None,
+                          **group_kwargs):
     """Batches of (source patches, target patches) from two INDEPENDENT streams, zipped.
 
     The source stream uses seed derive_seed(seed, "source") and the target stream
@@ -399,20 +400,25 @@ def make_unpaired_dataset(source_paths, target_paths, *, patch_size, batch_size,
     Args:
       source_paths, target_paths: lists of image files, or directories.
       group_kwargs: `images_per_group`, `patches_per_image`, passed to both streams.
+      source_groups, target_groups: optional dicts of the same keys for one stream only (e.g.
+        `dped.PATCH_FILE_GROUPS` for DPED's patch files against full-size DIV2K photos).
       Everything else as in `make_patch_dataset`; `decode_failures` counts both streams.
 
     Returns:
       tf.data.Dataset of (float32 [B, p, p, 3], float32 [B, p, p, 3]), values in [0, 1].
     """
-    unknown = set(group_kwargs) - {"images_per_group", "patches_per_image"}
-    if unknown:
-        raise TypeError(f"make_unpaired_dataset: unexpected arguments {sorted(unknown)}")
+    for given in (group_kwargs, source_groups or {}, target_groups or {}):
+        unknown = set(given) - {"images_per_group", "patches_per_image"}
+        if unknown:
+            raise TypeError(f"make_unpaired_dataset: unexpected arguments {sorted(unknown)}")
     if decode_failures is None:
         decode_failures = DecodeFailures()
     common = dict(patch_size=patch_size, batch_size=batch_size, start_step=start_step,
                   num_shards=num_shards, shard_index=shard_index, augment=augment,
-                  decode_failures=decode_failures, **group_kwargs)
-    source = make_patch_dataset(source_paths, seed=derive_seed(seed, "source"), **common)
-    target = make_patch_dataset(target_paths, seed=derive_seed(seed, "target"), **common)
+                  decode_failures=decode_failures)
+    source = make_patch_dataset(source_paths, seed=derive_seed(seed, "source"), **common,
+                                **{**group_kwargs, **(source_groups or {})})
+    target = make_patch_dataset(target_paths, seed=derive_seed(seed, "target"), **common,
+                                **{**group_kwargs, **(target_groups or {})})
     ds = tf.data.Dataset.zip((source, target)).prefetch(tf.data.AUTOTUNE)
     return ds.with_options(_options(int(num_shards)))

@@ -56,10 +56,13 @@ class TrainingLoop:
     `make_dataset(input_context, start_step)` returns this input pipeline's tf.data.Dataset,
     batched per replica (`input_context.get_per_replica_batch_size(global_batch_size)`) and
     positioned after `start_step` global steps, so a resumed run sees the data it has not seen.
+    `summary_fn(step)`, if given, runs on the chief at every progress line inside the
+    TensorBoard writer's context, to write summaries beyond the scalars (e.g. sample images).
     """
 
-    def __init__(self, strategy, config, train_step, trackables, make_dataset):
+    def __init__(self, strategy, config, train_step, trackables, make_dataset, summary_fn=None):
         self.strategy = strategy
+        self._summary_fn = summary_fn
         self.config = config
         self._train_step = train_step
         self._make_dataset = make_dataset
@@ -183,6 +186,8 @@ class TrainingLoop:
                 tf.summary.scalar(k, v)
             tf.summary.scalar("steps_per_sec", steps_per_sec)
             tf.summary.scalar("images_per_sec", images_per_sec)
+            if self._summary_fn is not None and self.is_chief:
+                self._summary_fn(step)
 
 
 def set_mixed_precision(enabled):

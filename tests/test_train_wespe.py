@@ -1,0 +1,232 @@
+"""`python -m train.wespe` end to end on a tiny demo set, the train step, presets, multi-worker."""
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from tests.test_train_nima import free_ports, last_json
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tiny sizes: 32x32 patches, 8-channel G/F with one residual block, relu1_2 content features.
+TINY = [
+    "--patch_size=32", "--filters=8", "--residual_blocks=1", "--content_layer=relu1_2",
+    "--batch_size=4", "--train_steps=2", "--checkpoint_every=1", "--log_every=1",
+    "--demo_num_train_patches=24", "--demo_num_test_patches=3", "--eval_max_images=1",
+]
+
+
+def run_cli(*args, timeout=400, env=None):
+    env = dict(env or os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, "-m", "train.wespe", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def build_tiny_demo(path):
+    from datasets import wespe_demo
+
+    return wespe_demo.build_wespe_demo(str(path), patch_size=32, num_train_patches=24,
+                                       num_test_patches=3, seed=0)
+
+
+def summary_tags(directory):
+    tags = set()
+    for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+@pytest.mark.slow
+def test_demo_cli_trains_resumes_evaluates_and_exports(tmp_path):
+    model_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    common = ["--flagfile=configs/wespe_demo.flags", f"--model_dir={model_dir}",
+              f"--export_dir={export_dir}", f"--demo_dir={tmp_path / 'demo'}", *TINY]
+    first = run_cli(*common, "--strategy=mirrored", "--num_cpu_devices=2")
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert "RANDOM VGG-19 FEATURES" in first.stderr  # no --vgg_weights: said loudly
+    outcome = last_json(first.stdout)
+    assert outcome["step"] == 2 and "images/s" in first.stderr
+    report = outcome["eval"]
+    assert report["full_reference"]["num_pairs"] == 3
+    assert report["no_reference"]["num_images"] == 1
+    for section, keys in (("full_reference", ("psnr", "ssim")),
+                          ("no_reference", ("entropy", "png_bpp"))):
+        for key in keys:
+            assert np.isfinite(report[section]["input"][key])
+            assert np.isfinite(report[section]["enhanced"][key])
+    assert os.path.exists(report["side_by_side"])
+    assert json.loads((model_dir / "eval.json").read_text()) == report
+    version_dir = export_dir / "1"
+    assert (version_dir / "saved_model.pb").exists()
+    metadata = json.loads((version_dir / "assets.extra" / "metadata.json").read_text())
+    assert metadata["vgg_weights"] == "RANDOM" and "RANDOM VGG-19" in metadata["warning"]
+    assert (model_dir / "generator.weights.h5").exists()
+    tags = summary_tags(str(model_dir / "train"))
+    for tag in ("content_loss", "color_loss", "texture_loss", "tv_loss", "d_color_accuracy",
+                "d_texture_accuracy", "grad_norm/generator", "grad_norm/color_discriminator",
+                "x | G(x) | F(G(x))"):
+        assert tag in tags, (tag, sorted(tags))
+
+    # The same command with more steps resumes from step 2.
+    second = run_cli(*common, "--train_steps=3", "--export_dir=")
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "at step 2" in second.stderr and last_json(second.stdout)["step"] == 3
+
+    exported = run_cli(*common, "--mode=export", "--export_version=1")
+    assert exported.returncode != 0 and "refusing to overwrite" in exported.stderr
+
+
+def test_train_step_updates_all_four_networks_and_sums_equation_6():
+    from train import wespe_task
+
+    config = wespe_task.WespeConfig(model_dir="unused", patch_size=32, filters=8,
+                                    residual_blocks=1, content_layer="relu1_2")
+    keras.utils.set_random_seed(0)
+    models = wespe_task.build_models(config)
+    from losses import build_vgg19_features
+
+    vgg = build_vgg19_features(None, layer="relu1_2")
+    g_opt, d_opt = keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3)
+    g_opt.build(models.generator_variables())
+    d_opt.build(models.discriminator_variables())
+    step = tf.function(wespe_task.make_train_step(models, vgg, g_opt, d_opt, config, 4))
+    before = {name: [w.numpy().copy() for w in model.trainable_weights]
+              for name, model in models.trackables().items()}
+    rng = np.random.default_rng(0)
+    source = tf.constant(rng.uniform(size=(4, 32, 32, 3)), tf.float32)
+    target = tf.constant(rng.uniform(size=(4, 32, 32, 3)), tf.float32)
+    values = {k: float(v) for k, v in step((source, target)).items()}
+    for name, model in models.trackables().items():
+        kernels = [(a, w) for a, w in zip(before[name], model.trainable_weights)
+                   if w.path.endswith("kernel")]
+        assert len(kernels) >= 5 and all(not np.array_equal(a, w.numpy()) for a, w in kernels), name
+    expected = (values["content_loss"] + 5e-3 * (values["color_loss"] + values["texture_loss"])
+                + 10 * values["tv_loss"])
+    assert values["generator_loss"] == pytest.approx(expected, rel=1e-5)
+    assert all(np.isfinite(v) for v in values.values())
+    assert 0 <= values["d_color_accuracy"] <= 1
+    assert "identity_loss" not in values  # the paper's objective: no identity term
+
+
+def test_identity_loss_is_cyclegans_pixel_identity():
+    from train import wespe_task
+
+    config = wespe_task.WespeConfig(model_dir="unused", patch_size=32, filters=4,
+                                    residual_blocks=1, content_layer="relu1_1",
+                                    identity_weight=2.0)
+    keras.utils.set_random_seed(1)
+    models = wespe_task.build_models(config)
+    from losses import build_vgg19_features
+
+    g_opt, d_opt = keras.optimizers.Adam(0.0), keras.optimizers.Adam(0.0)  # weights stay put
+    g_opt.build(models.generator_variables())
+    d_opt.build(models.discriminator_variables())
+    step = wespe_task.make_train_step(models, build_vgg19_features(None, layer="relu1_1"),
+                                      g_opt, d_opt, config, 2)
+    rng = np.random.default_rng(1)
+    source, target = (rng.uniform(size=(2, 32, 32, 3)).astype("float32") for _ in range(2))
+    values = {k: float(v) for k, v in step((tf.constant(source), tf.constant(target))).items()}
+    g_of_y = models.generator(target).numpy()
+    f_of_x = models.inverse_generator(source).numpy()
+    expected = np.mean(((g_of_y - target) ** 2).mean(axis=(1, 2, 3))
+                       + ((f_of_x - source) ** 2).mean(axis=(1, 2, 3)))
+    assert values["identity_loss"] == pytest.approx(expected, rel=1e-5)
+    assert values["generator_loss"] == pytest.approx(  # reported without the identity term
+        values["content_loss"] + 5e-3 * (values["color_loss"] + values["texture_loss"])
+        + 10 * values["tv_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_two_workers_train_with_multi_worker_mirrored_strategy_and_agree(tmp_path):
+    """Two local worker processes (TF_CONFIG on loopback, free ports, hard time-outs) train a
+    few steps and end with identical weights."""
+    build_tiny_demo(tmp_path / "demo")  # built once, so the workers do not race to write it
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    args = [sys.executable, "-m", "train.wespe", "--flagfile=configs/wespe_demo.flags",
+            "--strategy=multi_worker", f"--model_dir={tmp_path / 'run'}", "--export_dir=",
+            f"--demo_dir={tmp_path / 'demo'}", *TINY, "--train_steps=3"]
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(
+            args, cwd=REPO, env=dict(env, TF_CONFIG=json.dumps(config)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=300))
+    finally:
+        for process in processes:  # a lost peer must never hang CI
+            if process.poll() is None:
+                process.kill()
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-4000:]
+    chief, other = (last_json(out) for out, _ in outputs)
+    assert chief["step"] == other["step"] == 3
+    assert chief["weights_fingerprint"] == other["weights_fingerprint"]
+    assert "eval" in chief and "eval" not in other  # only the chief evaluates
+
+
+@pytest.fixture
+def parsed_flags():
+    from train import wespe as entry_point  # defines the flags once
+
+    yield entry_point
+    flags.FLAGS.unparse_flags()
+
+
+def parse(entry_point, *args):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train.wespe", *args])
+    return entry_point.config_from_flags()
+
+
+@pytest.mark.parametrize("preset", ["wespe_dped_iphone", "wespe_dped_blackberry",
+                                    "wespe_dped_sony", "wespe_div2k_iphone"])
+def test_paper_presets_hold_the_paper_settings(parsed_flags, preset):
+    config = parse(parsed_flags, f"--flagfile={REPO}/configs/{preset}.flags", "--model_dir=x")
+    assert (config.batch_size, config.patch_size, config.train_steps) == (30, 100, 20000)
+    assert (config.filters, config.residual_blocks, config.content_layer) == (64, 4, "relu5_4")
+    assert (config.content_weight, config.color_weight, config.texture_weight,
+            config.tv_weight) == (1.0, 5e-3, 5e-3, 10.0)
+    assert config.dataset == "dped" and config.phone in preset
+    overridden = parse(parsed_flags, f"--flagfile={REPO}/configs/{preset}.flags",
+                       "--model_dir=x", "--batch_size=50")
+    assert overridden.batch_size == 50
+
+
+def test_defaults_without_a_flagfile_are_the_papers(parsed_flags):
+    config = parse(parsed_flags, "--model_dir=x")
+    assert (config.batch_size, config.train_steps, config.patch_size) == (30, 20000, 100)
+
+
+def test_dataset_errors_name_the_missing_flag(tmp_path):
+    from train import wespe_task
+
+    with pytest.raises(ValueError, match="--dped_dir"):
+        wespe_task.load_data(wespe_task.WespeConfig(model_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="--source_dir and --target_dir"):
+        wespe_task.load_data(wespe_task.WespeConfig(model_dir=str(tmp_path), dataset="folders"))
+
+
+@pytest.mark.slow
+def test_demo_preset_improves_the_degraded_test_patches(tmp_path):
+    """The README's main job, exactly as configs/wespe_demo.flags sets it (about 7 CPU minutes):
+    G(x) must be structurally closer to the clean patches than the cheap camera's input is."""
+    done = run_cli("--flagfile=configs/wespe_demo.flags", f"--model_dir={tmp_path / 'run'}",
+                   f"--export_dir={tmp_path / 'export'}", f"--demo_dir={tmp_path / 'demo'}",
+                   timeout=1200)
+    assert done.returncode == 0, done.stderr[-4000:]
+    figures = last_json(done.stdout)["eval"]["full_reference"]
+    assert figures["num_pairs"] == 100
+    assert figures["enhanced"]["ssim"] > figures["input"]["ssim"] + 0.05, figures
+    assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
