@@ -247,7 +247,7 @@ def make_train_step(models, vgg, g_optimizer, d_optimizer, config, global_batch_
         g_optimizer.apply_gradients(zip(g_gradients, g_variables))
 
         return {
-            "generator_loss": total,
+            "generator_loss": total,  # equation 6; the optional identity term is reported apart
             "content_loss": content,
             "color_loss": color,
             "texture_loss": texture,
