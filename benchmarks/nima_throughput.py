@@ -8,9 +8,7 @@ whatever device TensorFlow picks (the CPU here). The training step is the one
 `python -m train.nima` runs (EMD loss, momentum SGD, head/base learning rates).
 """
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -20,6 +18,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import nima  # noqa: E402
+from timing import median_seconds  # noqa: E402
 from train import nima_task  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")  # one tf.function per case: retracing warnings are expected
@@ -30,16 +29,6 @@ flags.DEFINE_integer("repeats", 3, "Timed calls per figure (median reported).")
 FLAGS = flags.FLAGS
 
 
-def _median_seconds(fn, repeats):
-    fn()  # trace and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(backbone, height, width, batch, repeats):
     model = nima.build_nima(backbone)
     rng = np.random.default_rng(0)
@@ -47,13 +36,13 @@ def measure(backbone, height, width, batch, repeats):
     targets = tf.constant(rng.dirichlet(np.ones(10), batch).astype(np.float32))
 
     infer = tf.function(lambda x: model(x, training=False))
-    inference = _median_seconds(lambda: infer(images).numpy(), repeats)
+    inference = median_seconds(lambda: infer(images).numpy(), repeats)
 
     config = nima_task.NimaConfig(model_dir="unused", backbone=backbone, batch_size=batch)
     optimizer = nima_task.make_optimizer(config, steps_per_epoch=1000)
     optimizer.build(model.trainable_weights)
     step = tf.function(nima_task.make_train_step(model, optimizer, batch, 10.0))
-    training = _median_seconds(lambda: float(step((images, targets))["emd_loss"]), repeats)
+    training = median_seconds(lambda: float(step((images, targets))["emd_loss"]), repeats)
     return batch / inference, batch / training
 
 

@@ -8,16 +8,19 @@ forward and backward passes on F(G(x)), timed on their own), and the seconds G t
 one 1536x2048 photo (iPhone 3GS resolution, DPED's full-size test images). Random weights: speed
 does not depend on them.
 """
-import statistics
-import time
+import os
+import sys
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import app, flags
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from losses import build_vgg19_features, content_loss
-from train import wespe_task
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from losses import build_vgg19_features, content_loss  # noqa: E402
+from timing import median_seconds  # noqa: E402
+from train import wespe_task  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 30, "Training batch (paper: 30).")
 flags.DEFINE_integer("patch_size", 100, "Training patch side (paper: 100).")
@@ -25,16 +28,6 @@ flags.DEFINE_integer("filters", 64, "Width of G and F (paper: 64).")
 flags.DEFINE_integer("repeats", 3, "Timed calls per figure (after one warm-up call).")
 flags.DEFINE_string("photo_size", "1536x2048", "HxW of the enhancement figure.")
 FLAGS = flags.FLAGS
-
-
-def median_seconds(fn, repeats):
-    fn()  # trace and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv):

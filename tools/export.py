@@ -154,6 +154,21 @@ def map_over_image_bytes(fn, image_bytes, fn_output_signature):
     return tf.map_fn(one_image, image_bytes, fn_output_signature=fn_output_signature)
 
 
+def _image_signatures(serve_images, serve_image_bytes):
+    """The two endpoints every exported model has: float `images` as `serving_default`, and
+    encoded `image_bytes` (tf.string [batch]) as `serve_image_bytes`."""
+    return {
+        "serving_default": (
+            serve_images,
+            [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
+        ),
+        "serve_image_bytes": (
+            serve_image_bytes,
+            [tf.TensorSpec([None], tf.string, name="image_bytes")],
+        ),
+    }
+
+
 def _nima_outputs(distribution):
     distribution = tf.cast(distribution, tf.float32)
     return {
@@ -183,16 +198,7 @@ def nima_signatures(model):
         )
         return _nima_outputs(distribution)
 
-    return {
-        "serving_default": (
-            serve_images,
-            [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
-        ),
-        "serve_image_bytes": (
-            serve_image_bytes,
-            [tf.TensorSpec([None], tf.string, name="image_bytes")],
-        ),
-    }
+    return _image_signatures(serve_images, serve_image_bytes)
 
 
 def export_nima(model, export_dir, version=None, metadata=None):
@@ -247,16 +253,7 @@ def enhancer_signatures(model, jpeg_quality=95):
         )
         return {"enhanced_image_bytes": encoded}
 
-    return {
-        "serving_default": (
-            serve_images,
-            [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
-        ),
-        "serve_image_bytes": (
-            serve_image_bytes,
-            [tf.TensorSpec([None], tf.string, name="image_bytes")],
-        ),
-    }
+    return _image_signatures(serve_images, serve_image_bytes)
 
 
 def export_enhancer(model, export_dir, version=None, metadata=None, jpeg_quality=95):
