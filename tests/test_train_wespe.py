@@ -1,5 +1,4 @@
 """`python -m train.wespe` end to end on a tiny demo set, the train step, presets, multi-worker."""
-import dataclasses
 import glob
 import json
 import os
@@ -10,7 +9,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 
 from tests.test_train_nima import free_ports, last_json
 
@@ -176,37 +174,48 @@ def test_two_workers_train_with_multi_worker_mirrored_strategy_and_agree(tmp_pat
     assert "eval" in chief and "eval" not in other  # only the chief evaluates
 
 
-@pytest.fixture
-def parsed_flags():
-    from train import wespe as entry_point  # defines the flags once
+def parse_configs(*arg_lists):
+    """WespeConfigs from command lines, parsed in a fresh process: train.nima and train.wespe
+    both define --dataset and the common flags on absl's global FLAGS, so the two entry points
+    are never imported into one process (as pytest would)."""
+    code = "\n".join([
+        "import dataclasses, json, sys",
+        "from absl import flags",
+        "from train import wespe",
+        "configs = []",
+        "for args in json.loads(sys.argv[1]):",
+        "    flags.FLAGS.unparse_flags()",
+        "    flags.FLAGS(['train.wespe', *args])",
+        "    configs.append(dataclasses.asdict(wespe.config_from_flags()))",
+        "print(json.dumps(configs))",
+    ])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(arg_lists)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    from train.wespe_task import WespeConfig
 
-    yield entry_point
-    flags.FLAGS.unparse_flags()
+    return [WespeConfig(**config) for config in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
-def parse(entry_point, *args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train.wespe", *args])
-    return entry_point.config_from_flags()
+PRESETS = ["wespe_dped_iphone", "wespe_dped_blackberry", "wespe_dped_sony", "wespe_div2k_iphone"]
 
 
-@pytest.mark.parametrize("preset", ["wespe_dped_iphone", "wespe_dped_blackberry",
-                                    "wespe_dped_sony", "wespe_div2k_iphone"])
-def test_paper_presets_hold_the_paper_settings(parsed_flags, preset):
-    config = parse(parsed_flags, f"--flagfile={REPO}/configs/{preset}.flags", "--model_dir=x")
-    assert (config.batch_size, config.patch_size, config.train_steps) == (30, 100, 20000)
-    assert (config.filters, config.residual_blocks, config.content_layer) == (64, 4, "relu5_4")
-    assert (config.content_weight, config.color_weight, config.texture_weight,
-            config.tv_weight) == (1.0, 5e-3, 5e-3, 10.0)
-    assert config.dataset == "dped" and config.phone in preset
-    overridden = parse(parsed_flags, f"--flagfile={REPO}/configs/{preset}.flags",
-                       "--model_dir=x", "--batch_size=50")
+def test_paper_presets_hold_the_paper_settings():
+    arg_lists = [[f"--flagfile={REPO}/configs/{preset}.flags", "--model_dir=x"]
+                 for preset in PRESETS]
+    arg_lists.append(arg_lists[0] + ["--batch_size=50"])  # overridable after the flagfile
+    arg_lists.append(["--model_dir=x"])  # no flagfile: the paper's defaults too
+    *presets, overridden, defaults = parse_configs(*arg_lists)
+    for preset, config in zip(PRESETS, presets):
+        assert (config.batch_size, config.patch_size, config.train_steps) == (30, 100, 20000)
+        assert (config.filters, config.residual_blocks, config.content_layer) == (64, 4,
+                                                                                  "relu5_4")
+        assert (config.content_weight, config.color_weight, config.texture_weight,
+                config.tv_weight, config.identity_weight) == (1.0, 5e-3, 5e-3, 10.0, 0.0)
+        assert config.dataset == "dped" and config.phone in preset
     assert overridden.batch_size == 50
-
-
-def test_defaults_without_a_flagfile_are_the_papers(parsed_flags):
-    config = parse(parsed_flags, "--model_dir=x")
-    assert (config.batch_size, config.train_steps, config.patch_size) == (30, 20000, 100)
+    assert (defaults.batch_size, defaults.train_steps, defaults.patch_size) == (30, 20000, 100)
 
 
 def test_dataset_errors_name_the_missing_flag(tmp_path):
