@@ -207,7 +207,8 @@ def _manifest_params(num_images, image_size, seed):
             "image_size": int(image_size), "seed": int(seed)}
 
 
-def _read_manifest(path):
+def read_manifest(path):
+    """A demo set's manifest.json as a dict, or None if it is missing or unreadable."""
     try:
         with open(path, "r", encoding="utf-8") as f:
             return json.load(f)
@@ -216,7 +217,7 @@ def _read_manifest(path):
 
 
 def _is_complete(output_dir, params):
-    manifest = _read_manifest(os.path.join(output_dir, MANIFEST))
+    manifest = read_manifest(os.path.join(output_dir, MANIFEST))
     if manifest is None or {k: manifest.get(k) for k in params} != params:
         return False
     image_dir = os.path.join(output_dir, IMAGE_DIR)
@@ -227,7 +228,8 @@ def _is_complete(output_dir, params):
     return all(f"{i + 1}.jpg" in names for i in range(params["num_images"]))
 
 
-def _write_atomically(path, text):
+def write_atomically(path, text):
+    """Writes text to path through a temporary file and a rename: never a half-written file."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write(text)
@@ -255,7 +257,7 @@ def build_demo_ava(output_dir, *, num_images=1200, image_size=256, seed=0):
 
     os.makedirs(image_dir, exist_ok=True)
     manifest_path = os.path.join(output_dir, MANIFEST)
-    previous = _read_manifest(manifest_path) or {}
+    previous = read_manifest(manifest_path) or {}
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # Incomplete until the new manifest is written.
 
@@ -276,7 +278,7 @@ def build_demo_ava(output_dir, *, num_images=1200, image_size=256, seed=0):
     for row_number, row in enumerate(rows, start=1):
         counts = " ".join(str(c) for c in row["counts"])
         lines.append(f"{row_number} {row['id']} {counts} 0 0 {row['source_index'] + 1}\n")
-    _write_atomically(ava_txt, "".join(lines))
+    write_atomically(ava_txt, "".join(lines))
 
     labels = io.StringIO()
     writer = csv.writer(labels, lineterminator="\n")
@@ -284,11 +286,11 @@ def build_demo_ava(output_dir, *, num_images=1200, image_size=256, seed=0):
     for row in rows:
         writer.writerow([row["id"], row["source"], f"{row['strength']:.6f}", row["degradations"],
                          f"{row['target_mean']:.6f}", row["quality"]])
-    _write_atomically(os.path.join(output_dir, LABELS_CSV), labels.getvalue())
+    write_atomically(os.path.join(output_dir, LABELS_CSV), labels.getvalue())
 
     manifest = dict(params, ava_txt=AVA_TXT, image_dir=IMAGE_DIR, labels=LABELS_CSV,
                     sources=[name for name, _ in SOURCES])
-    _write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return ava_txt, image_dir
 
 

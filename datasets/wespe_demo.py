@@ -187,14 +187,6 @@ def _params(patch_size, num_train_patches, num_test_patches, seed):
             "num_test_patches": int(num_test_patches), "seed": int(seed)}
 
 
-def _read_manifest(path):
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def _names(directory):
     try:
         with os.scandir(directory) as entries:
@@ -204,7 +196,7 @@ def _names(directory):
 
 
 def _is_complete(root, params):
-    manifest = _read_manifest(os.path.join(root, MANIFEST))
+    manifest = demo.read_manifest(os.path.join(root, MANIFEST))
     if manifest is None or {k: manifest.get(k) for k in params} != params:
         return False
     counts = _counts(params)
@@ -213,13 +205,6 @@ def _is_complete(root, params):
         if not all(f"{i}.png" in names for i in range(counts[key])):
             return False
     return True
-
-
-def _write_atomically(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def build_wespe_demo(output_dir, *, patch_size=100, num_train_patches=3000, num_test_patches=100,
@@ -298,12 +283,12 @@ def build_wespe_demo(output_dir, *, patch_size=100, num_train_patches=3000, num_
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["stream", "index", "photo", "top", "left"])
     writer.writerows(rows)
-    _write_atomically(os.path.join(root, CROPS_CSV), table.getvalue())
+    demo.write_atomically(os.path.join(root, CROPS_CSV), table.getvalue())
 
     manifest = dict(params, phone=PHONE, train_photos=list(TRAIN_PHOTOS),
                     test_photos=list(TEST_PHOTOS),
                     cheap_camera={"blur_sigma": BLUR_SIGMA, "gains": list(GAINS),
                                   "contrast": CONTRAST, "contrast_pivot": CONTRAST_PIVOT,
                                   "noise_sigma": NOISE_SIGMA})
-    _write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    demo.write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return root
