@@ -1,0 +1,397 @@
+"""PIEA's Image Enhancer: EXPOSURE's eight differentiable photo filters (PIEA section 3.1).
+
+PIEA (Eq. 1) retouches a raw photo R by chaining N pixel-wise, differentiable filters,
+X_i = F_i(X_{i-1} | pi_i), A = X_N, "following EXPOSURE" (Hu et al., "Exposure: A White-Box
+Photo Post-Processing Framework", 2018, `filters.py`, MIT licence). This module re-implements
+those filters (DESIGN.md section 5, PIEA) in this order:
+
+    exposure, gamma, white_balance, saturation, tone, contrast, black_and_white, color
+
+Every filter has unconstrained *raw* parameters (what PIEA's gradient step updates) and
+*natural* parameters in the filter's own units (EV, gamma, gains, strengths, curve points),
+obtained through `tanh_range`, `exp`, `sigmoid` or `tanh` as in EXPOSURE. Images are float32
+NHWC RGB, nominally in [0, 1], of any size; parameters are per image in the batch.
+
+- `apply(images, params)` runs the chain on natural parameters (the JSON recipe of PIEA);
+- `apply_raw(images, raw)` = `apply(images, natural_parameters(raw))`, the path PIEA optimises;
+- `initial_raw_parameters(batch)` leaves photos unchanged to within 1/255, except exposure,
+  which starts at +1 EV as in EXPOSURE.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+FILTER_NAMES = ("exposure", "gamma", "white_balance", "saturation", "tone", "contrast",
+                "black_and_white", "color")
+CURVE_STEPS = 8
+LUMINANCE_WEIGHTS = (0.27, 0.67, 0.06)  # EXPOSURE's rgb2lum
+EXPOSURE_RANGE = 3.5  # EV
+GAMMA_RANGE = 3.0
+WHITE_BALANCE_LOG_RANGE = 0.5
+TONE_RANGE = (0.5, 2.0)
+COLOR_RANGE = (0.9, 1.1)
+_OPEN = 1e-6  # raw_from_natural clips into the open range by this much
+
+
+def tanh_range(x, low, high):
+    """EXPOSURE's tanh_range: maps R onto the open interval (low, high)."""
+    return (tf.tanh(x) / 2 + 0.5) * (high - low) + low
+
+
+def luminance(images):
+    """0.27 R + 0.67 G + 0.06 B, (..., 3) -> (..., 1)."""
+    return tf.reduce_sum(images * tf.constant(LUMINANCE_WEIGHTS, images.dtype), -1, keepdims=True)
+
+
+def rgb_to_hsv(images):
+    """RGB -> HSV as tf.image.rgb_to_hsv (h in [0, 1); h = s = 0 for grays), with finite gradients.
+
+    tf.image.rgb_to_hsv has no useful gradient at gray pixels and tf.image.hsv_to_rgb none at
+    all, so the divisions here are divide_no_nan and the branches tf.where.
+    """
+    r, g, b = tf.unstack(images, axis=-1)
+    value = tf.reduce_max(images, -1)
+    delta = value - tf.reduce_min(images, -1)
+    saturation = tf.math.divide_no_nan(delta, value)
+    hue = tf.where(r == value, tf.math.divide_no_nan(g - b, delta),
+                   tf.where(g == value, 2 + tf.math.divide_no_nan(b - r, delta),
+                            4 + tf.math.divide_no_nan(r - g, delta))) / 6
+    hue = tf.where(hue < 0, hue + 1, hue)
+    return tf.stack([hue, saturation, value], -1)
+
+
+def hsv_to_rgb(hsv):
+    """HSV -> RGB: channel n = 5, 3, 1 (R, G, B) is v - v s clip(min(k, 4 - k), 0, 1),
+    k = (n + 6h) mod 6; piecewise linear, so differentiable everywhere it matters."""
+    hue, saturation, value = tf.unstack(hsv, axis=-1)
+    channels = []
+    for n in (5.0, 3.0, 1.0):
+        k = tf.math.floormod(n + 6 * hue, 6.0)
+        channels.append(value - value * saturation * tf.clip_by_value(tf.minimum(k, 4 - k), 0, 1))
+    return tf.stack(channels, -1)
+
+
+def _lerp(a, b, p):
+    return (1 - p) * a + p * b
+
+
+def _per_image(natural):
+    """[batch, *param_shape] -> [batch, 1, 1, *param_shape] (scalars: [batch, 1, 1, 1])."""
+    natural = tf.convert_to_tensor(natural, tf.float32)
+    return natural[:, None, None] if natural.shape.rank > 1 else natural[:, None, None, None]
+
+
+def _curve(images, points):
+    """EXPOSURE's piecewise-linear curve: sum_i clip(x - i/8, 0, 1/8) t_i 8 / sum_i t_i.
+
+    `points` broadcasts against images[..., None]: [batch, 1, 1, 1 or 3, CURVE_STEPS].
+    """
+    starts = tf.range(CURVE_STEPS, dtype=tf.float32) / CURVE_STEPS
+    segments = tf.clip_by_value(images[..., None] - starts, 0, 1 / CURVE_STEPS)
+    return (tf.reduce_sum(segments * points, -1) * CURVE_STEPS
+            / (tf.reduce_sum(points, -1) + 1e-30))
+
+
+def _inverse_tanh_range(natural, low, high):
+    t = 2 * (np.asarray(natural, np.float64) - low) / (high - low) - 1
+    return np.arctanh(np.clip(t, -1 + _OPEN, 1 - _OPEN)).astype(np.float32)
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, np.float64), _OPEN, 1 - _OPEN)
+    return np.log(p / (1 - p)).astype(np.float32)
+
+
+def _numbers(values):
+    return " ".join(f"{v:.2f}" for v in np.ravel(values))
+
+
+class Filter:
+    """One of EXPOSURE's filters; stateless. Subclasses define the mapping and the formula."""
+
+    name = None
+    title = None
+    param_shape = ()
+    initial_natural = None  # None: raw 0 (mid-range); else initial_raw() = raw_from_natural(it)
+
+    def initial_raw(self):
+        if self.initial_natural is None:
+            return np.zeros(self.param_shape, np.float32)
+        return self.raw_from_natural(np.full(self.param_shape, self.initial_natural, np.float32))
+
+    def natural(self, raw):
+        raise NotImplementedError
+
+    def raw_from_natural(self, natural):
+        raise NotImplementedError
+
+    def process(self, images, natural):
+        raise NotImplementedError
+
+    def describe(self, natural):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<Filter {self.name}>"
+
+
+class Exposure(Filter):
+    """p = tanh_range(raw, -3.5, 3.5) EV; out = img * 2^p. Starts at +1 EV as in EXPOSURE."""
+
+    name, title, initial_natural = "exposure", "Exposure", 1.0
+
+    def natural(self, raw):
+        return tanh_range(tf.convert_to_tensor(raw, tf.float32), -EXPOSURE_RANGE, EXPOSURE_RANGE)
+
+    def raw_from_natural(self, natural):
+        return _inverse_tanh_range(natural, -EXPOSURE_RANGE, EXPOSURE_RANGE)
+
+    def process(self, images, natural):
+        return images * tf.pow(2.0, _per_image(natural))
+
+    def describe(self, natural):
+        return f"{self.title} {float(natural):+.2f} EV"
+
+
+class Gamma(Filter):
+    """g = exp(tanh_range(raw, -ln 3, ln 3)); out = max(img, 0.001)^g."""
+
+    name, title = "gamma", "Gamma"
+
+    def natural(self, raw):
+        log_range = math.log(GAMMA_RANGE)
+        return tf.exp(tanh_range(tf.convert_to_tensor(raw, tf.float32), -log_range, log_range))
+
+    def raw_from_natural(self, natural):
+        log_range = math.log(GAMMA_RANGE)
+        return _inverse_tanh_range(np.log(np.asarray(natural, np.float64)), -log_range, log_range)
+
+    def process(self, images, natural):
+        return tf.pow(tf.maximum(images, 0.001), _per_image(natural))
+
+    def describe(self, natural):
+        return f"{self.title} 1/{1 / float(natural):.2f}"  # EXPOSURE writes gamma as 1/(1/g)
+
+
+class WhiteBalance(Filter):
+    """s = exp(tanh_range(raw * (0, 1, 1), -0.5, 0.5)); s /= 1e-5 + lum(s); out = img * s.
+
+    EXPOSURE's ImprovedWhiteBalanceFilter: the red raw value is masked to 0, so the natural
+    parameters are the three gains after normalisation by their luminance.
+    """
+
+    name, title, param_shape = "white_balance", "White balance", (3,)
+    MASK = (0.0, 1.0, 1.0)
+
+    def natural(self, raw):
+        raw = tf.convert_to_tensor(raw, tf.float32) * tf.constant(self.MASK)
+        gains = tf.exp(tanh_range(raw, -WHITE_BALANCE_LOG_RANGE, WHITE_BALANCE_LOG_RANGE))
+        return gains / (1e-5 + luminance(gains))
+
+    def raw_from_natural(self, natural):
+        """Raw values (red 0) reproducing the normalised gains; only their ratios to red matter."""
+        natural = np.asarray(natural, np.float64)
+        log_gains = np.log(natural / natural[..., :1])
+        raw = _inverse_tanh_range(log_gains, -WHITE_BALANCE_LOG_RANGE, WHITE_BALANCE_LOG_RANGE)
+        raw[..., 0] = 0
+        return raw
+
+    def process(self, images, natural):
+        return images * _per_image(natural)
+
+    def describe(self, natural):
+        r, g, b = np.ravel(natural)
+        return f"{self.title} R x{r:.2f} G x{g:.2f} B x{b:.2f}"
+
+
+class Saturation(Filter):
+    """p = sigmoid(raw); x = min(img, 1); in HSV s' = s + (1 - s)(0.5 - |0.5 - v|) 0.8;
+    out = lerp(x, hsv_to_rgb(h, s', v), p). Starts at p = 0.01 (at most 0.002 change)."""
+
+    name, title, initial_natural = "saturation", "Saturation", 0.01
+
+    def natural(self, raw):
+        return tf.sigmoid(tf.convert_to_tensor(raw, tf.float32))
+
+    def raw_from_natural(self, natural):
+        return _logit(natural)
+
+    def process(self, images, natural):
+        images = tf.minimum(images, 1.0)
+        hue, s, v = tf.unstack(rgb_to_hsv(images), axis=-1)
+        s = s + (1 - s) * (0.5 - tf.abs(0.5 - v)) * 0.8
+        full_colour = hsv_to_rgb(tf.stack([hue, s, v], -1))
+        return _lerp(images, full_colour, _per_image(natural))
+
+    def describe(self, natural):
+        return f"{self.title} +{100 * float(natural):.1f}%"
+
+
+class Tone(Filter):
+    """t_i = tanh_range(raw_i, 0.5, 2), i < 8; out = sum_i clip(img - i/8, 0, 1/8) t_i 8 / sum t.
+
+    Equal t_i (raw 0) is the identity on [0, 1]; the curve clips to [0, 1].
+    """
+
+    name, title, param_shape = "tone", "Tone curve", (CURVE_STEPS,)
+
+    def natural(self, raw):
+        return tanh_range(tf.convert_to_tensor(raw, tf.float32), *TONE_RANGE)
+
+    def raw_from_natural(self, natural):
+        return _inverse_tanh_range(natural, *TONE_RANGE)
+
+    def process(self, images, natural):
+        return _curve(images, _per_image(natural)[..., None, :])
+
+    def describe(self, natural):
+        return f"{self.title} {_numbers(natural)}"
+
+
+class Contrast(Filter):
+    """p = tanh(raw); L = clip(lum, 0, 1); L' = -cos(pi L)/2 + 1/2;
+    out = lerp(img, img / (L + 1e-6) * L', p)."""
+
+    name, title = "contrast", "Contrast"
+
+    def natural(self, raw):
+        return tf.tanh(tf.convert_to_tensor(raw, tf.float32))
+
+    def raw_from_natural(self, natural):
+        return np.arctanh(np.clip(np.asarray(natural, np.float64), -1 + _OPEN, 1 - _OPEN)
+                          ).astype(np.float32)
+
+    def process(self, images, natural):
+        lum = tf.clip_by_value(luminance(images), 0, 1)
+        contrast_lum = -tf.cos(math.pi * lum) / 2 + 0.5
+        return _lerp(images, images / (lum + 1e-6) * contrast_lum, _per_image(natural))
+
+    def describe(self, natural):
+        return f"{self.title} {float(natural):+.2f}"
+
+
+class BlackAndWhite(Filter):
+    """p = sigmoid(raw); out = lerp(img, lum, p). Starts at p = 0.002."""
+
+    name, title, initial_natural = "black_and_white", "Black & white", 0.002
+
+    def natural(self, raw):
+        return tf.sigmoid(tf.convert_to_tensor(raw, tf.float32))
+
+    def raw_from_natural(self, natural):
+        return _logit(natural)
+
+    def process(self, images, natural):
+        return _lerp(images, luminance(images), _per_image(natural))
+
+    def describe(self, natural):
+        return f"{self.title} {100 * float(natural):.1f}%"
+
+
+class Color(Filter):
+    """c_{k,i} = tanh_range(raw, 0.9, 1.1), 3 x 8: the tone curve per channel k."""
+
+    name, title, param_shape = "color", "Colour curves", (3, CURVE_STEPS)
+
+    def natural(self, raw):
+        return tanh_range(tf.convert_to_tensor(raw, tf.float32), *COLOR_RANGE)
+
+    def raw_from_natural(self, natural):
+        return _inverse_tanh_range(natural, *COLOR_RANGE)
+
+    def process(self, images, natural):
+        return _curve(images, _per_image(natural))
+
+    def describe(self, natural):
+        curves = np.reshape(natural, self.param_shape)
+        return f"{self.title} " + "  ".join(
+            f"{channel}: {_numbers(curve)}" for channel, curve in zip("RGB", curves))
+
+
+FILTERS = (Exposure(), Gamma(), WhiteBalance(), Saturation(), Tone(), Contrast(),
+           BlackAndWhite(), Color())
+FILTERS_BY_NAME = {f.name: f for f in FILTERS}
+assert tuple(FILTERS_BY_NAME) == FILTER_NAMES
+
+
+def _check_names(params):
+    missing = [name for name in FILTER_NAMES if name not in params]
+    unknown = [name for name in params if name not in FILTERS_BY_NAME]
+    if missing or unknown:
+        raise KeyError(f"filter parameters need exactly {FILTER_NAMES}; "
+                       f"missing {missing}, unknown {unknown}")
+
+
+def _batched(name, value, batch=None):
+    """One filter's parameters as float32 [batch or 1, *param_shape]; one photo's are shared."""
+    shape = FILTERS_BY_NAME[name].param_shape
+    value = tf.convert_to_tensor(value, tf.float32)
+    if value.shape.rank == len(shape):
+        value = value[None]
+    ok = value.shape.rank == len(shape) + 1 and value.shape[1:] == shape
+    if ok and batch is not None and value.shape[0] is not None:
+        ok = value.shape[0] in (1, batch)
+    if not ok:
+        raise ValueError(f"{name}: parameters must have shape [batch, *{shape}] or {shape}"
+                         f"{'' if batch is None else f' with batch {batch}'}, got {value.shape}")
+    return value
+
+
+def initial_raw_parameters(batch_size):
+    """name -> float32 [batch_size, *param_shape] raw values of the initial filters."""
+    return {f.name: np.tile(f.initial_raw()[None], (batch_size,) + (1,) * len(f.param_shape))
+            for f in FILTERS}
+
+
+def natural_parameters(raw):
+    """name -> raw [batch, *param_shape]  to  name -> natural tf.Tensor of the same shape."""
+    _check_names(raw)
+    return {f.name: f.natural(_batched(f.name, raw[f.name])) for f in FILTERS}
+
+
+def apply(images, params):
+    """Eq. 1: the eight filters in order on natural parameters (all eight names needed).
+
+    Values are per image, [batch, *param_shape], or one photo's param_shape (a bare scalar for
+    the scalar filters) applied to the whole batch.
+    """
+    _check_names(params)
+    images = tf.convert_to_tensor(images, tf.float32)
+    for f in FILTERS:
+        images = f.process(images, _batched(f.name, params[f.name], images.shape[0]))
+    return images
+
+
+def apply_raw(images, raw):
+    """apply(images, natural_parameters(raw)): differentiable in the raw values PIEA updates."""
+    return apply(images, natural_parameters(raw))
+
+
+def _one_photo(name, value):
+    shape = FILTERS_BY_NAME[name].param_shape
+    value = np.asarray(value, np.float32)
+    if value.shape == (1,) + shape:
+        value = value[0]
+    if value.shape != shape:
+        raise ValueError(f"{name}: one photo's parameters must have shape {shape}, "
+                         f"got {value.shape}")
+    return value
+
+
+def describe(params):
+    """One photo's natural parameters -> one line of words and numbers per filter, in order."""
+    _check_names(params)
+    return [f.describe(_one_photo(f.name, params[f.name])) for f in FILTERS]
+
+
+def to_jsonable(params):
+    """One photo's natural parameters -> name -> float or nested lists (exact for float32)."""
+    _check_names(params)
+    return {f.name: _one_photo(f.name, params[f.name]).tolist() for f in FILTERS}
+
+
+def from_jsonable(obj):
+    """Inverse of to_jsonable: name -> float32 array of param_shape."""
+    _check_names(obj)
+    return {f.name: _one_photo(f.name, obj[f.name]) for f in FILTERS}
