@@ -29,8 +29,21 @@ Methods (`--method`):
   integer version holding a saved_model.pb is used, and the log says which. Its
   `serving_default` signature is called with float32 [1, h, w, 3] images in [0, 1].
 
+- `piea`: PIEA (`enhancers.piea`), training-free: each photo's filter parameters are searched
+  under the guidance of a NIMA model (`--nima_weights=<whole-NIMA weights file>` with its
+  `--backbone`, default inception_v2 as in the paper; without `--nima_weights` the demo NIMA of
+  `nima.demo_model()`, which the log says). `--iterations` (20), `--learning_rate` (1e-3) and
+  `--proxy_size` (off) as in `enhancers.piea`. Besides `<stem>.png` it writes
+  `<stem>.recipe.json` (filter order, final parameters in words and numbers, score per
+  iteration; `enhancers.piea_report.replay` re-renders the photo from it) and
+  `<stem>.figure.png` (the paper's Figure 4 for this photo).
+
 To add a method, write a function that returns `enhance_fn(image) -> image` (float32 (h, w, 3)
-RGB in [0, 1] in and out) and register it in `_METHODS`; `enhance_files` does all the I/O.
+RGB in [0, 1] in and out) and register it in `_METHODS`; `enhance_files` does all the I/O. A
+method that also writes side files sets `enhance_fn.side_suffixes` (for example
+`(".recipe.json",)`), takes `enhance_fn(image, source=<input path>)` and returns
+`Enhanced(image, {suffix: bytes})`; the side files `<stem><suffix>` follow the same rules as
+the photo (never replace an input, nor an existing file without `--overwrite`).
 
 Library use (no flags involved):
 
@@ -49,16 +62,19 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+import nima
 from datasets.images import ImageDecodeError, load_rgb8
 from tools.evaluate import to_uint8
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "OUTPUT_FORMATS",
+    "Enhanced",
     "EnhanceReport",
     "enhance_files",
     "expand_inputs",
     "load_saved_model_enhancer",
+    "piea_enhance_fn",
     "resolve_saved_model_dir",
 ]
 
@@ -147,7 +163,45 @@ def load_saved_model_enhancer(path, signature="serving_default"):
     return enhance_fn
 
 
+# --------------------------------------------------------------------------- PIEA method
+
+
+def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rate=1e-3,
+                    proxy_size=None):
+    """`enhance_fn` for PIEA: the enhanced photo plus its recipe and figure as side files."""
+    from enhancers import piea, piea_report
+
+    enhancer = piea.PieaEnhancer(nima_model, iterations=iterations, learning_rate=learning_rate,
+                                 proxy_size=proxy_size)
+    settings = {"iterations": iterations, "learning_rate": learning_rate,
+                "proxy_size": proxy_size, "optimizer": "plain gradient step"}
+
+    def enhance_fn(image, source=None):
+        result = enhancer.enhance(np.asarray(image, np.float32)[np.newaxis])
+        recipe = piea_report.recipe(result, 0, source=source, nima=nima_description,
+                                    settings=settings)
+        logging.info("PIEA %s: NIMA score %.3f -> %.3f", source, recipe["score_before"],
+                     recipe["score_after"])
+        buffer = io.BytesIO()
+        Image.fromarray(piea_report.figure(image, result, 0)).save(buffer, format="PNG")
+        return Enhanced(result.images[0], {
+            ".recipe.json": piea_report.recipe_json(recipe).encode("utf-8"),
+            ".figure.png": buffer.getvalue(),
+        })
+
+    enhance_fn.side_suffixes = (".recipe.json", ".figure.png")
+    return enhance_fn
+
+
 # --------------------------------------------------------------------------- I/O loop
+
+
+@dataclasses.dataclass
+class Enhanced:
+    """What an `enhance_fn` with side files returns: the photo and {suffix: file bytes}."""
+
+    image: np.ndarray
+    side_files: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -279,26 +333,24 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
 
     input_real_paths = {os.path.realpath(path) for path in files}
     input_ids = {_file_id(path) for path in files} - {None}
+    side_suffixes = tuple(getattr(enhance_fn, "side_suffixes", ()))
     claimed = {}  # output real path -> the input that claimed it
     for index, path in enumerate(files, 1):
         stem = os.path.splitext(os.path.basename(path))[0]
         output = os.path.join(output_dir, stem + OUTPUT_FORMATS[output_format])
-        real_output = os.path.realpath(output)
+        side_outputs = {suffix: os.path.join(output_dir, stem + suffix) for suffix in side_suffixes}
 
         def fail(reason):
             logging.error("Skipping %s: %s", path, reason)
             report.failed.append((path, reason))
 
-        if real_output in claimed:
-            fail(f"its output {output} is already the output of {claimed[real_output]}")
+        problem = _output_problem([output, *side_outputs.values()], claimed, input_real_paths,
+                                  input_ids, overwrite)
+        if problem:
+            fail(problem)
             continue
-        if real_output in input_real_paths or _file_id(output) in input_ids:
-            fail(f"refusing to overwrite input file {output}")
-            continue
-        if os.path.lexists(output) and not overwrite:
-            fail(f"output file exists: {output} (use --overwrite to replace it)")
-            continue
-        claimed[real_output] = path
+        for name in (output, *side_outputs.values()):
+            claimed[os.path.realpath(name)] = path
 
         start = time.perf_counter()
         try:
@@ -307,26 +359,49 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
             fail(f"cannot read image: {error.reason}")
             continue
         try:
-            enhanced = np.asarray(enhance_fn(image))
+            returned = enhance_fn(image, source=path) if side_suffixes else enhance_fn(image)
+            side_files = {}
+            if isinstance(returned, Enhanced):
+                returned, side_files = returned.image, returned.side_files
+            enhanced = np.asarray(returned)
             if enhanced.ndim != 3 or enhanced.shape[-1] != 3 or 0 in enhanced.shape:
                 raise ValueError(f"enhancer returned shape {enhanced.shape}, not (h, w, 3)")
+            if set(side_files) != set(side_suffixes):
+                raise ValueError(f"enhancer returned side files {sorted(side_files)}, declared "
+                                 f"{sorted(side_suffixes)}")
         except Exception as error:  # one photo's failure must not stop the others
             fail(f"enhancement failed: {type(error).__name__}: {error}")
             continue
         seconds = time.perf_counter() - start
+        writes = [(_encode(enhanced, output_format, jpeg_quality), output)]
+        writes += [(side_files[suffix], name) for suffix, name in side_outputs.items()]
         try:
-            _write(_encode(enhanced, output_format, jpeg_quality), output, overwrite)
+            for data, name in writes:
+                _write(data, name, overwrite)
         except FileExistsError:
-            fail(f"output file exists: {output} (use --overwrite to replace it)")
+            fail(f"output file exists: {name} (use --overwrite to replace it)")
             continue
         except OSError as error:
-            fail(f"cannot write {output}: {error}")
+            fail(f"cannot write {name}: {error}")
             continue
         report.written.append((path, output))
         logging.info("[%d/%d] %s (%dx%d) -> %s: enhanced in %.2f s, %.2f s with writing",
                      index, len(files), path, image.shape[1], image.shape[0], output, seconds,
                      time.perf_counter() - start)
     return report
+
+
+def _output_problem(outputs, claimed, input_real_paths, input_ids, overwrite):
+    """Why these output files must not be written for this input, or None."""
+    for output in outputs:
+        real_output = os.path.realpath(output)
+        if real_output in claimed:
+            return f"its output {output} is already the output of {claimed[real_output]}"
+        if real_output in input_real_paths or _file_id(output) in input_ids:
+            return f"refusing to overwrite input file {output}"
+        if os.path.lexists(output) and not overwrite:
+            return f"output file exists: {output} (use --overwrite to replace it)"
+    return None
 
 
 # --------------------------------------------------------------------------- command line
@@ -340,8 +415,18 @@ def _saved_model_method(FLAGS):
     return load_saved_model_enhancer(FLAGS.saved_model)
 
 
-# --method name -> function(FLAGS) returning enhance_fn; new methods (PIEA) register here.
-_METHODS = {"saved_model": _saved_model_method}
+def _piea_method(FLAGS):
+    from enhancers import piea
+
+    nima_model, description = piea.load_nima(FLAGS.nima_weights, FLAGS.backbone)
+    logging.info("PIEA guided by %s; %d iterations, learning rate %g, proxy size %s.",
+                 description, FLAGS.iterations, FLAGS.learning_rate, FLAGS.proxy_size or "off")
+    return piea_enhance_fn(nima_model, description, iterations=FLAGS.iterations,
+                           learning_rate=FLAGS.learning_rate, proxy_size=FLAGS.proxy_size)
+
+
+# --method name -> function(FLAGS) returning enhance_fn.
+_METHODS = {"saved_model": _saved_model_method, "piea": _piea_method}
 
 
 def main(argv):
@@ -370,6 +455,16 @@ def _define_flags():
     flags.DEFINE_enum("method", "saved_model", list(_METHODS), "How to enhance.")
     flags.DEFINE_string("saved_model", None, "Exported enhancer: a version directory or the "
                         "base directory (then its largest version).")
+    flags.DEFINE_string("nima_weights", None, "--method=piea: whole-NIMA weights file "
+                        "(model.save_weights); default: the demo NIMA.")
+    flags.DEFINE_enum("backbone", "inception_v2", list(nima.BACKBONES),
+                      "--method=piea: the backbone of --nima_weights.")
+    flags.DEFINE_integer("iterations", 20, "--method=piea: M, the gradient steps per photo.",
+                         lower_bound=0)
+    flags.DEFINE_float("learning_rate", 1e-3, "--method=piea: lambda of the gradient step.")
+    flags.DEFINE_integer("proxy_size", None, "--method=piea: score a copy with this longer "
+                         "side and apply the parameters found at full size (default: off, "
+                         "score at full size as the paper).", lower_bound=32)
     flags.DEFINE_string("output_dir", None, "Where the enhanced photos go (created).")
     flags.DEFINE_enum("format", "png", list(OUTPUT_FORMATS), "Output file format.")
     flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of --format=jpg.", lower_bound=1,

@@ -1,0 +1,133 @@
+"""`tools.enhance --method=piea`: photo, JSON recipe and Figure-4 PNG per input, bad inputs.
+
+In process with a toy guide (tests/test_piea.py), and once on the command line with a
+MobileNet NIMA weights file written by the test.
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nima
+from datasets.images import load_rgb8
+from enhancers import piea_report
+from tools import enhance
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_piea import brightness_nima  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO_ROOT)
+SIDE_FILES = (".recipe.json", ".figure.png")
+
+
+def _dark(rng, shape):
+    return (rng.uniform(0.0, 0.3, shape) * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Photos of the kinds users have: RGB JPEG, grayscale, RGBA and 16-bit PNGs, a corrupt one."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(_dark(rng, (24, 32, 3))).save(folder / "rgb.jpg", quality=95)
+    Image.fromarray(_dark(rng, (20, 20))).save(folder / "gray.png")
+    Image.fromarray(_dark(rng, (18, 26, 4)), mode="RGBA").save(folder / "rgba.png")
+    sixteen = (rng.uniform(0, 0.3, (16, 22)) * 65535).astype(np.uint16)
+    Image.fromarray(sixteen).save(folder / "deep.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def enhance_fn():
+    return enhance.piea_enhance_fn(brightness_nima(), "toy guide", iterations=3,
+                                   learning_rate=1e-2)
+
+
+def test_writes_photo_recipe_and_figure_for_every_readable_input(photos, tmp_path, enhance_fn):
+    out = tmp_path / "out"
+    report = enhance.enhance_files(enhance_fn, [str(photos)], str(out))
+    assert sorted(os.path.basename(p) for p, _ in report.failed) == ["broken.jpg"]
+    assert "cannot read image" in report.failed[0][1]
+    stems = ["deep", "gray", "rgb", "rgba"]
+    assert sorted(os.listdir(out)) == sorted(
+        stem + suffix for stem in stems for suffix in (".png", *SIDE_FILES))
+    for stem in stems:
+        source = str(photos / f"{stem}{'.jpg' if stem == 'rgb' else '.png'}")
+        recipe = json.loads((out / f"{stem}.recipe.json").read_text())
+        assert recipe["source"] == source and recipe["nima"] == "toy guide"
+        assert recipe["settings"]["iterations"] == 3 and len(recipe["scores"]) == 4
+        assert recipe["score_after"] > recipe["score_before"]  # the toy guide likes light
+        written = np.asarray(Image.open(out / f"{stem}.png"))
+        original = load_rgb8(source).astype(np.float32) / 255
+        assert written.shape == original.shape
+        replayed = np.rint(piea_report.replay(original, recipe) * 255)
+        assert np.abs(replayed - written).max() <= 1
+        figure = Image.open(out / f"{stem}.figure.png")
+        assert figure.mode == "RGB" and figure.width > 6 * 20
+
+
+def test_side_files_never_replace_inputs_or_existing_files(tmp_path, enhance_fn):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(_dark(rng, (16, 16, 3))).save(folder / "p.jpg")
+    Image.fromarray(_dark(rng, (16, 16, 3))).save(folder / "p.figure.png")  # an input photo
+    before = (folder / "p.figure.png").read_bytes()
+    inputs = [str(folder / "p.jpg"), str(folder / "p.figure.png")]
+    report = enhance.enhance_files(enhance_fn, inputs, str(folder), overwrite=True)
+    assert not report.written and len(report.failed) == 2
+    assert all("refusing to overwrite input file" in reason for _, reason in report.failed)
+    assert (folder / "p.figure.png").read_bytes() == before
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p.recipe.json").write_text("keep me")
+    report = enhance.enhance_files(enhance_fn, [str(folder / "p.jpg")], str(out))
+    assert "output file exists" in report.failed[0][1]
+    assert (out / "p.recipe.json").read_text() == "keep me" and not (out / "p.png").exists()
+    report = enhance.enhance_files(enhance_fn, [str(folder / "p.jpg")], str(out), overwrite=True)
+    assert report.ok
+    assert json.loads((out / "p.recipe.json").read_text())["filter_order"][0] == "exposure"
+
+
+def test_an_enhancer_returning_undeclared_side_files_fails_that_photo(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "a.png"
+    Image.fromarray(_dark(rng, (8, 8, 3))).save(path)
+
+    def sloppy(image, source=None):
+        return enhance.Enhanced(image, {".other": b""})
+
+    sloppy.side_suffixes = (".recipe.json",)
+    report = enhance.enhance_files(sloppy, [str(path)], str(tmp_path / "out"))
+    assert "side files" in report.failed[0][1]
+
+
+def test_command_line_with_a_nima_weights_file(photos, tmp_path):
+    weights = str(tmp_path / "mobilenet_nima.weights.h5")
+    nima.build_nima("mobilenet").save_weights(weights)
+    # MobileNet's oneDNN gradient kernels need photos of more than a few dozen pixels.
+    photo = str(tmp_path / "rgb.jpg")
+    Image.fromarray(_dark(np.random.default_rng(3), (64, 96, 3))).save(photo)
+    out = tmp_path / "cli_out"
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.enhance", "--method=piea", f"--nima_weights={weights}",
+         "--backbone=mobilenet", "--iterations=2", f"--output_dir={out}",
+         photo, str(photos / "broken.jpg")],
+        cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]  # the corrupt file fails, the rest works
+    assert "Enhanced 1 of 2 photos." in result.stdout
+    assert "broken.jpg" in result.stdout and weights in result.stderr
+    assert sorted(os.listdir(out)) == ["rgb" + s for s in (".figure.png", ".png", ".recipe.json")]
+    recipe = json.loads((out / "rgb.recipe.json").read_text())
+    assert "mobilenet" in recipe["nima"] and len(recipe["scores"]) == 3
+    Image.open(io.BytesIO((out / "rgb.figure.png").read_bytes())).verify()
