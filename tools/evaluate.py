@@ -31,6 +31,32 @@ No-reference (WESPE section 4.2):
 
 `no_reference_figures` and `full_reference_figures` average these over a set of images, as the
 papers' tables do (the mean of the per-image values).
+
+Distribution-level (PIEA section 4.2 and Table 1, following EXPOSURE, Hu et al. 2018, its
+`histogram_intersection.py`; set against set, so the two sets may differ in size and order):
+
+- `histogram_intersections(outputs, references, seed=0)`: for each of luminance, contrast and
+  saturation, the intersection sum_k min(h_out[k], h_ref[k]) of the two sets' histograms, in
+  [0, 1] (1: the same distribution). The protocol:
+  1. `histogram_patches(image, rng)`: 4 square crops of side s = min(h, w) at random offsets,
+     uniform in 0..h - s and 0..w - s (both inclusive); each is downscaled to 80 x 80 by area
+     averaging (`area_downscale`, OpenCV's INTER_AREA: each output pixel is the mean of its
+     s/80 x s/80 footprint, source pixels weighted by the fraction of them inside it); from each
+     80 x 80 patch 4 random 64 x 64 crops at offsets uniform in 0..15 (EXPOSURE's
+     `randrange(0, 80 - 64)`). 16 patches per image; the draws, in order, for each square crop:
+     row, column offset, then for each of its 64 x 64 crops: row, column offset, by
+     `rng.integers`. Images must be at least 80 x 80 (EXPOSURE would upscale smaller ones).
+  2. `patch_statistics(patch)`: after clipping to [0, 1], the luminance mean (luminance
+     0.27 R + 0.67 G + 0.06 B), the contrast 2 x std of the luminance (population std) and the
+     mean HLS saturation (`hls_saturation`: OpenCV's and colorsys's convention).
+  3. Per statistic, the histogram over all patches of the set: 32 equal bins on [0, 1] (the
+     `np.histogram(range=(0, 1))` convention: the last bin includes 1; values outside [0, 1]
+     fall out, as in EXPOSURE), divided by the number of patches.
+  Each set draws its crops from its own `np.random.default_rng(seed)`, image after image, so a
+  run is reproducible, and two sets of same-size images in the same order (an enhancer's outputs
+  and its inputs) are cropped at the same places; identical sets give exactly 1.
+  `histogram_statistics` (step 1 and 2 over a set) and `intersect_statistics` (step 3) split
+  the work for callers that stream images.
 """
 import io
 
@@ -40,10 +66,17 @@ from PIL import Image
 import nima
 
 __all__ = [
+    "area_downscale",
     "entropy",
     "full_reference_figures",
+    "histogram_intersections",
+    "histogram_patches",
+    "histogram_statistics",
+    "hls_saturation",
+    "intersect_statistics",
     "nima_mean_scores",
     "no_reference_figures",
+    "patch_statistics",
     "png_bits_per_pixel",
     "psnr",
     "ssim",
@@ -55,6 +88,15 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 PNG_COMPRESS_LEVEL = 6
+
+# Histogram intersection (EXPOSURE's histogram_intersection.py; module docstring).
+HIST_BINS = 32
+HIST_SQUARE_CROPS = 4  # square crops per image
+HIST_DOWNSCALED = 80  # each square crop is area-downscaled to 80 x 80
+HIST_PATCH = 64  # ... and gives HIST_PATCH_CROPS random 64 x 64 patches
+HIST_PATCH_CROPS = 4
+HIST_STATISTICS = ("luminance", "contrast", "saturation")
+LUMINANCE_WEIGHTS = (0.27, 0.67, 0.06)  # EXPOSURE's luminance (PIEA's filters use it too)
 
 
 def _as_float(image):
@@ -220,3 +262,144 @@ def full_reference_figures(outputs, references):
         psnrs.append(psnr(output, reference))
         ssims.append(ssim(output, reference))
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+
+
+# --------------------------------------------------------------------------- histogram intersection
+
+
+def hls_saturation(image):
+    """Per-pixel HLS saturation of RGB values in [0, 1] (OpenCV's RGB2HLS, colorsys.rgb_to_hls).
+
+    With mx, mn the largest and smallest of R, G, B and l = (mx + mn) / 2: s = 0 if mx == mn,
+    (mx - mn) / (mx + mn) if l < 0.5, else (mx - mn) / (2 - mx - mn). Returns float64 (...,)
+    for an (..., 3) input.
+    """
+    image = _as_float(image)
+    if image.shape[-1:] != (3,):
+        raise ValueError(f"expected RGB values (..., 3), got shape {image.shape}")
+    mx, mn = image.max(axis=-1), image.min(axis=-1)
+    chroma = mx - mn
+    denominator = np.where(mx + mn < 1.0, mx + mn, 2.0 - mx - mn)  # l < 0.5 <=> mx + mn < 1
+    grey = chroma == 0
+    return np.where(grey, 0.0, chroma / np.where(grey, 1.0, denominator))
+
+
+def _area_weights(n_in, n_out):
+    """(n_out, n_in) matrix: row i averages the source interval [i s, (i + 1) s), s = n_in/n_out.
+
+    Source pixel j covers [j, j + 1); its weight is the length of its overlap with the interval,
+    divided by s.
+    """
+    scale = n_in / n_out
+    lo = np.arange(n_out)[:, None] * scale
+    j = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(j + 1, lo + scale) - np.maximum(j, lo), 0.0, None)
+    return overlap / scale
+
+
+def area_downscale(image, size=HIST_DOWNSCALED):
+    """Resizes an (h, w, C) image to (size, size, C) by area averaging (OpenCV's INTER_AREA).
+
+    Output pixel (i, k) is the mean of the image over the rectangle [i h/size, (i + 1) h/size) x
+    [k w/size, (k + 1) w/size), source pixels counting by the fraction of them inside it. With h
+    and w multiples of `size` this is the mean of each (h/size) x (w/size) block. Float64.
+    """
+    image = _as_float(image)
+    if image.ndim != 3:
+        raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
+    h, w, channels = image.shape
+    rows = _area_weights(h, size)
+    columns = _area_weights(w, size)
+    shrunk = (rows @ image.reshape(h, w * channels)).reshape(size, w, channels)
+    return (shrunk.transpose(0, 2, 1) @ columns.T).transpose(0, 2, 1)  # (size, size, C)
+
+
+def histogram_patches(image, rng):
+    """EXPOSURE's 16 random 64 x 64 patches of one image (module docstring, step 1).
+
+    Args:
+      image: (h, w, 3), float in [0, 1] or uint8; h and w at least 80.
+      rng: a np.random.Generator; 16 offset pairs are drawn from it.
+
+    Returns:
+      float64 (16, 64, 64, 3): for each of the 4 square crops in turn, its 4 patches.
+    """
+    image = _check_rgb(_as_float(image))
+    h, w = image.shape[:2]
+    side = min(h, w)
+    if side < HIST_DOWNSCALED:
+        raise ValueError(
+            f"histogram patches need images of at least {HIST_DOWNSCALED} x {HIST_DOWNSCALED} "
+            f"(the size square crops are downscaled to), got shape {image.shape}")
+    patches = []
+    limit = HIST_DOWNSCALED - HIST_PATCH  # randrange(0, 80 - 64): offsets 0..15
+    for _ in range(HIST_SQUARE_CROPS):
+        y = int(rng.integers(0, h - side + 1))
+        x = int(rng.integers(0, w - side + 1))
+        small = area_downscale(image[y:y + side, x:x + side])
+        for _ in range(HIST_PATCH_CROPS):
+            yy = int(rng.integers(0, limit))
+            xx = int(rng.integers(0, limit))
+            patches.append(small[yy:yy + HIST_PATCH, xx:xx + HIST_PATCH])
+    return np.stack(patches)
+
+
+def patch_statistics(patch):
+    """(luminance mean, contrast, saturation) of one patch, clipped to [0, 1] first.
+
+    Luminance 0.27 R + 0.67 G + 0.06 B; contrast 2 x its population std; saturation the mean of
+    `hls_saturation`. Floats.
+    """
+    patch = np.clip(_check_rgb(_as_float(patch)), 0.0, 1.0)
+    luminance = patch @ np.asarray(LUMINANCE_WEIGHTS)
+    return (float(luminance.mean()), float(2.0 * luminance.std()),
+            float(hls_saturation(patch).mean()))
+
+
+def histogram_statistics(images, seed=0):
+    """Statistics of every patch of a set: float64 (16 n, 3), columns as HIST_STATISTICS.
+
+    `images` is any iterable of (h, w, 3) images, read once; the patches are drawn from
+    `np.random.default_rng(seed)`, image after image (module docstring).
+    """
+    rng = np.random.default_rng(seed)
+    rows = [patch_statistics(patch) for image in images
+            for patch in histogram_patches(image, rng)]
+    return np.asarray(rows, np.float64).reshape(-1, len(HIST_STATISTICS))
+
+
+def _statistic_histogram(values):
+    counts, _ = np.histogram(values, bins=HIST_BINS, range=(0.0, 1.0))
+    return counts / float(len(values))
+
+
+def intersect_statistics(output_statistics, reference_statistics):
+    """Histogram intersections of two `histogram_statistics` arrays (module docstring, step 3).
+
+    Returns {"luminance": ..., "contrast": ..., "saturation": ...}, floats in [0, 1].
+    """
+    sets = []
+    for name, statistics in (("output", output_statistics), ("reference", reference_statistics)):
+        statistics = np.asarray(statistics, np.float64)
+        if statistics.ndim != 2 or statistics.shape[1] != len(HIST_STATISTICS):
+            raise ValueError(f"{name} statistics must be (n, {len(HIST_STATISTICS)}), "
+                             f"got shape {statistics.shape}")
+        if not len(statistics):
+            raise ValueError(f"no {name} images to evaluate")
+        sets.append(statistics)
+    return {
+        name: float(np.minimum(_statistic_histogram(sets[0][:, k]),
+                               _statistic_histogram(sets[1][:, k])).sum())
+        for k, name in enumerate(HIST_STATISTICS)
+    }
+
+
+def histogram_intersections(outputs, references, seed=0):
+    """EXPOSURE's histogram intersections of luminance, contrast and saturation (module docstring).
+
+    `outputs` and `references` are iterables of (h, w, 3) images (float in [0, 1] or uint8), of
+    any sizes of at least 80 x 80, compared as distributions: their number and order may differ.
+    Returns {"luminance": ..., "contrast": ..., "saturation": ...}, floats in [0, 1].
+    """
+    return intersect_statistics(histogram_statistics(outputs, seed),
+                                histogram_statistics(references, seed))
