@@ -1,0 +1,228 @@
+"""tools.evaluate_piea: PIEA on FiveK-like folders, Table 1's figures recomputed independently.
+
+In process with the toy brightness guide of tests/test_piea.py (its score rises with the mean
+luminance, so PIEA's outputs must get brighter), and once on the command line with a MobileNet
+NIMA weights file written by the test.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nima
+from datasets.images import load_rgb8
+from enhancers import piea
+from tools import evaluate, evaluate_piea
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_piea import brightness_nima  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO_ROOT)
+STEMS = ["a0001-jmac_DSC1459", "a0002-dgw_005", "a0003-NKIM_MG_8178"]
+SETTINGS = {"iterations": 2, "learning_rate": 1e-2, "proxy_size": None, "seed": 0}
+
+
+def _save(pixels, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def guide():
+    return brightness_nima()
+
+
+@pytest.fixture
+def fivek_dir(tmp_path):
+    """Dark inputs (TIFF, one grayscale) and brighter expert C retouches (JPEG), 80-96 px."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fivek"
+    shapes = [(80, 96), (96, 80), (88, 88)]
+    for stem, shape in zip(STEMS, shapes):
+        dark = rng.uniform(0.02, 0.3, shape + (3,))
+        if stem == STEMS[1]:
+            _save((dark[..., 0] * 255).astype(np.uint8), root / "input" / f"{stem}.tif")
+        else:
+            _save((dark * 255).astype(np.uint8), root / "input" / f"{stem}.tif")
+        bright = np.clip(dark * 2.5 + rng.uniform(0, 0.1, shape + (3,)), 0, 1)
+        _save((bright * 255).astype(np.uint8), root / "expertC" / f"{stem}.jpg")
+    return root
+
+
+def _pairs(root, stems=STEMS):
+    return [(str(root / "input" / f"{s}.tif"), str(root / "expertC" / f"{s}.jpg")) for s in stems]
+
+
+# --------------------------------------------------------------------------- in process
+
+
+def test_figures_match_an_independent_computation(fivek_dir, tmp_path, guide):
+    out = tmp_path / "out"
+    pairs = _pairs(fivek_dir)
+    results = evaluate_piea.evaluate(pairs, guide, output_dir=str(out),
+                                     reference_label="Expert C", **SETTINGS)
+    assert results["photos"] == 3 and results["failed"] == []
+    assert sorted(os.listdir(out)) == sorted([f"{s}.png" for s in STEMS] + ["results.json"])
+
+    inputs = [load_rgb8(a) for a, _ in pairs]
+    references = [load_rgb8(b) for _, b in pairs]
+    outputs = [load_rgb8(out / f"{s}.png") for s in STEMS]
+    # The written photos are PIEA's, one photo per call, rounded to 8 bits.
+    for image, written in zip(inputs, outputs):
+        result = piea.enhance(image[None] / np.float32(255), guide, iterations=2,
+                              learning_rate=1e-2)
+        assert np.abs(written.astype(int) - evaluate.to_uint8(result.images[0])).max() <= 1
+        assert written.mean() > image.mean() + 5  # the guide wants brighter photos
+
+    # Table 1: the metric on the three sets of files, each set with default_rng(seed).
+    figures = results["histogram_intersection"]
+    assert figures["Input"] == pytest.approx(
+        evaluate.histogram_intersections(inputs, references, seed=0), abs=1e-12)
+    assert figures["PIEA"] == pytest.approx(
+        evaluate.histogram_intersections(outputs, references, seed=0), abs=1e-12)
+    assert results["nima"]["PIEA"] > results["nima"]["Input"] + 0.1  # the guide's direction
+    for name, images in (("Input", inputs), ("PIEA", outputs), ("Expert C", references)):
+        assert results["nima"][name] == pytest.approx(
+            evaluate.nima_mean_scores(guide, images).mean(), abs=1e-6), name
+
+    # Per photo: the input's own score, not iteration 0 (already +1 EV brighter).
+    for record, image in zip(results["per_photo"], inputs):
+        assert len(record["piea_scores"]) == 3
+        assert record["nima_input"] == pytest.approx(
+            evaluate.nima_mean_scores(guide, [image])[0], abs=1e-6)
+        assert record["piea_scores"][0] > record["nima_input"] + 1e-3
+        assert 1.0 < record["parameters"]["exposure"] < 1.5  # +1 EV, then brighter still
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+
+
+def test_outputs_as_references_give_one(fivek_dir, tmp_path, guide):
+    """References that are PIEA's own outputs: the PIEA row is exactly 100% (same sizes, same
+    order, same seed: the same patches), the Input row is not."""
+    first = tmp_path / "first"
+    evaluate_piea.evaluate(_pairs(fivek_dir), guide, output_dir=str(first), **SETTINGS)
+    pairs = [(a, str(first / f"{s}.png")) for (a, _), s in zip(_pairs(fivek_dir), STEMS)]
+    results = evaluate_piea.evaluate(pairs, guide, **SETTINGS)
+    assert results["histogram_intersection"]["PIEA"] == {
+        "luminance": 1.0, "contrast": 1.0, "saturation": 1.0}
+    assert results["histogram_intersection"]["Input"]["luminance"] < 0.5
+    assert results["nima"]["PIEA"] == pytest.approx(results["nima"]["Reference"], abs=1e-6)
+
+
+def test_bad_photos_are_reported_by_name_and_skipped(fivek_dir, tmp_path, guide):
+    pairs = _pairs(fivek_dir)
+    broken = fivek_dir / "input" / "a0004-broken.tif"
+    broken.write_bytes(b"II*\x00 not really a tiff")
+    small = _save(np.zeros((60, 120, 3), np.uint8), fivek_dir / "input" / "a0005-small.png")
+    missing_ref = str(fivek_dir / "expertC" / "a0006-gone.jpg")
+    rgba = np.random.default_rng(1).integers(0, 80, (81, 82, 4), dtype=np.uint8)
+    odd = _save(rgba, fivek_dir / "input" / "a0007-rgba.png")  # RGBA: alpha dropped, fine
+    _save(rgba[..., :3], fivek_dir / "expertC" / "a0007-rgba.jpg")
+    pairs += [(str(broken), pairs[0][1]), (small, pairs[1][1]), (pairs[2][0], missing_ref),
+              (odd, str(fivek_dir / "expertC" / "a0007-rgba.jpg"))]
+    results = evaluate_piea.evaluate(pairs, guide, **SETTINGS)
+    assert results["photos"] == 4
+    reasons = {f["path"]: f["reason"] for f in results["failed"]}
+    assert set(reasons) == {str(broken), small, missing_ref}
+    assert "cannot read image" in reasons[str(broken)]
+    assert "120x60 is smaller than the 80x80" in reasons[small]
+    assert "cannot read image" in reasons[missing_ref]
+    # The figures are those of the pairs evaluated.
+    good = _pairs(fivek_dir) + [pairs[-1]]
+    assert results["histogram_intersection"]["Input"] == pytest.approx(
+        evaluate.histogram_intersections([load_rgb8(a) for a, _ in good],
+                                         [load_rgb8(b) for _, b in good], seed=0), abs=1e-12)
+    table = evaluate_piea.format_table(results)
+    assert "Expert C" not in table and "Reference, 4 photos (3 skipped)" in table
+
+    with pytest.raises(ValueError, match="none of the 1 pairs.*a0004-broken.tif"):
+        evaluate_piea.evaluate(pairs[3:4], guide, **SETTINGS)
+
+
+def test_output_dir_may_not_hold_the_photos(fivek_dir, guide):
+    with pytest.raises(ValueError, match="holds the photo"):
+        evaluate_piea.evaluate(_pairs(fivek_dir), guide, output_dir=str(fivek_dir / "expertC"),
+                               **SETTINGS)
+
+
+def test_format_table_layout():
+    results = {
+        "photos": 1000, "reference_label": "Expert C", "nima_model": "NIMA (inception_v2)",
+        "histogram_intersection": {
+            "Input": {"luminance": 0.71349, "contrast": 0.8365, "saturation": 0.6971},
+            "PIEA": {"luminance": 0.864, "contrast": 0.87849, "saturation": 1.0},
+        },
+        "nima": {"Input": 4.5, "PIEA": 5.25, "Expert C": 5.0004},
+        "failed": [],
+    }
+    assert evaluate_piea.format_table(results) == "\n".join([
+        "Histogram intersection with Expert C, 1000 photos; NIMA mean score",
+        "NIMA model: NIMA (inception_v2)",
+        "Approach  Luminance  Contrast  Saturation   NIMA",
+        "Input         71.3%     83.7%       69.7%  4.500",
+        "PIEA          86.4%     87.8%      100.0%  5.250",
+        "Expert C          -         -           -  5.000",
+    ])
+
+
+def test_find_pairs(fivek_dir, tmp_path):
+    pairs, missing, label = evaluate_piea.find_pairs(fivek_dir=str(fivek_dir), expert="c")
+    assert pairs == _pairs(fivek_dir) and missing == [] and label == "Expert C"
+    split = tmp_path / "test.txt"
+    split.write_text("# FiveK ids\n3\n1\n")
+    pairs, _, _ = evaluate_piea.find_pairs(fivek_dir=str(fivek_dir), split_file=str(split))
+    assert pairs == _pairs(fivek_dir, [STEMS[0], STEMS[2]])
+    pairs, _, label = evaluate_piea.find_pairs(
+        input_dir=str(fivek_dir / "input"), reference_dir=str(fivek_dir / "expertC"), limit=2,
+        split_file=str(split))
+    assert pairs == _pairs(fivek_dir, [STEMS[0], STEMS[2]])[:2] and label == "Reference"
+    assert evaluate_piea.find_pairs(fivek_dir=str(fivek_dir), limit=1)[0] == _pairs(fivek_dir)[:1]
+    with pytest.raises(ValueError, match="not both"):
+        evaluate_piea.find_pairs(fivek_dir=str(fivek_dir), input_dir=str(fivek_dir))
+    with pytest.raises(ValueError, match="both --input_dir and --reference_dir"):
+        evaluate_piea.find_pairs(input_dir=str(fivek_dir))
+    with pytest.raises(ValueError, match="tried expertB"):
+        evaluate_piea.find_pairs(fivek_dir=str(fivek_dir), expert="B")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_command_line_with_a_nima_weights_file(fivek_dir, tmp_path):
+    weights = str(tmp_path / "mobilenet_nima.weights.h5")
+    nima.build_nima("mobilenet").save_weights(weights)
+    (fivek_dir / "input" / "a0009-broken.tif").write_bytes(b"not an image")
+    _save(np.zeros((90, 90, 3), np.uint8), fivek_dir / "expertC" / "a0009-broken.jpg")
+    split = tmp_path / "FiveK_test.txt"
+    split.write_text("1\n2\n9\n")
+    out = tmp_path / "cli_out"
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.evaluate_piea", f"--fivek_dir={fivek_dir}", "--expert=C",
+         f"--split_file={split}", f"--nima_weights={weights}", "--backbone=mobilenet",
+         "--iterations=2", f"--output_dir={out}"],
+        cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]  # the broken photo was skipped
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("Histogram intersection with Expert C, 2 photos (1 skipped); "
+                        "NIMA mean score")
+    assert lines[1] == f"NIMA model: NIMA (mobilenet) weights {weights}"
+    assert re.fullmatch(r"Approach +Luminance +Contrast +Saturation +NIMA", lines[2])
+    for row, line in zip(("Input", "PIEA", "Expert C"), lines[3:6]):
+        number = r"\d{1,3}\.\d%"
+        pattern = (rf"{row} +{number} +{number} +{number} +\d\.\d{{3}}" if row != "Expert C"
+                   else r"Expert C +- +- +- +\d\.\d{3}")
+        assert re.fullmatch(pattern, line), line
+    assert "a0009-broken.tif: cannot read image" in result.stdout
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["photos"] == 2 and saved["settings"]["iterations"] == 2
+    assert sorted(os.listdir(out)) == [f"{STEMS[0]}.png", f"{STEMS[1]}.png", "results.json"]
+    # The printed percentages are those of results.json.
+    luminance = saved["histogram_intersection"]["PIEA"]["luminance"]
+    assert f"{100 * luminance:.1f}%" in lines[4]
