@@ -165,17 +165,6 @@ def test_process_matches_numpy(name, high):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_hsv_matches_tf_image_and_skimage_and_round_trips():
-    images = make_images(seed=5)
-    hsv = filters.rgb_to_hsv(images).numpy()
-    np.testing.assert_allclose(hsv, tf.image.rgb_to_hsv(images).numpy(), atol=1e-6)
-    np.testing.assert_allclose(hsv, skimage.color.rgb2hsv(np.float64(images)), atol=1e-6)
-    assert np.all(hsv[:, 0, :3, :2] == 0)  # black, white, gray: h = s = 0
-    np.testing.assert_allclose(filters.hsv_to_rgb(hsv).numpy(), images, atol=1e-6)
-    np.testing.assert_allclose(filters.hsv_to_rgb(hsv).numpy(),
-                               tf.image.hsv_to_rgb(hsv).numpy(), atol=1e-6)
-
-
 def test_luminance_and_tanh_range():
     images = make_images(seed=6)
     np.testing.assert_allclose(filters.luminance(images).numpy(), np_lum(np.float64(images)),
