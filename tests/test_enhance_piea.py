@@ -131,3 +131,16 @@ def test_command_line_with_a_nima_weights_file(photos, tmp_path):
     recipe = json.loads((out / "rgb.recipe.json").read_text())
     assert "mobilenet" in recipe["nima"] and len(recipe["scores"]) == 3
     Image.open(io.BytesIO((out / "rgb.figure.png").read_bytes())).verify()
+
+
+def test_demo_darkens_the_three_photos_by_one_stop(tmp_path):
+    import skimage.data
+
+    from tools import piea_demo
+
+    paths = piea_demo.darkened_photos(str(tmp_path))
+    assert [os.path.basename(p) for p in paths] == ["astronaut.png", "coffee.png", "chelsea.png"]
+    for name, path in zip(piea_demo.PHOTOS, paths):
+        original = getattr(skimage.data, name)().astype(np.float64)
+        expected = np.rint(original / 2)  # -1 EV: values halved, rounded half to even
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), expected.astype(np.uint8))

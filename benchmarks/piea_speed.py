@@ -1,0 +1,78 @@
+"""PIEA speed: seconds per 500x333 photo for the full 20 iterations, against NIMA alone.
+
+    python benchmarks/piea_speed.py [--backbones=mobilenet,vgg16,inception_v2]
+        [--height=333] [--width=500] [--iterations=20] [--repeats=3]
+
+For each NIMA backbone (random weights: the cost does not depend on them) it prints, in the
+same run and on the same photo:
+
+- `piea s/photo`: one `enhancers.piea.enhance` call, Algorithm 1 with M iterations (filters,
+  NIMA forward and backward, parameter update, and the final render and score);
+- `M x NIMA f+b`: M times the cost of one NIMA forward and backward pass on the photo alone
+  (the gradient of the mean score with respect to the pixels, in a `tf.function`);
+- `ratio`: the first over the second, the overhead of the filters and of the loop. The target
+  is at most 1.3.
+
+Each figure is the median over `repeats` timed calls after one warm-up (tracing) call, on
+whatever device TensorFlow picks. XLA is off, as in `enhancers.piea`.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+import nima  # noqa: E402
+from enhancers import piea  # noqa: E402
+from timing import median_seconds  # noqa: E402
+
+flags.DEFINE_list("backbones", list(nima.BACKBONES), "NIMA backbones to measure.")
+flags.DEFINE_integer("height", 333, "Photo height (the paper's FiveK photos are 500x333).")
+flags.DEFINE_integer("width", 500, "Photo width.")
+flags.DEFINE_integer("iterations", piea.ITERATIONS, "M.")
+flags.DEFINE_integer("repeats", 3, "Timed calls per figure (median reported).")
+FLAGS = flags.FLAGS
+
+TARGET_RATIO = 1.3
+
+
+def measure(backbone, height, width, iterations, repeats):
+    model = nima.build_nima(backbone)
+    photo = tf.constant(np.random.default_rng(0).random((1, height, width, 3), np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def nima_forward_backward(images):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            score = tf.reduce_sum(nima.mean_score(model(images, training=False)))
+        return tape.gradient(score, images)
+
+    nima_seconds = median_seconds(lambda: nima_forward_backward(photo).numpy(), repeats)
+    enhancer = piea.PieaEnhancer(model, iterations=iterations)
+    piea_seconds = median_seconds(lambda: enhancer.enhance(photo), repeats)
+    return piea_seconds, iterations * nima_seconds
+
+
+def main(argv):
+    del argv
+    print(f"TensorFlow {tf.__version__}, devices: "
+          f"{[d.name for d in tf.config.list_logical_devices()]}, {os.cpu_count()} CPU cores")
+    print(f"photo {FLAGS.width}x{FLAGS.height}, M = {FLAGS.iterations}, median of "
+          f"{FLAGS.repeats}; target ratio <= {TARGET_RATIO}")
+    print(f"{'backbone':<14}{'piea s/photo':>14}{f'{FLAGS.iterations} x NIMA f+b':>18}"
+          f"{'ratio':>8}")
+    for backbone in FLAGS.backbones:
+        piea_seconds, nima_seconds = measure(backbone, FLAGS.height, FLAGS.width,
+                                             FLAGS.iterations, FLAGS.repeats)
+        ratio = piea_seconds / nima_seconds
+        verdict = "ok" if ratio <= TARGET_RATIO else "OVER TARGET"
+        print(f"{backbone:<14}{piea_seconds:>14.3f}{nima_seconds:>18.3f}{ratio:>8.3f}  {verdict}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
