@@ -145,6 +145,7 @@ def test_demo_model_trains_once_then_loads_from_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.long_demo
 def test_demo_preset_learns_the_demo_scores(tmp_path):
     """The README's main job, as configs/nima_demo.flags sets it (a few CPU minutes)."""
     from train import nima_task
