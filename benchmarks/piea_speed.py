@@ -13,11 +13,15 @@ same run and on the same photo:
 - `ratio`: the first over the second, the overhead of the filters and of the loop. The target
   is at most 1.3.
 
-Each figure is the median over `repeats` timed calls after one warm-up (tracing) call, on
-whatever device TensorFlow picks. XLA is off, as in `enhancers.piea`.
+After one untimed warm-up (tracing) of each, `repeats` rounds each time one PIEA call and
+then M NIMA passes, so that drifts in the machine's speed hit both; the figures are the
+medians over the rounds (the ratio is the median of the per-round ratios). Runs on whatever
+device TensorFlow picks; XLA is off, as in `enhancers.piea`.
 """
 import os
+import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,7 +32,6 @@ from absl import app, flags  # noqa: E402
 
 import nima  # noqa: E402
 from enhancers import piea  # noqa: E402
-from timing import median_seconds  # noqa: E402
 
 flags.DEFINE_list("backbones", list(nima.BACKBONES), "NIMA backbones to measure.")
 flags.DEFINE_integer("height", 333, "Photo height (the paper's FiveK photos are 500x333).")
@@ -40,7 +43,15 @@ FLAGS = flags.FLAGS
 TARGET_RATIO = 1.3
 
 
+def _seconds(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def measure(backbone, height, width, iterations, repeats):
+    """(PIEA seconds, M x NIMA f+b seconds, ratio), medians over `repeats` alternating rounds:
+    each round times one PIEA call, then M NIMA passes, so drifts in machine speed hit both."""
     model = nima.build_nima(backbone)
     photo = tf.constant(np.random.default_rng(0).random((1, height, width, 3), np.float32))
 
@@ -51,10 +62,19 @@ def measure(backbone, height, width, iterations, repeats):
             score = tf.reduce_sum(nima.mean_score(model(images, training=False)))
         return tape.gradient(score, images)
 
-    nima_seconds = median_seconds(lambda: nima_forward_backward(photo).numpy(), repeats)
+    def nima_passes():
+        for _ in range(iterations):
+            nima_forward_backward(photo).numpy()
+
     enhancer = piea.PieaEnhancer(model, iterations=iterations)
-    piea_seconds = median_seconds(lambda: enhancer.enhance(photo), repeats)
-    return piea_seconds, iterations * nima_seconds
+    enhancer.enhance(photo)  # warm-up: tracing
+    nima_passes()
+    rounds = [(_seconds(lambda: enhancer.enhance(photo)), _seconds(nima_passes))
+              for _ in range(repeats)]
+    piea_seconds = statistics.median(p for p, _ in rounds)
+    nima_seconds = statistics.median(n for _, n in rounds)
+    ratio = statistics.median(p / n for p, n in rounds)
+    return piea_seconds, nima_seconds, ratio
 
 
 def main(argv):
@@ -66,9 +86,8 @@ def main(argv):
     print(f"{'backbone':<14}{'piea s/photo':>14}{f'{FLAGS.iterations} x NIMA f+b':>18}"
           f"{'ratio':>8}")
     for backbone in FLAGS.backbones:
-        piea_seconds, nima_seconds = measure(backbone, FLAGS.height, FLAGS.width,
-                                             FLAGS.iterations, FLAGS.repeats)
-        ratio = piea_seconds / nima_seconds
+        piea_seconds, nima_seconds, ratio = measure(backbone, FLAGS.height, FLAGS.width,
+                                                    FLAGS.iterations, FLAGS.repeats)
         verdict = "ok" if ratio <= TARGET_RATIO else "OVER TARGET"
         print(f"{backbone:<14}{piea_seconds:>14.3f}{nima_seconds:>18.3f}{ratio:>8.3f}  {verdict}",
               flush=True)

@@ -40,12 +40,51 @@ def tanh_range(x, low, high):
 
 
 def luminance(images):
-    """0.27 R + 0.67 G + 0.06 B, (..., 3) -> (..., 1)."""
-    return tf.reduce_sum(images * tf.constant(LUMINANCE_WEIGHTS, images.dtype), -1, keepdims=True)
+    """0.27 R + 0.67 G + 0.06 B, (..., 3) -> (..., 1).
+
+    Written with channel slices: a reduction over TensorFlow's innermost axis of size 3 is
+    several times slower on a CPU, and PIEA runs this on every pixel twice per iteration.
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    r, g, b = (images[..., c:c + 1] for c in range(3))
+    return LUMINANCE_WEIGHTS[0] * r + LUMINANCE_WEIGHTS[1] * g + LUMINANCE_WEIGHTS[2] * b
+
+
+@tf.custom_gradient
+def _channel_max_and_min(images):
+    """(max, min) over the 3 channels, each (..., 1). The gradient goes to the channel that is
+    the max (min), split equally between tied channels, as tf.reduce_max's does; written out
+    with channel slices because tf.reduce_max's own gradient costs as much as the rest of the
+    saturation filter on a CPU."""
+    r, g, b = (images[..., c:c + 1] for c in range(3))
+    high = tf.maximum(tf.maximum(r, g), b)
+    low = tf.minimum(tf.minimum(r, g), b)
+    is_high = tf.cast(tf.equal(images, high), images.dtype)
+    is_low = tf.cast(tf.equal(images, low), images.dtype)
+
+    def gradient(d_high, d_low):
+        def ties(mask):
+            return mask[..., 0:1] + mask[..., 1:2] + mask[..., 2:3]
+
+        return is_high * (d_high / ties(is_high)) + is_low * (d_low / ties(is_low))
+
+    return (high, low), gradient
+
+
+def _at_most(x, limit):
+    """min(x, limit) as x - relu(x - limit): same values and gradient, several times cheaper
+    than tf.minimum's gradient (which also reduces over the broadcast constant) on a CPU."""
+    return x - tf.nn.relu(x - limit)
+
+
+def _at_least(x, limit):
+    """max(x, limit) as limit + relu(x - limit) (see `_at_most`)."""
+    return limit + tf.nn.relu(x - limit)
 
 
 def _lerp(a, b, p):
-    return (1 - p) * a + p * b
+    """(1 - p) a + p b, written a + p (b - a): one full-size operation fewer."""
+    return a + p * (b - a)
 
 
 def _per_image(natural):
@@ -58,21 +97,45 @@ def _curve(images, points):
     """EXPOSURE's piecewise-linear curve: sum_i clip(x - i/8, 0, 1/8) t_i 8 / sum_i t_i.
 
     `points` is [batch, 1 or 3, CURVE_STEPS]: one curve for all channels (tone) or one per
-    channel (colour). Computed as the same function in closed form, which is several times
-    cheaper than the eight clipped segments: with x = clip(img, 0, 1) on segment
-    k = min(floor(8 x), 7), out = sum_{i<k} t_i / sum t + (x - k/8) 8 t_k / sum t.
+    channel (colour). Computed as the same function in closed form, several times cheaper than
+    the eight clipped segments: with x = clip(img, 0, 1) on segment k = min(floor(8 x), 7),
+    out = start_k + (x - k/8) slope_k, slope_i = 8 t_i / sum t, start_k = sum_{i<k} slope_i / 8.
     """
     batch = tf.shape(points)[0]
     points = tf.broadcast_to(points, [batch, 3, CURVE_STEPS])
     slopes = points * (CURVE_STEPS / (tf.reduce_sum(points, -1, keepdims=True) + 1e-30))
-    starts = tf.math.cumsum(slopes, axis=-1, exclusive=True) / CURVE_STEPS  # curve at i / 8
+    starts = tf.math.cumsum(slopes, axis=-1, exclusive=True) / CURVE_STEPS
+    return _curve_lookup(images, starts, slopes)
+
+
+@tf.custom_gradient
+def _curve_lookup(images, starts, slopes):
+    """out = start_k + (x - k/8) slope_k per pixel and channel ([batch, 3, 8] tables).
+
+    The gradient is written out so that the per-segment sums use tf.math.bincount, several
+    times faster on a CPU than the unsorted_segment_sum of tf.gather's own gradient.
+    """
+    batch = tf.shape(starts)[0]
     x = tf.clip_by_value(images, 0, 1)
     segment = tf.minimum(tf.cast(x * CURVE_STEPS, tf.int32), CURVE_STEPS - 1)  # floor, x >= 0
     table = (tf.range(batch)[:, None, None, None] * 3 + tf.range(3)) * CURVE_STEPS
     index = table + segment  # into the flattened [batch, 3, CURVE_STEPS] tables
     offset = x - tf.cast(segment, tf.float32) / CURVE_STEPS
-    return (tf.gather(tf.reshape(starts, [-1]), index)
-            + offset * tf.gather(tf.reshape(slopes, [-1]), index))
+    slope_here = tf.gather(tf.reshape(slopes, [-1]), index)
+    out = tf.gather(tf.reshape(starts, [-1]), index) + offset * slope_here
+
+    def gradient(upstream):
+        inside = tf.cast((images >= 0) & (images <= 1), tf.float32)  # clip_by_value's gradient
+        size = batch * 3 * CURVE_STEPS
+
+        def per_segment(weights):
+            sums = tf.math.bincount(index, weights=weights, minlength=size, maxlength=size)
+            return tf.reshape(sums, [batch, 3, CURVE_STEPS])
+
+        return (upstream * slope_here * inside, per_segment(upstream),
+                per_segment(upstream * offset))
+
+    return out, gradient
 
 
 def _inverse_tanh_range(natural, low, high):
@@ -150,7 +213,9 @@ class Gamma(Filter):
         return _inverse_tanh_range(np.log(np.asarray(natural, np.float64)), -log_range, log_range)
 
     def process(self, images, natural):
-        return tf.pow(tf.maximum(images, 0.001), _per_image(natural))
+        # exp(g log x) is max(x, 0.001)^g, about three times cheaper than tf.pow forward and
+        # backward on a CPU.
+        return tf.exp(_per_image(natural) * tf.math.log(_at_least(images, 0.001)))
 
     def describe(self, natural):
         return f"{self.title} 1/{1 / float(natural):.2f}"  # EXPOSURE writes gamma as 1/(1/g)
@@ -193,9 +258,10 @@ class Saturation(Filter):
 
     The HSV round trip keeps h and v, so it is computed in closed form. In the hexcone model
     each channel is c = v - v s f_c(h) with f_c = (v - c) / (v - min) depending on the hue
-    only; with v s' = (v - min) + min k, k = (0.5 - |0.5 - v|) 0.8, the new channel is
-    c' = v - (v - min + min k) f_c. Grays (v = min) have hue 0, f = (0, 1, 1), as in
-    tf.image.rgb_to_hsv, so they take a red tint with s' = k exactly as EXPOSURE's filter does.
+    only; v s' = (v - min) + min k with k = (0.5 - |0.5 - v|) 0.8, so the new channel is
+    c' = v - (v - min + min k) f_c = c - min k f_c, and out = x - p k min f. Grays (v = min)
+    have hue 0, f = (0, 1, 1), as in tf.image.rgb_to_hsv, so they take a red tint with s' = k
+    exactly as EXPOSURE's filter does.
     """
 
     name, title, initial_natural = "saturation", "Saturation", 0.01
@@ -208,15 +274,12 @@ class Saturation(Filter):
         return _logit(natural)
 
     def process(self, images, natural):
-        images = tf.minimum(images, 1.0)
-        value = tf.reduce_max(images, -1, keepdims=True)
-        low = tf.reduce_min(images, -1, keepdims=True)
-        delta = value - low
-        hue_shape = tf.where(delta > 0, (value - images) / tf.where(delta > 0, delta, 1.0),
-                             tf.constant(self.GRAY_HUE_SHAPE))
+        images = _at_most(images, 1.0)
+        value, low = _channel_max_and_min(images)
+        gray = tf.cast(value <= low, tf.float32)
+        hue_shape = (value - images) / (value - low + gray) + gray * tf.constant(self.GRAY_HUE_SHAPE)
         k = (0.5 - tf.abs(0.5 - value)) * 0.8
-        full_colour = value - (delta + low * k) * hue_shape
-        return _lerp(images, full_colour, _per_image(natural))
+        return images - (_per_image(natural) * k * low) * hue_shape
 
     def describe(self, natural):
         return f"{self.title} +{100 * float(natural):.1f}%"
@@ -259,7 +322,8 @@ class Contrast(Filter):
     def process(self, images, natural):
         lum = tf.clip_by_value(luminance(images), 0, 1)
         contrast_lum = -tf.cos(math.pi * lum) / 2 + 0.5
-        return _lerp(images, images / (lum + 1e-6) * contrast_lum, _per_image(natural))
+        # img / (L + 1e-6) * L' = img * (L' / (L + 1e-6)): the ratio is one channel, not three.
+        return images * _lerp(1.0, contrast_lum / (lum + 1e-6), _per_image(natural))
 
     def describe(self, natural):
         return f"{self.title} {float(natural):+.2f}"

@@ -78,7 +78,7 @@ def test_first_step_is_minus_lambda_times_a_finite_difference_gradient(guide, da
                       ** 2).sum())
 
     checked = 0
-    for name in ("exposure", "gamma", "contrast", "tone", "white_balance"):
+    for name in ("exposure", "gamma", "contrast", "tone", "white_balance", "color"):
         flat = raw0[name].reshape(-1)
         for index in range(flat.size):
             if name == "white_balance" and index == 0:
@@ -91,7 +91,7 @@ def test_first_step_is_minus_lambda_times_a_finite_difference_gradient(guide, da
             taken = (raw1[name].reshape(-1)[index] - flat[index]) / -learning_rate
             assert taken == pytest.approx(numeric, rel=0.05, abs=2e-3), (name, index)
             checked += 1
-    assert checked == 1 + 1 + 1 + 8 + 2
+    assert checked == 1 + 1 + 1 + 8 + 2 + 24
 
 
 def test_darkened_photo_gets_brighter_and_scores_rise(guide, dark_photos):
