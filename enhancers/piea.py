@@ -229,14 +229,12 @@ def load_nima(nima_weights=None, backbone=PAPER_BACKBONE):
 
     `nima_weights` is a whole-NIMA weights file (`model.save_weights`, `train.nima`'s output)
     for `backbone`; None gives the demo NIMA (`nima.demo_model()`, a MobileNet trained on the
-    embedded demo set; trained into a cache on first use), which is said in the returned line
-    and logged, since it is a stand-in for a NIMA trained on AVA.
+    embedded demo set; trained into a cache on first use; `backbone` is then unused), which is
+    said in the returned line and logged, since it is a stand-in for a NIMA trained on AVA.
     """
     if nima_weights is None:
         description = ("demo NIMA (nima.demo_model(): a MobileNet trained on the embedded demo "
                        "set, not on AVA; give --nima_weights for a real one)")
-        if backbone not in (None, "mobilenet"):
-            description += f"; --backbone={backbone} ignored"
         logging.warning("PIEA is guided by the %s.", description)
         return nima.demo_model(), description
     model = nima.build_nima(backbone, weights=nima_weights)
