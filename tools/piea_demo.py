@@ -26,13 +26,6 @@ from tools.evaluate import nima_mean_scores
 PHOTOS = ("astronaut", "coffee", "chelsea")
 STOPS_DARKER = 1.0
 
-flags.DEFINE_string("output_dir", "runs/piea_demo", "Where the photos go.")
-flags.DEFINE_string("nima_weights", None, "Whole-NIMA weights file; default: the demo NIMA.")
-flags.DEFINE_enum("backbone", piea.PAPER_BACKBONE, list(nima.BACKBONES),
-                  "Backbone of --nima_weights.")
-flags.DEFINE_integer("iterations", piea.ITERATIONS, "M.", lower_bound=0)
-flags.DEFINE_float("learning_rate", piea.LEARNING_RATE, "lambda.")
-FLAGS = flags.FLAGS
 
 
 def darkened_photos(directory):
@@ -49,6 +42,7 @@ def darkened_photos(directory):
 
 def main(argv):
     del argv
+    FLAGS = flags.FLAGS
     paths = darkened_photos(os.path.join(FLAGS.output_dir, "darkened"))
     nima_model, description = piea.load_nima(FLAGS.nima_weights, FLAGS.backbone)
     enhance_fn = enhance.piea_enhance_fn(nima_model, description, iterations=FLAGS.iterations,
@@ -72,5 +66,16 @@ def main(argv):
     return 0 if report.ok else 1
 
 
+def _define_flags():
+    """Flags live here, not at import, so that tests can import this module next to others."""
+    flags.DEFINE_string("output_dir", "runs/piea_demo", "Where the photos go.")
+    flags.DEFINE_string("nima_weights", None, "Whole-NIMA weights file; default: the demo NIMA.")
+    flags.DEFINE_enum("backbone", piea.PAPER_BACKBONE, list(nima.BACKBONES),
+                      "Backbone of --nima_weights.")
+    flags.DEFINE_integer("iterations", piea.ITERATIONS, "M.", lower_bound=0)
+    flags.DEFINE_float("learning_rate", piea.LEARNING_RATE, "lambda.")
+
+
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
