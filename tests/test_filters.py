@@ -349,3 +349,53 @@ def test_works_in_tf_function_on_any_size():
         images = make_images(seed=24, size=size)
         np.testing.assert_allclose(enhance(images, raw).numpy(),
                                    filters.apply_raw(images, raw).numpy(), atol=1e-6)
+
+
+# ---- the written-out gradients against TensorFlow's autodiff of the plain formulas ----
+
+def _vjp(fn, inputs, upstream):
+    inputs = [tf.constant(x) for x in inputs]
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        out = fn(*inputs)
+    return tape.gradient(out, inputs, output_gradients=upstream)
+
+
+def test_luminance_gradient_matches_autodiff_of_the_weighted_sum():
+    images = make_images(seed=20, high=1.5)
+    upstream = np.random.default_rng(21).normal(size=images.shape[:-1] + (1,)).astype(np.float32)
+    weights = tf.constant(filters.LUMINANCE_WEIGHTS)
+    (ours,) = _vjp(filters.luminance, [images], upstream)
+    (plain,) = _vjp(lambda x: tf.reduce_sum(x * weights, -1, keepdims=True), [images], upstream)
+    np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_channel_max_min_gradient_matches_reduce_max_min_with_ties():
+    images = make_images(seed=22)
+    images[:, 0, :3] = [[0.5, 0.5, 0.2], [0.3, 0.7, 0.7], [0.4, 0.4, 0.4]]  # ties, as in 8-bit
+    rng = np.random.default_rng(23)
+    upstream = [rng.normal(size=images.shape[:-1] + (1,)).astype(np.float32) for _ in range(2)]
+    (ours,) = _vjp(lambda x: filters._channel_max_and_min(x), [images], upstream)
+    (plain,) = _vjp(lambda x: (tf.reduce_max(x, -1, keepdims=True),
+                               tf.reduce_min(x, -1, keepdims=True)), [images], upstream)
+    np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_curve_gradient_matches_autodiff_of_the_clipped_segment_sum(channels):
+    images = make_images(seed=24, high=1.3) - 0.1  # values below 0 and above 1 too
+    rng = np.random.default_rng(25)
+    points = rng.uniform(0.5, 2.0, (BATCH, channels, filters.CURVE_STEPS)).astype(np.float32)
+    upstream = rng.normal(size=images.shape).astype(np.float32)
+    steps = filters.CURVE_STEPS
+
+    def clipped_segments(x, p):  # EXPOSURE's own formulation
+        starts = tf.range(steps, dtype=tf.float32) / steps
+        segments = tf.clip_by_value(x[..., None] - starts, 0, 1 / steps)
+        p = p[:, None, None]
+        return tf.reduce_sum(segments * p, -1) * steps / (tf.reduce_sum(p, -1) + 1e-30)
+
+    ours = _vjp(filters._curve, [images, points], upstream)
+    plain = _vjp(clipped_segments, [images, points], upstream)
+    for a, b in zip(ours, plain):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
