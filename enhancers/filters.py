@@ -58,27 +58,6 @@ def _luminance(images):
     return LUMINANCE_WEIGHTS[0] * r + LUMINANCE_WEIGHTS[1] * g + LUMINANCE_WEIGHTS[2] * b, gradient
 
 
-@tf.custom_gradient
-def _channel_max_and_min(images):
-    """(max, min) over the 3 channels, each (..., 1). The gradient goes to the channel that is
-    the max (min), split equally between tied channels, as tf.reduce_max's does; written out
-    with channel slices because tf.reduce_max's own gradient costs as much as the rest of the
-    saturation filter on a CPU."""
-    r, g, b = (images[..., c:c + 1] for c in range(3))
-    high = tf.maximum(tf.maximum(r, g), b)
-    low = tf.minimum(tf.minimum(r, g), b)
-    is_high = tf.cast(tf.equal(images, high), images.dtype)
-    is_low = tf.cast(tf.equal(images, low), images.dtype)
-
-    def gradient(d_high, d_low):
-        def ties(mask):
-            return mask[..., 0:1] + mask[..., 1:2] + mask[..., 2:3]
-
-        return is_high * (d_high / ties(is_high)) + is_low * (d_low / ties(is_low))
-
-    return (high, low), gradient
-
-
 def _at_most(x, limit):
     """min(x, limit) as x - relu(x - limit): same values and gradient, several times cheaper
     than tf.minimum's gradient (which also reduces over the broadcast constant) on a CPU."""
@@ -88,6 +67,48 @@ def _at_most(x, limit):
 def _at_least(x, limit):
     """max(x, limit) as limit + relu(x - limit) (see `_at_most`)."""
     return limit + tf.nn.relu(x - limit)
+
+
+def _channel_sum(x):
+    """Sum over the 3 channels, (..., 3) -> (..., 1), with slices (see `luminance`)."""
+    return x[..., 0:1] + x[..., 1:2] + x[..., 2:3]
+
+
+@tf.custom_gradient
+def _saturate(images, strength):
+    """The saturation filter on images already clipped at 1 (`Saturation`): out = x - c f with
+    c = p k min, f_c = (v - x_c) / (v - min + gray) + gray (0, 1, 1).
+
+    The gradient is written out (chain rule through v = max and min, split between tied
+    channels as tf.reduce_max's is): TensorFlow's own backward pass reduces over the innermost
+    3-channel axis for every one-channel term and costs several times more on a CPU.
+    """
+    r, g, b = (images[..., c:c + 1] for c in range(3))
+    value = tf.maximum(tf.maximum(r, g), b)
+    low = tf.minimum(tf.minimum(r, g), b)
+    is_high = tf.cast(tf.equal(images, value), tf.float32)
+    is_low = tf.cast(tf.equal(images, low), tf.float32)
+    gray = tf.cast(value <= low, tf.float32)
+    denominator = value - low + gray
+    plain_shape = (value - images) / denominator
+    hue_shape = plain_shape + gray * tf.constant(Saturation.GRAY_HUE_SHAPE)
+    k = (0.5 - tf.abs(0.5 - value)) * 0.8
+    coefficient = strength * k * low
+    out = images - coefficient * hue_shape
+
+    def gradient(upstream):
+        d_coefficient = -_channel_sum(upstream * hue_shape)
+        d_strength = tf.reduce_sum(d_coefficient * k * low, axis=[1, 2, 3], keepdims=True)
+        scaled = coefficient * upstream / denominator
+        dk_dvalue = 0.8 * tf.sign(0.5 - value)
+        d_value = (d_coefficient * strength * low * dk_dvalue
+                   - _channel_sum(scaled * (1 - plain_shape)))
+        d_low = d_coefficient * strength * k - _channel_sum(scaled * plain_shape)
+        d_images = (upstream + scaled + is_high * (d_value / _channel_sum(is_high))
+                    + is_low * (d_low / _channel_sum(is_low)))
+        return d_images, d_strength
+
+    return out, gradient
 
 
 def _lerp(a, b, p):
@@ -282,12 +303,7 @@ class Saturation(Filter):
         return _logit(natural)
 
     def process(self, images, natural):
-        images = _at_most(images, 1.0)
-        value, low = _channel_max_and_min(images)
-        gray = tf.cast(value <= low, tf.float32)
-        hue_shape = (value - images) / (value - low + gray) + gray * tf.constant(self.GRAY_HUE_SHAPE)
-        k = (0.5 - tf.abs(0.5 - value)) * 0.8
-        return images - (_per_image(natural) * k * low) * hue_shape
+        return _saturate(_at_most(images, 1.0), _per_image(natural))
 
     def describe(self, natural):
         return f"{self.title} +{100 * float(natural):.1f}%"

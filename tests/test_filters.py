@@ -370,17 +370,6 @@ def test_luminance_gradient_matches_autodiff_of_the_weighted_sum():
     np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6, atol=1e-7)
 
 
-def test_channel_max_min_gradient_matches_reduce_max_min_with_ties():
-    images = make_images(seed=22)
-    images[:, 0, :3] = [[0.5, 0.5, 0.2], [0.3, 0.7, 0.7], [0.4, 0.4, 0.4]]  # ties, as in 8-bit
-    rng = np.random.default_rng(23)
-    upstream = [rng.normal(size=images.shape[:-1] + (1,)).astype(np.float32) for _ in range(2)]
-    (ours,) = _vjp(lambda x: filters._channel_max_and_min(x), [images], upstream)
-    (plain,) = _vjp(lambda x: (tf.reduce_max(x, -1, keepdims=True),
-                               tf.reduce_min(x, -1, keepdims=True)), [images], upstream)
-    np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6, atol=1e-7)
-
-
 @pytest.mark.parametrize("channels", [1, 3])
 def test_curve_gradient_matches_autodiff_of_the_clipped_segment_sum(channels):
     images = make_images(seed=24, high=1.3) - 0.1  # values below 0 and above 1 too
@@ -398,4 +387,30 @@ def test_curve_gradient_matches_autodiff_of_the_clipped_segment_sum(channels):
     ours = _vjp(filters._curve, [images, points], upstream)
     plain = _vjp(clipped_segments, [images, points], upstream)
     for a, b in zip(ours, plain):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_saturation_gradient_matches_autodiff_of_the_plain_formula():
+    images = make_images(seed=26, high=1.3)
+    images[:, 0, :3] = [[0.5, 0.5, 0.2], [0.3, 0.7, 0.7], [0.4, 0.4, 0.4]]  # ties and a gray
+    images[:, 0, 3] = [0.5, 0.1, 0.3]  # v = 0.5 exactly: the kink of k
+    rng = np.random.default_rng(27)
+    strength = rng.uniform(0, 1, (BATCH,)).astype(np.float32)
+    upstream = rng.normal(size=images.shape).astype(np.float32)
+
+    def plain(x, p):  # the formula with TensorFlow's own reductions and autodiff
+        x = tf.minimum(x, 1.0)
+        value = tf.reduce_max(x, -1, keepdims=True)
+        low = tf.reduce_min(x, -1, keepdims=True)
+        gray = tf.cast(value <= low, tf.float32)
+        shape = (value - x) / (value - low + gray) + gray * tf.constant([0.0, 1.0, 1.0])
+        k = (0.5 - tf.abs(0.5 - value)) * 0.8
+        return x - (p[:, None, None, None] * k * low) * shape
+
+    saturation = filters.FILTERS_BY_NAME["saturation"]
+    np.testing.assert_allclose(saturation.process(images, strength).numpy(),
+                               plain(images, strength).numpy(), atol=1e-6)
+    ours = _vjp(saturation.process, [images, strength], upstream)
+    reference = _vjp(plain, [images, strength], upstream)
+    for a, b in zip(ours, reference):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
