@@ -17,6 +17,7 @@ NHWC RGB, nominally in [0, 1], of any size; parameters are per image in the batc
 - `initial_raw_parameters(batch)` leaves photos unchanged to within 1/255, except exposure,
   which starts at +1 EV as in EXPOSURE.
 """
+import abc
 import math
 
 import numpy as np
@@ -181,7 +182,7 @@ def _numbers(values):
     return " ".join(f"{v:.2f}" for v in np.ravel(values))
 
 
-class Filter:
+class Filter(abc.ABC):
     """One of EXPOSURE's filters; stateless. Subclasses define the mapping and the formula."""
 
     name = None
@@ -194,17 +195,21 @@ class Filter:
             return np.zeros(self.param_shape, np.float32)
         return self.raw_from_natural(np.full(self.param_shape, self.initial_natural, np.float32))
 
+    @abc.abstractmethod
     def natural(self, raw):
-        raise NotImplementedError
+        """Raw values [batch, *param_shape] -> natural units, same shape (tf.Tensor)."""
 
+    @abc.abstractmethod
     def raw_from_natural(self, natural):
-        raise NotImplementedError
+        """NumPy inverse of `natural`."""
 
+    @abc.abstractmethod
     def process(self, images, natural):
-        raise NotImplementedError
+        """The filter on images [batch, h, w, 3] with natural parameters [batch, ...]."""
 
+    @abc.abstractmethod
     def describe(self, natural):
-        raise NotImplementedError
+        """One photo's natural parameters in words and numbers."""
 
     def __repr__(self):
         return f"<Filter {self.name}>"
