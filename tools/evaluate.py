@@ -64,6 +64,7 @@ import numpy as np
 from PIL import Image
 
 import nima
+from enhancers.filters import LUMINANCE_WEIGHTS  # EXPOSURE's luminance, one definition
 
 __all__ = [
     "area_downscale",
@@ -96,7 +97,6 @@ HIST_DOWNSCALED = 80  # each square crop is area-downscaled to 80 x 80
 HIST_PATCH = 64  # ... and gives HIST_PATCH_CROPS random 64 x 64 patches
 HIST_PATCH_CROPS = 4
 HIST_STATISTICS = ("luminance", "contrast", "saturation")
-LUMINANCE_WEIGHTS = (0.27, 0.67, 0.06)  # EXPOSURE's luminance (PIEA's filters use it too)
 
 
 def _as_float(image):
