@@ -1,0 +1,187 @@
+"""The context aggregation network (CAN) of Talebi & Milanfar, "Learned Perceptual Image
+Enhancement" (section 3), and Chen, Xu & Koltun's original (ICCV 2017), from one builder.
+
+The paper's CAN (the defaults of `build_can`): d = 10 convolutional layers of 32 feature maps;
+layers k = 0..8 are 3x3 convolutions with dilation 2^k, layer 9 is an undilated 1x1
+convolution to RGB; leaky ReLU (slope 0.2) after every layer but the last; "unlike [5], our
+intermediate feature maps are symmetrically padded" (`tf.pad(mode="SYMMETRIC")`), to avoid the
+artifacts that zero padding makes at high dilation rates.
+
+Chen et al.'s CAN24 (`CHEN_ET_AL`): 24 feature maps, dilations 1, 2, 4, ..., 64 then an
+undilated 3x3 layer, the 1x1 output layer, zero ("same") padding, and adaptive batch
+normalisation w0 * x + w1 * BN(x) before each leaky ReLU.
+
+Both start from Chen et al.'s identity initialisation: every 3x3 kernel maps channel i to
+channel i through its centre tap (so the image passes through the first three channels), and
+the output layer is Glorot-initialised.
+
+The network is fully convolutional: any image size, including photos smaller than the largest
+dilation, where one symmetric pad cannot reach far enough (`symmetric_pad` extends the image
+by repeated mirroring then).
+
+    can = build_can()                           # the paper's CAN
+    chen = build_can(**CHEN_ET_AL)              # Chen et al.'s CAN24
+    enhanced = can(images)                      # float32 [b, h, w, 3], no clipping
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+PADDINGS = ("symmetric", "zero")
+DEPTH = 10
+WIDTH = 32
+LEAKY_RELU_SLOPE = 0.2
+CHEN_ET_AL = {
+    "width": 24,
+    "dilations": (1, 2, 4, 8, 16, 32, 64, 1),
+    "padding": "zero",
+    "adaptive_batch_norm": True,
+}
+
+
+def paper_dilations(depth=DEPTH):
+    """Dilation 2^k of the 3x3 layers k = 0 .. depth - 2 (section 3); the last layer is 1x1."""
+    if depth < 2:
+        raise ValueError(f"a CAN needs at least 2 layers, got depth={depth}")
+    return tuple(2**k for k in range(depth - 1))
+
+
+def _reflected_indices(length, pad):
+    """Indices into an axis of `length` for positions -pad .. length + pad - 1 of its symmetric
+    extension (period 2 * length: ... c b a | a b c | c b a | a b c ...)."""
+    positions = tf.math.floormod(tf.range(-pad, length + pad), 2 * length)
+    return tf.where(positions < length, positions, 2 * length - 1 - positions)
+
+
+def symmetric_pad(images, pad):
+    """Pads height and width of NHWC `images` by `pad` on each side by mirroring, edge included.
+
+    Equals `tf.pad(images, ..., mode="SYMMETRIC")` where that works (pad <= height and width)
+    and NumPy's `np.pad(..., mode="symmetric")` everywhere: a side shorter than `pad` is
+    extended by repeated mirroring (period 2 * side).
+    """
+    pad = int(pad)
+    if pad == 0:
+        return images
+
+    def mirror():
+        return tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="SYMMETRIC")
+
+    def repeated_mirror():
+        shape = tf.shape(images)
+        rows = tf.gather(images, _reflected_indices(shape[1], pad), axis=1)
+        return tf.gather(rows, _reflected_indices(shape[2], pad), axis=2)
+
+    height, width = images.shape[1], images.shape[2]
+    if height is not None and width is not None:
+        return mirror() if min(height, width) >= pad else repeated_mirror()
+    shape = tf.shape(images)
+    return tf.cond(tf.minimum(shape[1], shape[2]) >= pad, mirror, repeated_mirror)
+
+
+@keras.saving.register_keras_serializable(package="enhancers")
+class SymmetricPadding2D(keras.layers.Layer):
+    """`symmetric_pad` as a layer: pads height and width by `pad` on each side."""
+
+    def __init__(self, pad, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = int(pad)
+
+    def call(self, images):
+        return symmetric_pad(images, self.pad)
+
+    def compute_output_shape(self, input_shape):
+        grow = lambda size: None if size is None else size + 2 * self.pad  # noqa: E731
+        return (input_shape[0], grow(input_shape[1]), grow(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package="enhancers")
+class IdentityKernel(keras.initializers.Initializer):
+    """Chen et al.'s identity initialisation of a conv kernel [kh, kw, in, out]: the centre tap
+    maps input channel i to output channel i for i < min(in, out); everything else is 0."""
+
+    def __call__(self, shape, dtype=None):
+        kernel = np.zeros(shape, np.float32)
+        centre_h, centre_w = shape[0] // 2, shape[1] // 2
+        for channel in range(min(shape[2], shape[3])):
+            kernel[centre_h, centre_w, channel, channel] = 1.0
+        return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {}
+
+
+@keras.saving.register_keras_serializable(package="enhancers")
+class AdaptiveBatchNormalization(keras.layers.Layer):
+    """Chen et al.'s adaptive normalisation w0 * x + w1 * BN(x), with w0 = 1 and w1 = 0 at the
+    start (section 3.3 of Chen et al.); BN as TF-Slim's default: a learned offset, no scale,
+    moving-average decay 0.999, epsilon 0.001."""
+
+    def __init__(self, momentum=0.999, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.batch_norm = keras.layers.BatchNormalization(
+            momentum=momentum, epsilon=epsilon, center=True, scale=False, name="batch_norm")
+
+    def build(self, input_shape):
+        self.batch_norm.build(input_shape)
+        self.w0 = self.add_weight(shape=(), initializer="ones", name="w0")
+        self.w1 = self.add_weight(shape=(), initializer="zeros", name="w1")
+
+    def call(self, inputs, training=None):
+        normalised = self.batch_norm(inputs, training=training)
+        return (keras.ops.cast(self.w0, inputs.dtype) * inputs
+                + keras.ops.cast(self.w1, inputs.dtype) * normalised)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+def build_can(depth=None, width=WIDTH, dilations=None, padding="symmetric",
+              adaptive_batch_norm=False, leaky_relu_slope=LEAKY_RELU_SLOPE, name="can"):
+    """A CAN mapping float RGB images [b, h, w, 3] to [b, h, w, 3] (module docstring).
+
+    Args:
+      depth: number of conv layers: depth - 1 dilated 3x3 layers and the 1x1 output layer
+        (default and paper: 10; with `dilations` it defaults to, and must equal,
+        len(dilations) + 1).
+      width: feature maps of the 3x3 layers (paper: 32; Chen et al.: 24).
+      dilations: the dilation of each 3x3 layer; default 2^k, k = 0 .. depth - 2
+        (`paper_dilations`). Chen et al.: (1, 2, 4, 8, 16, 32, 64, 1).
+      padding: "symmetric" (paper) or "zero" (Chen et al.).
+      adaptive_batch_norm: Chen et al.'s w0 * x + w1 * BN(x) before each leaky ReLU (the
+        3x3 layers then have no bias, as in TF-Slim with a normaliser).
+      leaky_relu_slope: the leaky ReLU's negative slope (0.2).
+    """
+    if dilations is None:
+        dilations = paper_dilations(DEPTH if depth is None else depth)
+    else:
+        dilations = tuple(int(d) for d in dilations)
+        if depth is not None and depth != len(dilations) + 1:
+            raise ValueError(f"depth={depth} disagrees with {len(dilations)} dilations "
+                             f"{dilations} (depth = number of dilations + 1)")
+    if not dilations or any(d < 1 for d in dilations):
+        raise ValueError(f"dilations must be positive integers, got {dilations}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    if width < 3:
+        raise ValueError(f"width must be at least 3 (the image passes through), got {width}")
+
+    images = keras.Input((None, None, 3), name="images")
+    x = images
+    for k, dilation in enumerate(dilations):
+        if padding == "symmetric":
+            x = SymmetricPadding2D(dilation, name=f"pad{k}")(x)
+        x = keras.layers.Conv2D(
+            width, 3, dilation_rate=dilation, padding="valid" if padding == "symmetric" else "same",
+            use_bias=not adaptive_batch_norm, kernel_initializer=IdentityKernel(),
+            name=f"conv{k}")(x)
+        if adaptive_batch_norm:
+            x = AdaptiveBatchNormalization(name=f"norm{k}")(x)
+        x = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope, name=f"lrelu{k}")(x)
+    outputs = keras.layers.Conv2D(3, 1, name="conv_out", dtype="float32")(x)
+    return keras.Model(images, outputs, name=name)
