@@ -2,6 +2,8 @@
 
 Only entry points read FLAGS; they turn them into config dataclasses for the library code.
 """
+import dataclasses
+
 from absl import flags
 
 from train import strategies
@@ -29,10 +31,8 @@ def define_common_flags():
     flags.mark_flag_as_required("model_dir")
 
 
-def common_kwargs(values):
-    """The shared flags as keyword arguments for a system's config dataclass."""
-    names = (
-        "model_dir", "export_dir", "export_version", "train_steps", "batch_size", "strategy",
-        "num_cpu_devices", "seed", "mode", "checkpoint_every", "log_every", "mixed_precision",
-    )
-    return {name: getattr(values, name) for name in names}
+def config_from_flags(config_class, values):
+    """`config_class` (a `train.config.RunConfig` subclass) filled from the parsed flags
+    `values`: every field of the dataclass is read from the flag of the same name."""
+    return config_class(**{field.name: getattr(values, field.name)
+                           for field in dataclasses.fields(config_class)})

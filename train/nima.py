@@ -37,18 +37,9 @@ flags.DEFINE_integer("eval_batch_size", 32, "Batch size of evaluation.")
 
 FLAGS = flags.FLAGS
 
-_OWN_FLAGS = (
-    "backbone", "backbone_weights", "init_weights", "dataset", "ava_txt", "image_dir",
-    "split_file", "test_fraction", "skip_missing_images", "demo_dir", "demo_num_images",
-    "demo_image_size", "augmentation", "crop_size", "dropout", "base_learning_rate", "head_learning_rate",
-    "momentum", "lr_decay_epochs", "lr_decay_rate", "eval_batch_size",
-)
-
 
 def config_from_flags():
-    return NimaConfig(
-        **common_flags.common_kwargs(FLAGS), **{name: getattr(FLAGS, name) for name in _OWN_FLAGS}
-    )
+    return common_flags.config_from_flags(NimaConfig, FLAGS)
 
 
 def main(argv):

@@ -18,14 +18,14 @@ from datasets import ava, demo
 from losses.emd import emd_loss
 from nima.metrics import nima_metrics
 from train import loop, strategies
+from train.config import RunConfig
 
 FINAL_WEIGHTS = "nima.weights.h5"
 TEST_IDS_FILE = "test_ids.txt"
 
 
 @dataclasses.dataclass
-class NimaConfig:
-    model_dir: str
+class NimaConfig(RunConfig):
     backbone: str = "mobilenet"
     backbone_weights: str | None = None  # Keras/converted ImageNet weights (local file)
     init_weights: str | None = None  # whole-NIMA weights to fine-tune from
@@ -47,18 +47,7 @@ class NimaConfig:
     momentum: float = 0.9
     lr_decay_epochs: float = 10.0
     lr_decay_rate: float = 0.95
-    train_steps: int = 10000
-    batch_size: int = 64
     eval_batch_size: int = 32
-    strategy: str = "default"
-    num_cpu_devices: int = 2
-    seed: int = 0
-    mode: str = "train"
-    checkpoint_every: int = 1000
-    log_every: int = 100
-    mixed_precision: bool = False
-    export_dir: str | None = None
-    export_version: int | None = None
 
 
 # The demo preset (configs/nima_demo.flags holds the same values; a test keeps them equal):

@@ -52,21 +52,9 @@ FLAGS = flags.FLAGS
 FLAGS.set_default("batch_size", 30)
 FLAGS.set_default("train_steps", 20000)
 
-_OWN_FLAGS = (
-    "dataset", "dped_dir", "phone", "source_dir", "target_dir", "eval_source_dir",
-    "eval_target_dir", "eval_dir", "demo_dir", "demo_num_train_patches", "demo_num_test_patches",
-    "patch_size", "augment", "filters", "residual_blocks", "vgg_weights", "content_layer",
-    "content_weight", "color_weight", "texture_weight", "tv_weight", "identity_weight",
-    "generator_learning_rate",
-    "discriminator_learning_rate", "adam_beta_1", "nima_weights", "nima_backbone",
-    "eval_max_images", "eval_save_images",
-)
-
 
 def config_from_flags():
-    return WespeConfig(
-        **common_flags.common_kwargs(FLAGS), **{name: getattr(FLAGS, name) for name in _OWN_FLAGS}
-    )
+    return common_flags.config_from_flags(WespeConfig, FLAGS)
 
 
 def main(argv):

@@ -30,6 +30,7 @@ from enhancers import wespe
 from losses import (build_vgg19_features, content_loss, discriminator_accuracy,
                     discriminator_loss, generator_adversarial_loss, total_variation_loss)
 from train import loop, strategies
+from train.config import RunConfig
 
 GENERATOR_WEIGHTS = "generator.weights.h5"
 INVERSE_GENERATOR_WEIGHTS = "inverse_generator.weights.h5"
@@ -41,8 +42,7 @@ RANDOM_VGG_WARNING = (
 
 
 @dataclasses.dataclass
-class WespeConfig:
-    model_dir: str
+class WespeConfig(RunConfig):
     dataset: str = "dped"  # "dped", "folders" (two photo collections) or "demo"
     dped_dir: str | None = None  # dped/ or dped/<phone>/
     phone: str = "iphone"
@@ -72,17 +72,8 @@ class WespeConfig:
     generator_learning_rate: float = 5e-4
     discriminator_learning_rate: float = 5e-4
     adam_beta_1: float = 0.9
-    train_steps: int = 20000
+    train_steps: int = 20000  # section 3.6
     batch_size: int = 30
-    strategy: str = "default"
-    num_cpu_devices: int = 2
-    seed: int = 0
-    mode: str = "train"
-    checkpoint_every: int = 1000
-    log_every: int = 100
-    mixed_precision: bool = False
-    export_dir: str | None = None
-    export_version: int | None = None
     nima_weights: str | None = None  # whole-NIMA weights file, or "demo" for nima.demo_model()
     nima_backbone: str = "mobilenet"
     eval_max_images: int | None = None  # cap on no-reference images (full-size photos are slow)
