@@ -232,10 +232,4 @@ def load_nima(nima_weights=None, backbone=PAPER_BACKBONE):
     embedded demo set; trained into a cache on first use; `backbone` is then unused), which is
     said in the returned line and logged, since it is a stand-in for a NIMA trained on AVA.
     """
-    if nima_weights is None:
-        description = ("demo NIMA (nima.demo_model(): a MobileNet trained on the embedded demo "
-                       "set, not on AVA; give --nima_weights for a real one)")
-        logging.warning("PIEA is guided by the %s.", description)
-        return nima.demo_model(), description
-    model = nima.build_nima(backbone, weights=nima_weights)
-    return model, f"NIMA ({backbone}) weights {nima_weights}"
+    return nima.load_nima_model(nima_weights or nima.DEMO_WEIGHTS, backbone)

@@ -8,4 +8,4 @@ from nima.model import (
     mean_score,
     std_score,
 )
-from nima.demo import demo_model
+from nima.demo import DEMO_WEIGHTS, demo_model, load_nima_model

@@ -37,3 +37,26 @@ def demo_model(cache_dir=None, **config_overrides):
         outcome = nima_task.run(config)
         logging.info("Demo NIMA trained: test SRCC %.3f", outcome.get("srcc", float("nan")))
     return nima_task.restore_model(config)
+
+
+DEMO_WEIGHTS = "demo"
+DEMO_DESCRIPTION = ("demo NIMA (nima.demo_model(): a MobileNet trained on the embedded demo set, "
+                    "not on AVA; give a NIMA weights file for a real one)")
+
+
+def load_nima_model(weights, backbone):
+    """The NIMA of a `--nima_weights` value and a line saying which it is: (model, description).
+
+    `weights` is "demo" for `demo_model()` (logged as a warning: it is a stand-in for a NIMA
+    trained on AVA; `backbone` is then unused) or a whole-NIMA weights file for `backbone`
+    (`nima.build_nima`; errors name the file).
+    """
+    if weights == DEMO_WEIGHTS:
+        logging.warning("Using the %s.", DEMO_DESCRIPTION)
+        return demo_model(), DEMO_DESCRIPTION
+    from nima.model import build_nima
+
+    model = build_nima(backbone, weights=weights)
+    description = f"NIMA({backbone}) from {weights}"
+    logging.info("Using %s.", description)
+    return model, description

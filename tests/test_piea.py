@@ -187,7 +187,7 @@ def test_load_nima_with_a_weights_file_and_the_demo_fallback(tmp_path, monkeypat
     np.testing.assert_allclose(loaded(image), model(image), rtol=1e-5)
     with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
         piea.load_nima(str(tmp_path / "missing.weights.h5"), "mobilenet")
-    monkeypatch.setattr(nima, "demo_model", lambda: "the demo model")
+    monkeypatch.setattr(nima.demo, "demo_model", lambda: "the demo model")
     demo, description = piea.load_nima(None, "inception_v2")
     assert demo == "the demo model" and "demo NIMA" in description and "MobileNet" in description
 

@@ -529,15 +529,7 @@ def _load_nima(weights, backbone):
     if weights is None:
         logging.warning("No --nima_weights: the NIMA columns and the box plot are left out.")
         return None, None
-    if weights == "demo":
-        description = ("demo NIMA (nima.demo_model(): a MobileNet trained on the embedded demo "
-                       "set, not on AVA; give --nima_weights=FILE for a real one)")
-        logging.warning("NIMA scores come from the %s.", description)
-        return nima.demo_model(), description
-    model = nima.build_nima(backbone, weights=weights)
-    description = f"NIMA({backbone}) from {weights}"
-    logging.info("NIMA scores come from %s.", description)
-    return model, description
+    return nima.load_nima_model(weights, backbone)
 
 
 def main(argv):

@@ -355,15 +355,12 @@ def restore_generator(config):
 
 
 def load_nima(config):
-    """The NIMA model of --nima_weights ("demo": nima.demo_model()), or None."""
+    """The NIMA model of --nima_weights (a file, or "demo": nima.demo_model()), or None."""
     if not config.nima_weights:
         return None
     import nima
 
-    if config.nima_weights == "demo":
-        logging.info("NIMA figures use the demo NIMA (nima.demo_model()).")
-        return nima.demo_model()
-    return nima.build_nima(config.nima_backbone, weights=config.nima_weights)
+    return nima.load_nima_model(config.nima_weights, config.nima_backbone)[0]
 
 
 def _to_float(image_uint8):
