@@ -1,4 +1,4 @@
-"""datasets.paired: (input, reference) pairs for CAN: sources, splits, training stream, test pairs."""
+"""datasets.paired: CAN's (input, reference) pairs: sources, splits, training stream, test pairs."""
 import logging
 import re
 
