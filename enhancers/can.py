@@ -142,7 +142,8 @@ class AdaptiveBatchNormalization(keras.layers.Layer):
 
 
 def build_can(depth=None, width=WIDTH, dilations=None, padding="symmetric",
-              adaptive_batch_norm=False, leaky_relu_slope=LEAKY_RELU_SLOPE, name="can"):
+              adaptive_batch_norm=False, leaky_relu_slope=LEAKY_RELU_SLOPE, identity_output=False,
+              name="can"):
     """A CAN mapping float RGB images [b, h, w, 3] to [b, h, w, 3] (module docstring).
 
     Args:
@@ -156,6 +157,9 @@ def build_can(depth=None, width=WIDTH, dilations=None, padding="symmetric",
       adaptive_batch_norm: Chen et al.'s w0 * x + w1 * BN(x) before each leaky ReLU (the
         3x3 layers then have no bias, as in TF-Slim with a normaliser).
       leaky_relu_slope: the leaky ReLU's negative slope (0.2).
+      identity_output: start the 1x1 output layer as the identity on the first three feature
+        maps too, so that the whole CAN starts as the identity on images in [0, 1] (not in the
+        papers, whose output layer is Glorot-initialised; the short CPU demo uses it).
     """
     if dilations is None:
         dilations = paper_dilations(DEPTH if depth is None else depth)
@@ -183,5 +187,7 @@ def build_can(depth=None, width=WIDTH, dilations=None, padding="symmetric",
         if adaptive_batch_norm:
             x = AdaptiveBatchNormalization(name=f"norm{k}")(x)
         x = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope, name=f"lrelu{k}")(x)
-    outputs = keras.layers.Conv2D(3, 1, name="conv_out", dtype="float32")(x)
+    outputs = keras.layers.Conv2D(
+        3, 1, kernel_initializer=IdentityKernel() if identity_output else "glorot_uniform",
+        name="conv_out", dtype="float32")(x)
     return keras.Model(images, outputs, name=name)
