@@ -66,8 +66,15 @@ def config_from_flags():
 
 def main(argv):
     del argv
-    outcome = run(config_from_flags())
+    config = config_from_flags()
+    outcome = run(config)
     print(json.dumps(outcome, indent=2))
+    rows = outcome.get("eval")
+    if rows and config.model_name() in rows:
+        before, after = rows["input"], rows[config.model_name()]
+        print(f"Test PSNR before (input) {before['psnr_mean']:.2f} dB, after "
+              f"({config.model_name()}) {after['psnr_mean']:.2f} dB; SSIM {before['ssim_mean']:.3f}"
+              f" -> {after['ssim_mean']:.3f}")
 
 
 if __name__ == "__main__":
