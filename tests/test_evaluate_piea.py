@@ -212,7 +212,7 @@ def test_command_line_with_a_nima_weights_file(fivek_dir, tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == ("Histogram intersection with Expert C, 2 photos (1 skipped); "
                         "NIMA mean score")
-    assert lines[1] == f"NIMA model: NIMA (mobilenet) weights {weights}"
+    assert lines[1] == f"NIMA model: NIMA(mobilenet) from {weights}"
     assert re.fullmatch(r"Approach +Luminance +Contrast +Saturation +NIMA", lines[2])
     for row, line in zip(("Input", "PIEA", "Expert C"), lines[3:6]):
         number = r"\d{1,3}\.\d%"
