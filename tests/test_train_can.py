@@ -243,3 +243,16 @@ def test_demo_preset_learns_the_reference_operator(tmp_path):
     assert rows["CAN(L2+NIMA)"]["psnr_mean"] > rows["input"]["psnr_mean"] + 5.0, rows
     assert rows["CAN(L2+NIMA)"]["ssim_mean"] > rows["input"]["ssim_mean"], rows
     assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
+
+
+def test_evaluation_is_skipped_without_test_pairs(tmp_path):
+    from datasets import can_demo
+    from train import can_task
+
+    demo = can_demo.build_can_demo(str(tmp_path / "demo"), num_train=2, train_size=(32, 32))
+    everything = tmp_path / "all.txt"
+    everything.write_text("\n".join(can_demo.train_stems(2) + list(can_demo.TEST_STEMS)))
+    config = can_task.CanConfig(model_dir=str(tmp_path / "run"), dataset="folders",
+                                input_dir=demo.input_dir, reference_dir=demo.reference_dir,
+                                train_list=str(everything), nima_weight=0)
+    assert can_task.evaluate(config) is None and can_task.summary(None) is None

@@ -270,11 +270,17 @@ def enhance_fn(model):
 
 
 def evaluate(config, model=None):
-    """Section 4.2 / Figure 6 on the test pairs at full size; writes <model_dir>/eval/."""
+    """Section 4.2 / Figure 6 on the test pairs at full size; writes <model_dir>/eval/.
+
+    Returns `tools.evaluate_can.compare`'s results, or None when the split has no test pairs.
+    """
     from tools import evaluate_can
     from tools.enhance import load_saved_model_enhancer
 
     _, test_pairs, missing = load_pairs(config)
+    if not test_pairs:
+        logging.warning("No test pairs (the split left none): nothing to evaluate.")
+        return None
     model = model or restore_model(config)
     nima_model, description = (load_nima(config) if config.nima_weights else (None, None))
     enhancers = {config.model_name(): enhance_fn(model)}
@@ -289,7 +295,9 @@ def evaluate(config, model=None):
 
 
 def summary(results):
-    """The evaluation's per-row means, for the run's printed outcome."""
+    """The evaluation's per-row means, for the run's printed outcome (None without results)."""
+    if results is None:
+        return None
     return {row["name"]: row["summary"] and {k: v for k, v in row["summary"].items()
                                              if k != "nima_box"}
             for row in results["rows"]}
