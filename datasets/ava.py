@@ -308,6 +308,17 @@ def read_split_file(path):
 # ----------------------------------------------------------------------------- pipeline
 
 
+def check_stream_position(start_step, num_shards, shard_index):
+    """ValueError unless start_step >= 0 and 0 <= shard_index < num_shards: the resume and shard
+    arguments every training stream takes (`make_dataset`, `datasets.unpaired`,
+    `datasets.paired`)."""
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"need num_shards >= 1 and 0 <= shard_index < num_shards, got "
+                         f"num_shards={num_shards}, shard_index={shard_index}")
+
+
 class DecodeFailures:
     """Thread-safe counter of images a pipeline could not decode and skipped.
 
@@ -442,11 +453,7 @@ def make_dataset(records, *, batch_size, training, augmentation="crop", crop_siz
         raise ValueError(
             f"augmentation='none' keeps every image at its own size, so batch_size must be 1, "
             f"got {batch_size}")
-    if start_step < 0:
-        raise ValueError(f"start_step must be >= 0, got {start_step}")
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(f"need num_shards >= 1 and 0 <= shard_index < num_shards, got "
-                         f"num_shards={num_shards}, shard_index={shard_index}")
+    check_stream_position(start_step, num_shards, shard_index)
     if decode_failures is None:
         decode_failures = DecodeFailures()
 

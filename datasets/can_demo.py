@@ -210,23 +210,15 @@ def _params(num_train, train_size, seed):
             "train_size": [int(v) for v in train_size], "seed": int(seed)}
 
 
-def _names(directory):
-    try:
-        with os.scandir(directory) as entries:
-            return {e.name for e in entries}
-    except OSError:
-        return set()
-
-
 def _is_complete(root, params):
-    manifest = demo.read_manifest(os.path.join(root, MANIFEST))
-    if manifest is None or {k: manifest.get(k) for k in params} != params:
+    if not demo.manifest_matches(os.path.join(root, MANIFEST), params):
         return False
     paths = demo_set(root)
     if not (os.path.isfile(paths.train_list) and os.path.isfile(paths.test_list)):
         return False
     wanted = {f"{stem}.png" for stem in train_stems(params["num_train"]) + list(TEST_STEMS)}
-    return wanted <= _names(paths.input_dir) and wanted <= _names(paths.reference_dir)
+    return (wanted <= demo.file_names(paths.input_dir)
+            and wanted <= demo.file_names(paths.reference_dir))
 
 
 def build_can_demo(output_dir, *, num_train=DEFAULT_NUM_TRAIN, train_size=DEFAULT_TRAIN_SIZE,
@@ -283,7 +275,7 @@ def build_can_demo(output_dir, *, num_train=DEFAULT_NUM_TRAIN, train_size=DEFAUL
         crop_photos = list(pool.map(train_pair, range(num_train)))
 
     for directory in (paths.input_dir, paths.reference_dir):  # Files of a larger build.
-        for name in _names(directory):
+        for name in demo.file_names(directory):
             match = _TRAIN_PNG.match(name)
             if match and int(match.group(1)) >= num_train:
                 os.remove(os.path.join(directory, name))

@@ -216,15 +216,29 @@ def read_manifest(path):
         return None
 
 
+def manifest_matches(path, params):
+    """True if the manifest at `path` is readable and holds every key of `params` with its value:
+    the set in that folder was built with these parameters (and completely: the manifest is
+    written last)."""
+    manifest = read_manifest(path)
+    return manifest is not None and {k: manifest.get(k) for k in params} == params
+
+
+def file_names(directory):
+    """The names of the entries of `directory`, or an empty set if it cannot be listed."""
+    try:
+        with os.scandir(directory) as entries:
+            return {e.name for e in entries}
+    except OSError:
+        return set()
+
+
 def _is_complete(output_dir, params):
-    manifest = read_manifest(os.path.join(output_dir, MANIFEST))
-    if manifest is None or {k: manifest.get(k) for k in params} != params:
+    if not manifest_matches(os.path.join(output_dir, MANIFEST), params):
         return False
-    image_dir = os.path.join(output_dir, IMAGE_DIR)
-    if not os.path.isfile(os.path.join(output_dir, AVA_TXT)) or not os.path.isdir(image_dir):
+    if not os.path.isfile(os.path.join(output_dir, AVA_TXT)):
         return False
-    with os.scandir(image_dir) as entries:
-        names = {e.name for e in entries}
+    names = file_names(os.path.join(output_dir, IMAGE_DIR))
     return all(f"{i + 1}.jpg" in names for i in range(params["num_images"]))
 
 

@@ -65,7 +65,8 @@ import tensorflow as tf
 from absl import logging
 
 from datasets import fivek
-from datasets.ava import _GIVE_UP_AFTER, DecodeFailures, _training_index_stream
+from datasets.ava import (_GIVE_UP_AFTER, DecodeFailures, _training_index_stream,
+                          check_stream_position)
 from datasets.images import ImageDecodeError, load_rgb8
 from datasets.unpaired import _DECODERS, _EXITING
 
@@ -388,11 +389,7 @@ def make_training_dataset(pairs, *, batch_size, seed, size=PAPER_SIZE, start_ste
         raise ValueError(f"size must be two positive ints (height, width), got {size!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if start_step < 0:
-        raise ValueError(f"start_step must be >= 0, got {start_step}")
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(f"need num_shards >= 1 and 0 <= shard_index < num_shards, got "
-                         f"num_shards={num_shards}, shard_index={shard_index}")
+    check_stream_position(start_step, num_shards, shard_index)
     if decode_failures is None:
         decode_failures = DecodeFailures()
 

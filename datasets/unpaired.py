@@ -63,7 +63,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from datasets.ava import DecodeFailures
+from datasets.ava import DecodeFailures, check_stream_position
 from datasets.images import ImageDecodeError, load_rgb8
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -318,11 +318,7 @@ def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num
                         ("images_per_group", group), ("patches_per_image", per_image)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    if start_step < 0:
-        raise ValueError(f"start_step must be >= 0, got {start_step}")
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(f"need num_shards >= 1 and 0 <= shard_index < num_shards, got "
-                         f"num_shards={num_shards}, shard_index={shard_index}")
+    check_stream_position(start_step, num_shards, shard_index)
     if decode_failures is None:
         decode_failures = DecodeFailures()
 

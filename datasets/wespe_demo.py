@@ -187,21 +187,12 @@ def _params(patch_size, num_train_patches, num_test_patches, seed):
             "num_test_patches": int(num_test_patches), "seed": int(seed)}
 
 
-def _names(directory):
-    try:
-        with os.scandir(directory) as entries:
-            return {e.name for e in entries}
-    except OSError:
-        return set()
-
-
 def _is_complete(root, params):
-    manifest = demo.read_manifest(os.path.join(root, MANIFEST))
-    if manifest is None or {k: manifest.get(k) for k in params} != params:
+    if not demo.manifest_matches(os.path.join(root, MANIFEST), params):
         return False
     counts = _counts(params)
     for key, directory in _layout(root).items():
-        names = _names(directory)
+        names = demo.file_names(directory)
         if not all(f"{i}.png" in names for i in range(counts[key])):
             return False
     return True
@@ -275,7 +266,7 @@ def build_wespe_demo(output_dir, *, patch_size=100, num_train_patches=3000, num_
 
     counts = _counts(params)
     for key, directory in layout.items():  # Files of an earlier, larger build.
-        for name in _names(directory):
+        for name in demo.file_names(directory):
             if _INDEXED_PNG.match(name) and int(name[:-4]) >= counts[key]:
                 os.remove(os.path.join(directory, name))
 
