@@ -319,6 +319,16 @@ def check_stream_position(start_step, num_shards, shard_index):
                          f"num_shards={num_shards}, shard_index={shard_index}")
 
 
+def stream_options(num_shards):
+    """tf.data options of every training stream: deterministic order, and no auto-sharding when
+    the stream shards itself (num_shards > 1)."""
+    options = tf.data.Options()
+    options.deterministic = True
+    if num_shards > 1:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options
+
+
 class DecodeFailures:
     """Thread-safe counter of images a pipeline could not decode and skipped.
 
@@ -508,11 +518,7 @@ def make_dataset(records, *, batch_size, training, augmentation="crop", crop_siz
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=training)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = True
-    if num_shards > 1:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.with_options(options)
+    return ds.with_options(stream_options(num_shards))
 
 
 def _training_index_stream(n, seed, global_skip, num_shards, shard_index):

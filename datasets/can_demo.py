@@ -158,18 +158,6 @@ def train_stems(num_train):
 TEST_STEMS = tuple(f"test_{name}" for name in TEST_PHOTOS)
 
 
-def _load_photos(names):
-    loaders = dict(demo.SOURCES)
-    photos = []
-    for name in names:
-        array = np.asarray(loaders[name]())
-        if array.dtype != np.uint8 or array.ndim != 3:
-            raise ValueError(f"skimage.data photo {name!r} is {array.dtype} {array.shape}, "
-                             f"expected uint8 colour")
-        photos.append(np.ascontiguousarray(array[..., :3]))
-    return photos
-
-
 def _save_png(path, pixels):
     """An 8-bit PNG through a temporary file and a rename: never a half-written file."""
     buffer = io.BytesIO()
@@ -254,7 +242,7 @@ def build_can_demo(output_dir, *, num_train=DEFAULT_NUM_TRAIN, train_size=DEFAUL
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # Incomplete until the new manifest is written.
 
-    train_photos, test_photos = _load_photos(TRAIN_PHOTOS), _load_photos(TEST_PHOTOS)
+    train_photos, test_photos = demo.load_colour_photos(TRAIN_PHOTOS), demo.load_colour_photos(TEST_PHOTOS)
 
     def write_pair(stem, pixels):
         reference = to_uint8(local_tone_operator(pixels))

@@ -108,6 +108,19 @@ def _load_sources():
     return images
 
 
+def load_colour_photos(names):
+    """The scikit-image colour photos of SOURCES called `names`, as uint8 (h, w, 3) arrays."""
+    loaders = dict(SOURCES)
+    photos = []
+    for name in names:
+        array = np.asarray(loaders[name]())
+        if array.dtype != np.uint8 or array.ndim != 3:
+            raise ValueError(f"skimage.data photo {name!r} is {array.dtype} {array.shape}, "
+                             f"expected uint8 colour")
+        photos.append(np.ascontiguousarray(array[..., :3]))
+    return photos
+
+
 def score_distribution(mean, std=SCORE_STD):
     """p over scores 1..10 of N(mean, std^2) discretised to unit bins, tails folded in."""
     edges = np.arange(1.5, 10.0, 1.0)  # 1.5 ... 9.5

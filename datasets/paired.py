@@ -66,7 +66,7 @@ from absl import logging
 
 from datasets import fivek
 from datasets.ava import (_GIVE_UP_AFTER, DecodeFailures, _training_index_stream,
-                          check_stream_position)
+                          check_stream_position, stream_options)
 from datasets.images import ImageDecodeError, load_rgb8
 from datasets.unpaired import _DECODERS, _EXITING
 
@@ -433,8 +433,4 @@ def make_training_dataset(pairs, *, batch_size, seed, size=PAPER_SIZE, start_ste
                 deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = True
-    if num_shards > 1:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.with_options(options)
+    return ds.with_options(stream_options(num_shards))

@@ -63,7 +63,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from datasets.ava import DecodeFailures, check_stream_position
+from datasets.ava import DecodeFailures, check_stream_position, stream_options
 from datasets.images import ImageDecodeError, load_rgb8
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -370,15 +370,7 @@ def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num
     ds = ds.map(lambda x: tf.cast(x, tf.float32) * (1.0 / 255.0),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(_options(num_shards))
-
-
-def _options(num_shards):
-    options = tf.data.Options()
-    options.deterministic = True
-    if num_shards > 1:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return options
+    return ds.with_options(stream_options(num_shards))
 
 
 def make_unpaired_dataset(source_paths, target_paths, *, patch_size, batch_size, seed,
@@ -417,4 +409,4 @@ def make_unpaired_dataset(source_paths, target_paths, *, patch_size, batch_size,
     target = make_patch_dataset(target_paths, seed=derive_seed(seed, "target"), **common,
                                 **{**group_kwargs, **(target_groups or {})})
     ds = tf.data.Dataset.zip((source, target)).prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(_options(int(num_shards)))
+    return ds.with_options(stream_options(int(num_shards)))

@@ -127,18 +127,6 @@ def _crop_generator(seed, stream, index):
     return np.random.default_rng([int(seed), STREAMS[stream], int(index), 0])
 
 
-def _load_photos(names):
-    loaders = dict(demo.SOURCES)
-    photos = []
-    for name in names:
-        array = np.asarray(loaders[name]())
-        if array.dtype != np.uint8 or array.ndim != 3:
-            raise ValueError(f"skimage.data photo {name!r} is {array.dtype} {array.shape}, "
-                             f"expected uint8 colour")
-        photos.append(np.ascontiguousarray(array[..., :3]))
-    return photos
-
-
 def _lefts(width, patch_size, parity):
     """The left edges of this parity (0 even, 1 odd, None any) that fit a patch."""
     span = width - patch_size
@@ -233,7 +221,7 @@ def build_wespe_demo(output_dir, *, patch_size=100, num_train_patches=3000, num_
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # Incomplete until the new manifest is written.
 
-    train_photos, test_photos = _load_photos(TRAIN_PHOTOS), _load_photos(TEST_PHOTOS)
+    train_photos, test_photos = demo.load_colour_photos(TRAIN_PHOTOS), demo.load_colour_photos(TEST_PHOTOS)
 
     def train_patch(args):
         stream, i = args

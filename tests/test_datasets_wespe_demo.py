@@ -115,7 +115,7 @@ def test_cheap_camera_numbers():
 def test_rebuild_is_a_no_op_and_new_parameters_rebuild(tiny, tmp_path, monkeypatch):
     root, _ = tiny
     calls = []
-    monkeypatch.setattr(wespe_demo, "_load_photos", lambda names: calls.append(names))
+    monkeypatch.setattr(wespe_demo.demo, "load_colour_photos", lambda names: calls.append(names))
     assert wespe_demo.build_wespe_demo(root, patch_size=PATCH, num_train_patches=N_TRAIN,
                                        num_test_patches=N_TEST, seed=0) == root
     assert calls == []
