@@ -245,18 +245,8 @@ def train(config):
 
 def restore_model(config):
     """The CAN of model_dir's latest checkpoint, else of its final weights file."""
-    model = build_model(config)
-    latest = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
-    if latest is not None:
-        tf.train.Checkpoint(can=model).restore(latest).expect_partial()
-        logging.info("Restored the CAN from %s", latest)
-        return model
-    final = os.path.join(config.model_dir, FINAL_WEIGHTS)
-    if os.path.exists(final):
-        model.load_weights(final)
-        return model
-    raise FileNotFoundError(
-        f"No trained CAN in {config.model_dir}: no checkpoint and no {FINAL_WEIGHTS}.")
+    return loop.restore_trained(build_model(config), config.model_dir, "can", FINAL_WEIGHTS,
+                                "CAN")
 
 
 def enhance_fn(model):

@@ -205,16 +205,8 @@ def restore_model(config):
     """The model of model_dir's latest checkpoint (the newest state, also after an interrupted
     resumed run), else of its final weights file."""
     model = build_model(dataclasses.replace(config, backbone_weights=None, init_weights=None))
-    latest = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
-    if latest is not None:
-        tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-        return model
-    final = os.path.join(config.model_dir, FINAL_WEIGHTS)
-    if os.path.exists(final):
-        return nima.load_nima_weights(model, final)
-    raise FileNotFoundError(
-        f"No trained NIMA in {config.model_dir}: no checkpoint and no {FINAL_WEIGHTS}."
-    )
+    return loop.restore_trained(model, config.model_dir, "model", FINAL_WEIGHTS, "NIMA",
+                                load_final=nima.load_nima_weights)
 
 
 def evaluate(config, model=None):

@@ -341,17 +341,8 @@ def train(config):
 def restore_generator(config):
     """G of model_dir's latest checkpoint, else of its final weights file."""
     generator = wespe.build_generator(config.filters, config.residual_blocks, name="generator")
-    latest = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
-    if latest is not None:
-        tf.train.Checkpoint(generator=generator).restore(latest).expect_partial()
-        logging.info("Restored G from %s", latest)
-        return generator
-    final = os.path.join(config.model_dir, GENERATOR_WEIGHTS)
-    if os.path.exists(final):
-        generator.load_weights(final)
-        return generator
-    raise FileNotFoundError(
-        f"No trained WESPE in {config.model_dir}: no checkpoint and no {GENERATOR_WEIGHTS}.")
+    return loop.restore_trained(generator, config.model_dir, "generator", GENERATOR_WEIGHTS,
+                                "WESPE")
 
 
 def load_nima(config):
