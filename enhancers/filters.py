@@ -40,21 +40,34 @@ def tanh_range(x, low, high):
     return (tf.tanh(x) / 2 + 0.5) * (high - low) + low
 
 
-def luminance(images):
-    """0.27 R + 0.67 G + 0.06 B, (..., 3) -> (..., 1)."""
-    return _luminance(tf.convert_to_tensor(images, tf.float32))
+def to_planar(images):
+    """NHWC [batch, h, w, 3] -> planar [batch, 3, h, w], the layout the filters compute in."""
+    return tf.transpose(tf.convert_to_tensor(images, tf.float32), [0, 3, 1, 2])
+
+
+def from_planar(planes):
+    """Planar [batch, 3, h, w] -> NHWC [batch, h, w, 3]."""
+    return tf.transpose(planes, [0, 2, 3, 1])
+
+
+def luminance(x):
+    """0.27 R + 0.67 G + 0.06 B over the last axis, (..., 3) -> (..., 1)."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    r, g, b = x[..., 0:1], x[..., 1:2], x[..., 2:3]
+    return LUMINANCE_WEIGHTS[0] * r + LUMINANCE_WEIGHTS[1] * g + LUMINANCE_WEIGHTS[2] * b
+
+
+_LUMINANCE_PLANES = np.reshape(LUMINANCE_WEIGHTS, (1, 3, 1, 1)).astype(np.float32)
 
 
 @tf.custom_gradient
-def _luminance(images):
-    """Channel slices forward (a reduction over TensorFlow's innermost axis of size 3 is slow on
-    a CPU) and a written-out gradient, one broadcast product instead of three slice gradients;
-    PIEA runs this on every pixel twice per iteration."""
-    r, g, b = (images[..., c:c + 1] for c in range(3))
-    weights = tf.constant(LUMINANCE_WEIGHTS, tf.float32)
+def _luminance(planes):
+    """Planar luminance, [batch, 3, h, w] -> [batch, 1, h, w], with a written-out gradient: one
+    broadcast product instead of three slice gradients (PIEA runs it twice per iteration)."""
+    r, g, b = planes[:, 0:1], planes[:, 1:2], planes[:, 2:3]
 
     def gradient(d_luminance):
-        return d_luminance * weights
+        return d_luminance * _LUMINANCE_PLANES
 
     return LUMINANCE_WEIGHTS[0] * r + LUMINANCE_WEIGHTS[1] * g + LUMINANCE_WEIGHTS[2] * b, gradient
 
@@ -70,44 +83,57 @@ def _at_least(x, limit):
     return limit + tf.nn.relu(x - limit)
 
 
-def _channel_sum(x):
-    """Sum over the 3 channels, (..., 3) -> (..., 1), with slices (see `luminance`)."""
-    return x[..., 0:1] + x[..., 1:2] + x[..., 2:3]
+def _channel_sum(planes):
+    """Sum over the 3 channel planes, [batch, 3, h, w] -> [batch, 1, h, w]."""
+    return planes[:, 0:1] + planes[:, 1:2] + planes[:, 2:3]
+
+
+GRAY_HUE_SHAPE = (0.0, 1.0, 1.0)  # the saturation filter's f_c of hue 0 (red), for grays
 
 
 @tf.custom_gradient
-def _saturate(images, strength):
-    """The saturation filter on images already clipped at 1 (`Saturation`): out = x - c f with
-    c = p k min, f_c = (v - x_c) / (v - min + gray) + gray (0, 1, 1).
+def _saturate(planes, strength):
+    """The saturation filter on planar images already clipped at 1 (`Saturation`):
+    out_c = x_c - c f_c with c = p k min and f_c = (v - x_c) / (v - min + gray) + gray g_c,
+    g = GRAY_HUE_SHAPE. Written with a = c / (v - min + gray) and t = c gray as
+    out_c = x_c (1 + a) - (a v + t g_c): one-channel maps and three full-size operations.
 
     The gradient is written out (chain rule through v = max and min, split between tied
-    channels as tf.reduce_max's is): TensorFlow's own backward pass reduces over the innermost
-    3-channel axis for every one-channel term and costs several times more on a CPU.
+    channels as tf.reduce_max's is): TensorFlow's own backward pass of the max and min costs
+    several times more on a CPU.
     """
-    r, g, b = (images[..., c:c + 1] for c in range(3))
+    r, g, b = planes[:, 0:1], planes[:, 1:2], planes[:, 2:3]
     value = tf.maximum(tf.maximum(r, g), b)
     low = tf.minimum(tf.minimum(r, g), b)
-    is_high = tf.cast(tf.equal(images, value), tf.float32)
-    is_low = tf.cast(tf.equal(images, low), tf.float32)
     gray = tf.cast(value <= low, tf.float32)
     denominator = value - low + gray
-    plain_shape = (value - images) / denominator
-    hue_shape = plain_shape + gray * tf.constant(Saturation.GRAY_HUE_SHAPE)
     k = (0.5 - tf.abs(0.5 - value)) * 0.8
     coefficient = strength * k * low
-    out = images - coefficient * hue_shape
+    a = coefficient / denominator
+    shift = a * value
+    tint = coefficient * gray
+    shifts = tf.concat([shift + tint * GRAY_HUE_SHAPE[c] for c in range(3)], axis=1)
+    out = planes * (1 + a) - shifts
 
     def gradient(upstream):
-        d_coefficient = -_channel_sum(upstream * hue_shape)
+        up_r, up_g, up_b = upstream[:, 0:1], upstream[:, 1:2], upstream[:, 2:3]
+        up_sum = up_r + up_g + up_b
+        d_shift = -up_sum
+        d_tint = -(GRAY_HUE_SHAPE[0] * up_r + GRAY_HUE_SHAPE[1] * up_g
+                   + GRAY_HUE_SHAPE[2] * up_b)
+        d_a = _channel_sum(upstream * planes) + d_shift * value
+        d_value = d_shift * a
+        d_coefficient = d_tint * gray + d_a / denominator
+        d_denominator = -d_a * a / denominator
+        d_value += d_denominator
+        d_low = d_coefficient * strength * k - d_denominator
         d_strength = tf.reduce_sum(d_coefficient * k * low, axis=[1, 2, 3], keepdims=True)
-        scaled = coefficient * upstream / denominator
-        dk_dvalue = 0.8 * tf.sign(0.5 - value)
-        d_value = (d_coefficient * strength * low * dk_dvalue
-                   - _channel_sum(scaled * (1 - plain_shape)))
-        d_low = d_coefficient * strength * k - _channel_sum(scaled * plain_shape)
-        d_images = (upstream + scaled + is_high * (d_value / _channel_sum(is_high))
+        d_value += d_coefficient * strength * low * 0.8 * tf.sign(0.5 - value)
+        is_high = tf.cast(tf.equal(planes, value), tf.float32)
+        is_low = tf.cast(tf.equal(planes, low), tf.float32)
+        d_planes = (upstream * (1 + a) + is_high * (d_value / _channel_sum(is_high))
                     + is_low * (d_low / _channel_sum(is_low)))
-        return d_images, d_strength
+        return d_planes, d_strength
 
     return out, gradient
 
@@ -118,44 +144,45 @@ def _lerp(a, b, p):
 
 
 def _per_image(natural):
-    """[batch, *param_shape] -> [batch, 1, 1, *param_shape] (scalars: [batch, 1, 1, 1])."""
+    """[batch] -> [batch, 1, 1, 1] and [batch, 3] -> [batch, 3, 1, 1], to broadcast over planes."""
     natural = tf.convert_to_tensor(natural, tf.float32)
-    return natural[:, None, None] if natural.shape.rank > 1 else natural[:, None, None, None]
+    return natural[:, :, None, None] if natural.shape.rank > 1 else natural[:, None, None, None]
 
 
-def _curve(images, points):
+def _curve(planes, points):
     """EXPOSURE's piecewise-linear curve: sum_i clip(x - i/8, 0, 1/8) t_i 8 / sum_i t_i.
 
     `points` is [batch, 1 or 3, CURVE_STEPS]: one curve for all channels (tone) or one per
     channel (colour). Computed as the same function in closed form, several times cheaper than
     the eight clipped segments: with x = clip(img, 0, 1) on segment k = min(floor(8 x), 7),
-    out = start_k + (x - k/8) slope_k, slope_i = 8 t_i / sum t, start_k = sum_{i<k} slope_i / 8.
+    out = start_k + (x - k/8) slope_k = base_k + x slope_k, slope_i = 8 t_i / sum t,
+    start_k = sum_{i<k} slope_i / 8 and base_k = start_k - slope_k k / 8.
     """
     batch = tf.shape(points)[0]
     points = tf.broadcast_to(points, [batch, 3, CURVE_STEPS])
     slopes = points * (CURVE_STEPS / (tf.reduce_sum(points, -1, keepdims=True) + 1e-30))
     starts = tf.math.cumsum(slopes, axis=-1, exclusive=True) / CURVE_STEPS
-    return _curve_lookup(images, starts, slopes)
+    bases = starts - slopes * (tf.range(CURVE_STEPS, dtype=tf.float32) / CURVE_STEPS)
+    return _curve_lookup(planes, bases, slopes)
 
 
 @tf.custom_gradient
-def _curve_lookup(images, starts, slopes):
-    """out = start_k + (x - k/8) slope_k per pixel and channel ([batch, 3, 8] tables).
+def _curve_lookup(planes, bases, slopes):
+    """out = base_k + x slope_k per pixel and channel plane ([batch, 3, 8] tables).
 
     The gradient is written out so that the per-segment sums use tf.math.bincount, several
     times faster on a CPU than the unsorted_segment_sum of tf.gather's own gradient.
     """
-    batch = tf.shape(starts)[0]
-    x = tf.clip_by_value(images, 0, 1)
+    batch = tf.shape(bases)[0]
+    x = tf.clip_by_value(planes, 0, 1)
     segment = tf.minimum(tf.cast(x * CURVE_STEPS, tf.int32), CURVE_STEPS - 1)  # floor, x >= 0
-    table = (tf.range(batch)[:, None, None, None] * 3 + tf.range(3)) * CURVE_STEPS
+    table = (tf.range(batch)[:, None] * 3 + tf.range(3))[:, :, None, None] * CURVE_STEPS
     index = table + segment  # into the flattened [batch, 3, CURVE_STEPS] tables
-    offset = x - tf.cast(segment, tf.float32) / CURVE_STEPS
     slope_here = tf.gather(tf.reshape(slopes, [-1]), index)
-    out = tf.gather(tf.reshape(starts, [-1]), index) + offset * slope_here
+    out = tf.gather(tf.reshape(bases, [-1]), index) + x * slope_here
 
     def gradient(upstream):
-        inside = tf.cast((images >= 0) & (images <= 1), tf.float32)  # clip_by_value's gradient
+        inside = tf.cast(tf.equal(x, planes), tf.float32)  # clip_by_value's gradient
         size = batch * 3 * CURVE_STEPS
 
         def per_segment(weights):
@@ -163,7 +190,7 @@ def _curve_lookup(images, starts, slopes):
             return tf.reshape(sums, [batch, 3, CURVE_STEPS])
 
         return (upstream * slope_here * inside, per_segment(upstream),
-                per_segment(upstream * offset))
+                per_segment(upstream * x))
 
     return out, gradient
 
@@ -204,8 +231,12 @@ class Filter(abc.ABC):
         """NumPy inverse of `natural`."""
 
     @abc.abstractmethod
+    def process_planar(self, planes, natural):
+        """The filter on planar images [batch, 3, h, w] with natural parameters [batch, ...]."""
+
     def process(self, images, natural):
-        """The filter on images [batch, h, w, 3] with natural parameters [batch, ...]."""
+        """The filter on NHWC images [batch, h, w, 3] with natural parameters [batch, ...]."""
+        return from_planar(self.process_planar(to_planar(images), natural))
 
     @abc.abstractmethod
     def describe(self, natural):
@@ -226,8 +257,8 @@ class Exposure(Filter):
     def raw_from_natural(self, natural):
         return _inverse_tanh_range(natural, -EXPOSURE_RANGE, EXPOSURE_RANGE)
 
-    def process(self, images, natural):
-        return images * tf.pow(2.0, _per_image(natural))
+    def process_planar(self, planes, natural):
+        return planes * tf.pow(2.0, _per_image(natural))
 
     def describe(self, natural):
         return f"{self.title} {float(natural):+.2f} EV"
@@ -246,10 +277,10 @@ class Gamma(Filter):
         log_range = math.log(GAMMA_RANGE)
         return _inverse_tanh_range(np.log(np.asarray(natural, np.float64)), -log_range, log_range)
 
-    def process(self, images, natural):
+    def process_planar(self, planes, natural):
         # exp(g log x) is max(x, 0.001)^g, about three times cheaper than tf.pow forward and
         # backward on a CPU.
-        return tf.exp(_per_image(natural) * tf.math.log(_at_least(images, 0.001)))
+        return tf.exp(_per_image(natural) * tf.math.log(_at_least(planes, 0.001)))
 
     def describe(self, natural):
         return f"{self.title} 1/{1 / float(natural):.2f}"  # EXPOSURE writes gamma as 1/(1/g)
@@ -278,8 +309,8 @@ class WhiteBalance(Filter):
         raw[..., 0] = 0
         return raw
 
-    def process(self, images, natural):
-        return images * _per_image(natural)
+    def process_planar(self, planes, natural):
+        return planes * _per_image(natural)
 
     def describe(self, natural):
         r, g, b = np.ravel(natural)
@@ -299,7 +330,6 @@ class Saturation(Filter):
     """
 
     name, title, initial_natural = "saturation", "Saturation", 0.01
-    GRAY_HUE_SHAPE = (0.0, 1.0, 1.0)  # f_c of hue 0 (red)
 
     def natural(self, raw):
         return tf.sigmoid(tf.convert_to_tensor(raw, tf.float32))
@@ -307,8 +337,8 @@ class Saturation(Filter):
     def raw_from_natural(self, natural):
         return _logit(natural)
 
-    def process(self, images, natural):
-        return _saturate(_at_most(images, 1.0), _per_image(natural))
+    def process_planar(self, planes, natural):
+        return _saturate(_at_most(planes, 1.0), _per_image(natural))
 
     def describe(self, natural):
         return f"{self.title} +{100 * float(natural):.1f}%"
@@ -328,8 +358,8 @@ class Tone(Filter):
     def raw_from_natural(self, natural):
         return _inverse_tanh_range(natural, *TONE_RANGE)
 
-    def process(self, images, natural):
-        return _curve(images, tf.convert_to_tensor(natural, tf.float32)[:, None, :])
+    def process_planar(self, planes, natural):
+        return _curve(planes, tf.convert_to_tensor(natural, tf.float32)[:, None, :])
 
     def describe(self, natural):
         return f"{self.title} {_numbers(natural)}"
@@ -348,11 +378,11 @@ class Contrast(Filter):
         return np.arctanh(np.clip(np.asarray(natural, np.float64), -1 + _OPEN, 1 - _OPEN)
                           ).astype(np.float32)
 
-    def process(self, images, natural):
-        lum = tf.clip_by_value(luminance(images), 0, 1)
+    def process_planar(self, planes, natural):
+        lum = tf.clip_by_value(_luminance(planes), 0, 1)
         contrast_lum = -tf.cos(math.pi * lum) / 2 + 0.5
         # img / (L + 1e-6) * L' = img * (L' / (L + 1e-6)): the ratio is one channel, not three.
-        return images * _lerp(1.0, contrast_lum / (lum + 1e-6), _per_image(natural))
+        return planes * _lerp(1.0, contrast_lum / (lum + 1e-6), _per_image(natural))
 
     def describe(self, natural):
         return f"{self.title} {float(natural):+.2f}"
@@ -369,8 +399,8 @@ class BlackAndWhite(Filter):
     def raw_from_natural(self, natural):
         return _logit(natural)
 
-    def process(self, images, natural):
-        return _lerp(images, luminance(images), _per_image(natural))
+    def process_planar(self, planes, natural):
+        return _lerp(planes, _luminance(planes), _per_image(natural))
 
     def describe(self, natural):
         return f"{self.title} {100 * float(natural):.1f}%"
@@ -387,8 +417,8 @@ class Color(Filter):
     def raw_from_natural(self, natural):
         return _inverse_tanh_range(natural, *COLOR_RANGE)
 
-    def process(self, images, natural):
-        return _curve(images, tf.convert_to_tensor(natural, tf.float32))
+    def process_planar(self, planes, natural):
+        return _curve(planes, tf.convert_to_tensor(natural, tf.float32))
 
     def describe(self, natural):
         curves = np.reshape(natural, self.param_shape)
@@ -438,21 +468,33 @@ def natural_parameters(raw):
 
 
 def apply(images, params):
-    """Eq. 1: the eight filters in order on natural parameters (all eight names needed).
+    """Eq. 1: the eight filters in order on natural parameters (all eight names needed), on
+    NHWC images [batch, h, w, 3].
 
     Values are per image, [batch, *param_shape], or one photo's param_shape (a bare scalar for
     the scalar filters) applied to the whole batch.
     """
+    return from_planar(apply_planar(to_planar(images), params))
+
+
+def apply_planar(planes, params):
+    """`apply` on planar images [batch, 3, h, w] (`to_planar`), without the two transposes."""
     _check_names(params)
-    images = tf.convert_to_tensor(images, tf.float32)
+    planes = tf.convert_to_tensor(planes, tf.float32)
     for f in FILTERS:
-        images = f.process(images, _batched(f.name, params[f.name], images.shape[0]))
-    return images
+        with tf.name_scope(f.name):
+            planes = f.process_planar(planes, _batched(f.name, params[f.name], planes.shape[0]))
+    return planes
 
 
 def apply_raw(images, raw):
     """apply(images, natural_parameters(raw)): differentiable in the raw values PIEA updates."""
     return apply(images, natural_parameters(raw))
+
+
+def apply_raw_planar(planes, raw):
+    """apply_planar(planes, natural_parameters(raw)), the path PIEA optimises."""
+    return apply_planar(planes, natural_parameters(raw))
 
 
 def _one_photo(name, value):

@@ -78,35 +78,44 @@ def loss_from_scores(scores):
 class _CompiledSteps:
     """The `tf.function`s of Algorithm 1 for one frozen NIMA model.
 
-    Fixed input signatures (images [None, None, None, 3], raw parameters [None, *param_shape])
-    mean nothing is retraced between iterations, photos, batch sizes or image sizes.
+    Photos come in planar ([batch, 3, h, w], `filters.to_planar`, transposed once per
+    `enhance` call): the filters mix the three channels in every pixel, which is several times
+    cheaper on a CPU with each channel a contiguous plane than with channels innermost. Only
+    the filtered photo is transposed back for NIMA. Fixed input signatures (planes
+    [None, 3, None, None], raw parameters [None, *param_shape]) mean nothing is retraced
+    between iterations, photos, batch sizes or image sizes.
     """
 
     def __init__(self, nima_model):
         self.nima_model = nima_model
-        image_spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+        planes_spec = tf.TensorSpec([None, 3, None, None], tf.float32)
         raw_spec = {f.name: tf.TensorSpec([None, *f.param_shape], tf.float32)
                     for f in filters.FILTERS}
-        signature = [image_spec, raw_spec]
+        signature = [planes_spec, raw_spec]
         self.scores_and_gradients = tf.function(self._scores_and_gradients,
                                                 input_signature=signature)
         self.render_and_score = tf.function(self._render_and_score, input_signature=signature)
-        self.render = tf.function(filters.apply_raw, input_signature=signature)
+        self.render = tf.function(self._render, input_signature=signature)
 
     def _score(self, images):
         return nima.mean_score(self.nima_model(images, training=False))
 
-    def _scores_and_gradients(self, images, raw):
-        """Phases 1 and 2, and dL/dpi for phase 3 (Eqs. 1-5), for every photo of the batch."""
+    @staticmethod
+    def _render(planes, raw):
+        return filters.from_planar(filters.apply_raw_planar(planes, raw))
+
+    def _scores_and_gradients(self, planes, raw):
+        """Phases 1 and 2, and dL/dpi for phase 3 (Eqs. 1-5), for every photo of the batch;
+        also the natural parameters pi, for the history."""
         with tf.GradientTape() as tape:
             tape.watch(raw)
-            scores = self._score(filters.apply_raw(images, raw))
+            scores = self._score(self._render(planes, raw))
             loss = tf.reduce_sum(loss_from_scores(scores))  # photo i's loss depends on pi^(i) only
-        return scores, tape.gradient(loss, raw)
+        return scores, tape.gradient(loss, raw), filters.natural_parameters(raw)
 
-    def _render_and_score(self, images, raw):
-        enhanced = filters.apply_raw(images, raw)
-        return enhanced, self._score(enhanced)
+    def _render_and_score(self, planes, raw):
+        enhanced = self._render(planes, raw)
+        return enhanced, self._score(enhanced), filters.natural_parameters(raw)
 
 
 _COMPILED = weakref.WeakKeyDictionary()  # NIMA model -> its _CompiledSteps
@@ -167,7 +176,7 @@ class PieaEnhancer:
             images = images[tf.newaxis]
         if images.shape.rank != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected RGB images [batch, h, w, 3], got shape {images.shape}")
-        scored = images if self.proxy_size is None else self._proxy(images)
+        scored = filters.to_planar(images if self.proxy_size is None else self._proxy(images))
         steps = self._steps
 
         raw = {name: tf.Variable(value, name=name)
@@ -177,21 +186,21 @@ class PieaEnhancer:
             optimizer = self.optimizer.__class__.from_config(self.optimizer.get_config())
         history, all_scores = [], []
         for iteration in range(self.iterations):
-            scores, gradients = steps.scores_and_gradients(scored, raw)
+            scores, gradients, natural = steps.scores_and_gradients(scored, raw)
             _check_finite(scores, iteration)
             all_scores.append(scores.numpy())
-            history.append(_natural(raw))
+            history.append(_numpy(natural))
             if optimizer is None:
                 for name, variable in raw.items():
                     variable.assign_sub(self.learning_rate * gradients[name])
             else:
                 optimizer.apply_gradients([(gradients[name], raw[name]) for name in raw])
-        history.append(_natural(raw))
         if self.proxy_size is None:
-            enhanced, scores = steps.render_and_score(images, raw)
+            enhanced, scores, natural = steps.render_and_score(scored, raw)
         else:
-            enhanced = steps.render(images, raw)
-            scores = steps.render_and_score(scored, raw)[1]
+            enhanced = steps.render(filters.to_planar(images), raw)
+            _, scores, natural = steps.render_and_score(scored, raw)
+        history.append(_numpy(natural))
         _check_finite(scores, self.iterations)
         all_scores.append(scores.numpy())
         return PieaResult(
@@ -201,8 +210,8 @@ class PieaEnhancer:
         )
 
 
-def _natural(raw):
-    return {name: value.numpy() for name, value in filters.natural_parameters(raw).items()}
+def _numpy(natural):
+    return {name: value.numpy() for name, value in natural.items()}
 
 
 def _check_finite(scores, iteration):
