@@ -94,6 +94,8 @@ class _CompiledSteps:
         signature = [planes_spec, raw_spec]
         self.scores_and_gradients = tf.function(self._scores_and_gradients,
                                                 input_signature=signature)
+        self.plain_step = tf.function(
+            self._plain_step, input_signature=signature + [tf.TensorSpec([], tf.float32)])
         self.render_and_score = tf.function(self._render_and_score, input_signature=signature)
         self.render = tf.function(self._render, input_signature=signature)
 
@@ -112,6 +114,13 @@ class _CompiledSteps:
             scores = self._score(self._render(planes, raw))
             loss = tf.reduce_sum(loss_from_scores(scores))  # photo i's loss depends on pi^(i) only
         return scores, tape.gradient(loss, raw), filters.natural_parameters(raw)
+
+    def _plain_step(self, planes, raw, learning_rate):
+        """One iteration of Algorithm 1 with the paper's plain step pi -= lambda dL/dpi, in one
+        call: the scores and natural parameters before the step, and the stepped raw values."""
+        scores, gradients, natural = self._scores_and_gradients(planes, raw)
+        stepped = {name: raw[name] - learning_rate * gradients[name] for name in raw}
+        return scores, natural, stepped
 
     def _render_and_score(self, planes, raw):
         enhanced = self._render(planes, raw)
@@ -179,22 +188,23 @@ class PieaEnhancer:
         scored = filters.to_planar(images if self.proxy_size is None else self._proxy(images))
         steps = self._steps
 
-        raw = {name: tf.Variable(value, name=name)
+        raw = {name: tf.constant(value)
                for name, value in filters.initial_raw_parameters(images.shape[0]).items()}
         optimizer = None
         if self.optimizer is not None:
             optimizer = self.optimizer.__class__.from_config(self.optimizer.get_config())
+            raw = {name: tf.Variable(value, name=name) for name, value in raw.items()}
+        learning_rate = tf.constant(self.learning_rate, tf.float32)
         history, all_scores = [], []
         for iteration in range(self.iterations):
-            scores, gradients, natural = steps.scores_and_gradients(scored, raw)
+            if optimizer is None:
+                scores, natural, raw = steps.plain_step(scored, raw, learning_rate)
+            else:
+                scores, gradients, natural = steps.scores_and_gradients(scored, raw)
+                optimizer.apply_gradients([(gradients[name], raw[name]) for name in raw])
             _check_finite(scores, iteration)
             all_scores.append(scores.numpy())
             history.append(_numpy(natural))
-            if optimizer is None:
-                for name, variable in raw.items():
-                    variable.assign_sub(self.learning_rate * gradients[name])
-            else:
-                optimizer.apply_gradients([(gradients[name], raw[name]) for name in raw])
         if self.proxy_size is None:
             enhanced, scores, natural = steps.render_and_score(scored, raw)
         else:

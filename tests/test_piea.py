@@ -142,7 +142,7 @@ def test_nothing_retraces_across_iterations_photos_and_sizes(guide):
         enhancer.enhance(rng.uniform(0, 1, shape).astype(np.float32))
     piea.enhance(rng.uniform(0, 1, (1, 9, 9, 3)).astype(np.float32), model, iterations=2)
     steps = piea._compiled_steps(model)
-    assert steps.scores_and_gradients.experimental_get_tracing_count() == 1
+    assert steps.plain_step.experimental_get_tracing_count() == 1
     assert steps.render_and_score.experimental_get_tracing_count() == 1
 
 
