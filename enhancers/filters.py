@@ -62,66 +62,56 @@ _LUMINANCE_PLANES = np.reshape(LUMINANCE_WEIGHTS, (1, 3, 1, 1)).astype(np.float3
 
 @tf.custom_gradient
 def _luminance(planes):
-    """Planar luminance, [batch, 3, h, w] -> [batch, 1, h, w], with a written-out gradient: one
-    broadcast product instead of three slice gradients (PIEA runs it twice per iteration)."""
-    r, g, b = planes[:, 0:1], planes[:, 1:2], planes[:, 2:3]
+    """Planar luminance, [batch, 3, h, w] -> [batch, 1, h, w]: one weighted reduction over
+    the channel axis, and a written-out gradient, one broadcast product (PIEA runs it twice per
+    iteration)."""
 
     def gradient(d_luminance):
         return d_luminance * _LUMINANCE_PLANES
 
-    return LUMINANCE_WEIGHTS[0] * r + LUMINANCE_WEIGHTS[1] * g + LUMINANCE_WEIGHTS[2] * b, gradient
-
-
-def _at_most(x, limit):
-    """min(x, limit) as x - relu(x - limit): same values and gradient, several times cheaper
-    than tf.minimum's gradient (which also reduces over the broadcast constant) on a CPU."""
-    return x - tf.nn.relu(x - limit)
+    return tf.reduce_sum(planes * _LUMINANCE_PLANES, axis=1, keepdims=True), gradient
 
 
 def _at_least(x, limit):
-    """max(x, limit) as limit + relu(x - limit) (see `_at_most`)."""
+    """max(x, limit) as limit + relu(x - limit): same values and gradient, several times
+    cheaper than tf.maximum's gradient (which also reduces over the broadcast constant) on a
+    CPU."""
     return limit + tf.nn.relu(x - limit)
 
 
 def _channel_sum(planes):
-    """Sum over the 3 channel planes, [batch, 3, h, w] -> [batch, 1, h, w]."""
-    return planes[:, 0:1] + planes[:, 1:2] + planes[:, 2:3]
-
-
-GRAY_HUE_SHAPE = (0.0, 1.0, 1.0)  # the saturation filter's f_c of hue 0 (red), for grays
+    """Sum over the 3 channel planes, [batch, 3, h, w] -> [batch, 1, h, w] (one reduction:
+    cheaper than three slices and two sums)."""
+    return tf.reduce_sum(planes, axis=1, keepdims=True)
 
 
 @tf.custom_gradient
 def _saturate(planes, strength):
-    """The saturation filter on planar images already clipped at 1 (`Saturation`):
-    out_c = x_c - c f_c with c = p k min and f_c = (v - x_c) / (v - min + gray) + gray g_c,
-    g = GRAY_HUE_SHAPE. Written with a = c / (v - min + gray) and t = c gray as
-    out_c = x_c (1 + a) - (a v + t g_c): one-channel maps and three full-size operations.
+    """The saturation filter on planar images (`Saturation`): with x = min(img, 1),
+    out_c = x_c - c f_c, c = p k min, f_c = (v - x_c) / (v - min + gray) + gray (0, 1, 1)_c.
+    Written with a = c / (v - min + gray) and t = c gray as out = x (1 + a) - (a v, a v + t,
+    a v + t): one-channel maps and four full-size operations.
 
     The gradient is written out (chain rule through v = max and min, split between tied
     channels as tf.reduce_max's is): TensorFlow's own backward pass of the max and min costs
     several times more on a CPU.
     """
-    r, g, b = planes[:, 0:1], planes[:, 1:2], planes[:, 2:3]
-    value = tf.maximum(tf.maximum(r, g), b)
-    low = tf.minimum(tf.minimum(r, g), b)
+    x = tf.minimum(planes, 1.0)
+    value = tf.reduce_max(x, axis=1, keepdims=True)
+    low = tf.reduce_min(x, axis=1, keepdims=True)
     gray = tf.cast(value <= low, tf.float32)
     denominator = value - low + gray
     k = (0.5 - tf.abs(0.5 - value)) * 0.8
     coefficient = strength * k * low
     a = coefficient / denominator
     shift = a * value
-    tint = coefficient * gray
-    shifts = tf.concat([shift + tint * GRAY_HUE_SHAPE[c] for c in range(3)], axis=1)
-    out = planes * (1 + a) - shifts
+    tinted = shift + coefficient * gray  # grays have hue 0 (red): green and blue are lowered
+    out = x * (1 + a) - tf.concat([shift, tinted, tinted], axis=1)
 
     def gradient(upstream):
-        up_r, up_g, up_b = upstream[:, 0:1], upstream[:, 1:2], upstream[:, 2:3]
-        up_sum = up_r + up_g + up_b
-        d_shift = -up_sum
-        d_tint = -(GRAY_HUE_SHAPE[0] * up_r + GRAY_HUE_SHAPE[1] * up_g
-                   + GRAY_HUE_SHAPE[2] * up_b)
-        d_a = _channel_sum(upstream * planes) + d_shift * value
+        d_shift = -_channel_sum(upstream)
+        d_tint = d_shift + upstream[:, 0:1]  # -(green + blue)
+        d_a = _channel_sum(upstream * x) + d_shift * value
         d_value = d_shift * a
         d_coefficient = d_tint * gray + d_a / denominator
         d_denominator = -d_a * a / denominator
@@ -129,11 +119,11 @@ def _saturate(planes, strength):
         d_low = d_coefficient * strength * k - d_denominator
         d_strength = tf.reduce_sum(d_coefficient * k * low, axis=[1, 2, 3], keepdims=True)
         d_value += d_coefficient * strength * low * 0.8 * tf.sign(0.5 - value)
-        is_high = tf.cast(tf.equal(planes, value), tf.float32)
-        is_low = tf.cast(tf.equal(planes, low), tf.float32)
-        d_planes = (upstream * (1 + a) + is_high * (d_value / _channel_sum(is_high))
-                    + is_low * (d_low / _channel_sum(is_low)))
-        return d_planes, d_strength
+        is_high = tf.cast(tf.equal(x, value), tf.float32)
+        is_low = tf.cast(tf.equal(x, low), tf.float32)
+        d_x = (upstream * (1 + a) + is_high * (d_value / _channel_sum(is_high))
+               + is_low * (d_low / _channel_sum(is_low)))
+        return d_x * tf.cast(planes <= 1.0, tf.float32), d_strength  # min's gradient
 
     return out, gradient
 
@@ -342,7 +332,7 @@ class Saturation(Filter):
         return _logit(natural)
 
     def process_planar(self, planes, natural):
-        return _saturate(_at_most(planes, 1.0), _per_image(natural))
+        return _saturate(planes, _per_image(natural))
 
     def describe(self, natural):
         return f"{self.title} +{100 * float(natural):.1f}%"
