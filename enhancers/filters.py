@@ -179,8 +179,9 @@ def _curve_lookup(planes, bases, slopes):
         inside = tf.cast(tf.equal(x, planes), tf.float32)  # clip_by_value's gradient
         size = batch * 3 * CURVE_STEPS
 
-        def per_segment(weights):
-            sums = tf.math.bincount(index, weights=weights, minlength=size, maxlength=size)
+        def per_segment(weights):  # the raw op: tf.math.bincount also checks the indices
+            sums = tf.raw_ops.DenseBincount(input=tf.reshape(index, [-1]), size=size,
+                                            weights=tf.reshape(weights, [-1]))
             return tf.reshape(sums, [batch, 3, CURVE_STEPS])
 
         return (upstream * slope_here * inside, per_segment(upstream),
