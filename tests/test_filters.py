@@ -361,16 +361,31 @@ def _vjp(fn, inputs, upstream):
     return tape.gradient(out, inputs, output_gradients=upstream)
 
 
-def test_luminance_gradient_matches_autodiff_of_the_weighted_sum():
-    images = make_images(seed=20, high=1.5)
-    upstream = np.random.default_rng(21).normal(size=images.shape[:-1] + (1,)).astype(np.float32)
+def test_contrast_and_black_and_white_gradient_matches_autodiff_of_the_two_filters():
+    images = make_images(seed=20, high=1.5) - 0.2  # luminance below 0 and above 1 too
+    rng = np.random.default_rng(21)
+    contrast = rng.uniform(-1, 1, (BATCH,)).astype(np.float32)
+    mono = rng.uniform(0, 1, (BATCH,)).astype(np.float32)
+    upstream = rng.normal(size=images.shape).astype(np.float32)
     weights = tf.constant(filters.LUMINANCE_WEIGHTS)
-    def planar_luminance(x):
-        return filters.from_planar(filters._luminance(filters.to_planar(x)))
 
-    (ours,) = _vjp(planar_luminance, [images], upstream)
-    (plain,) = _vjp(lambda x: tf.reduce_sum(x * weights, -1, keepdims=True), [images], upstream)
-    np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6, atol=1e-7)
+    def plain(x, p, q):  # contrast, then black & white, as EXPOSURE writes them
+        lum = tf.clip_by_value(tf.reduce_sum(x * weights, -1, keepdims=True), 0, 1)
+        curved = -tf.cos(np.pi * lum) / 2 + 0.5
+        p, q = p[:, None, None, None], q[:, None, None, None]
+        y = x + p * (x / (lum + 1e-6) * curved - x)
+        return y + q * (tf.reduce_sum(y * weights, -1, keepdims=True) - y)
+
+    def fused(x, p, q):
+        return filters.from_planar(filters._contrast_and_black_and_white(
+            filters.to_planar(x), p[:, None, None, None], q[:, None, None, None]))
+
+    np.testing.assert_allclose(fused(images, contrast, mono).numpy(),
+                               plain(images, contrast, mono).numpy(), rtol=1e-5, atol=1e-5)
+    ours = _vjp(fused, [images, contrast, mono], upstream)
+    reference = _vjp(plain, [images, contrast, mono], upstream)
+    for a, b in zip(ours, reference):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
