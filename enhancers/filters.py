@@ -117,6 +117,29 @@ def _saturate(planes, strength):
 
 
 @tf.custom_gradient
+def _exposure_gamma_white_balance(planes, exposure_gain, gamma, gains):
+    """Exposure, gamma and white balance (`Exposure`, `Gamma`, `WhiteBalance`) on planar
+    images in one pass with a written-out gradient: out = s_c max(x 2^p, 0.001)^g, with
+    exposure_gain = 2^p. Five full-size operations forward instead of seven.
+    """
+    scaled = planes * exposure_gain
+    log = tf.math.log(tf.maximum(scaled, 0.001))
+    out = tf.exp(gamma * log) * gains
+
+    def gradient(upstream):
+        d_exponent = upstream * out  # out = exp(g log + ln s)
+        d_gains = tf.reduce_sum(d_exponent, axis=[2, 3], keepdims=True) / gains
+        d_gamma = tf.reduce_sum(d_exponent * log, axis=[1, 2, 3], keepdims=True)
+        # d out / d scaled = g out / scaled where scaled >= 0.001 (tf.maximum's side), else 0
+        d_log = d_exponent * gamma * tf.cast(scaled >= 0.001, tf.float32)
+        d_exposure_gain = tf.reduce_sum(d_log, axis=[1, 2, 3], keepdims=True) / exposure_gain
+        d_planes = tf.math.divide_no_nan(d_log, planes)  # g out / x where not clipped
+        return d_planes, d_exposure_gain, d_gamma, d_gains
+
+    return out, gradient
+
+
+@tf.custom_gradient
 def _contrast_and_black_and_white(planes, contrast, mono):
     """The contrast filter with strength `contrast`, then black & white with strength `mono`
     (`Contrast`, `BlackAndWhite`), on planar images, in one pass with a written-out gradient.
@@ -496,11 +519,15 @@ def apply_planar(planes, params):
     natural = {name: _batched(name, value, planes.shape[0]) for name, value in params.items()}
     for f in FILTERS:
         with tf.name_scope(f.name):
-            if f.name == "contrast":  # and black & white, the next filter, in the same pass
+            if f.name == "exposure":  # and gamma and white balance, the next two, in one pass
+                planes = _exposure_gamma_white_balance(
+                    planes, tf.pow(2.0, _per_image(natural["exposure"])),
+                    _per_image(natural["gamma"]), _per_image(natural["white_balance"]))
+            elif f.name == "contrast":  # and black & white, the next filter, in the same pass
                 planes = _contrast_and_black_and_white(
                     planes, _per_image(natural["contrast"]),
                     _per_image(natural["black_and_white"]))
-            elif f.name != "black_and_white":
+            elif f.name not in ("gamma", "white_balance", "black_and_white"):
                 planes = f.process_planar(planes, natural[f.name])
     return planes
 

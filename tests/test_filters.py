@@ -361,6 +361,32 @@ def _vjp(fn, inputs, upstream):
     return tape.gradient(out, inputs, output_gradients=upstream)
 
 
+def test_exposure_gamma_white_balance_gradient_matches_autodiff_of_the_three_filters():
+    images = make_images(seed=22, high=1.3)  # black pixels: clipped at 0.001 by gamma
+    rng = np.random.default_rng(23)
+    exposure = rng.uniform(-3, 3, (BATCH,)).astype(np.float32)
+    gamma = rng.uniform(1 / 3, 3, (BATCH,)).astype(np.float32)
+    gains = rng.uniform(0.6, 1.6, (BATCH, 3)).astype(np.float32)
+    upstream = rng.normal(size=images.shape).astype(np.float32)
+
+    def plain(x, p, g, s):  # the three formulas in order, with TensorFlow's autodiff
+        x = x * tf.pow(2.0, p[:, None, None, None])
+        x = tf.pow(tf.maximum(x, 0.001), g[:, None, None, None])
+        return x * s[:, None, None, :]
+
+    def fused(x, p, g, s):
+        return filters.from_planar(filters._exposure_gamma_white_balance(
+            filters.to_planar(x), tf.pow(2.0, p[:, None, None, None]), g[:, None, None, None],
+            s[:, :, None, None]))
+
+    inputs = [images, exposure, gamma, gains]
+    np.testing.assert_allclose(fused(*inputs).numpy(), plain(*inputs).numpy(), rtol=1e-5,
+                               atol=1e-6)
+    for a, b in zip(_vjp(fused, inputs, upstream), _vjp(plain, inputs, upstream)):
+        assert np.all(np.isfinite(a.numpy()))
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_contrast_and_black_and_white_gradient_matches_autodiff_of_the_two_filters():
     images = make_images(seed=20, high=1.5) - 0.2  # luminance below 0 and above 1 too
     rng = np.random.default_rng(21)
