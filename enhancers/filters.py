@@ -181,53 +181,61 @@ def _per_image(natural):
     return natural[:, :, None, None] if natural.shape.rank > 1 else natural[:, None, None, None]
 
 
+_SEGMENTS = CURVE_STEPS + 2  # the curve's 8 segments, and constant ones below 0 and above 1
+# 8 (1 - 2^-24), the float32 just below 8: floor(x * it) is the segment of x, with x = 1 on the
+# last one, as clip_by_value's gradient has it.
+_SEGMENT_SCALE = np.float32(CURVE_STEPS * (1 - 2 ** -24))
+
+
 def _curve(planes, points):
     """EXPOSURE's piecewise-linear curve: sum_i clip(x - i/8, 0, 1/8) t_i 8 / sum_i t_i.
 
     `points` is [batch, 1 or 3, CURVE_STEPS]: one curve for all channels (tone) or one per
     channel (colour). Computed as the same function in closed form, several times cheaper than
-    the eight clipped segments: with x = clip(img, 0, 1) on segment k = min(floor(8 x), 7),
-    out = start_k + (x - k/8) slope_k = base_k + x slope_k, slope_i = 8 t_i / sum t,
-    start_k = sum_{i<k} slope_i / 8 and base_k = start_k - slope_k k / 8.
+    the eight clipped segments: on segment k = floor(8 x) in 0..7, out = start_k + (x - k/8)
+    slope_k = base_k + x slope_k, slope_i = 8 t_i / sum t, start_k = sum_{i<k} slope_i / 8 and
+    base_k = start_k - slope_k k / 8. Below 0 the curve is 0 and above 1 it is its end value
+    (1): two more segments of slope 0, so that no clipping is needed.
     """
     batch = tf.shape(points)[0]
     points = tf.broadcast_to(points, [batch, 3, CURVE_STEPS])
     slopes = points * (CURVE_STEPS / (tf.reduce_sum(points, -1, keepdims=True) + 1e-30))
     starts = tf.math.cumsum(slopes, axis=-1, exclusive=True) / CURVE_STEPS
     bases = starts - slopes * (tf.range(CURVE_STEPS, dtype=tf.float32) / CURVE_STEPS)
-    return _curve_lookup(planes, bases, slopes)
+    flat = tf.zeros([batch, 3, 1])
+    end = starts[..., -1:] + slopes[..., -1:] / CURVE_STEPS
+    return _curve_lookup(planes, tf.concat([flat, bases, end], -1),
+                         tf.concat([flat, slopes, flat], -1))
 
 
 @tf.custom_gradient
 def _curve_lookup(planes, bases, slopes):
-    """out = base_k + x slope_k per pixel and channel plane ([batch, 3, 8] tables).
+    """out = base_k + x slope_k per pixel and channel plane ([batch, 3, _SEGMENTS] tables,
+    segment -1 below 0, then 0..7, then 8 above 1).
 
     Both numbers come from one gather of a complex table (base + i slope): on a CPU a gather
     costs several full-size operations, and one of 8-byte values costs about the same as one of
     4-byte values. The gradient is written out so that the per-segment sums use
-    tf.math.bincount, several times faster on a CPU than the unsorted_segment_sum of
-    tf.gather's own gradient.
+    DenseBincount, several times faster on a CPU than the unsorted_segment_sum of tf.gather's
+    own gradient.
     """
     batch = tf.shape(bases)[0]
-    x = tf.clip_by_value(planes, 0, 1)
-    segment = tf.minimum(tf.cast(x * CURVE_STEPS, tf.int32), CURVE_STEPS - 1)  # floor, x >= 0
-    table = (tf.range(batch)[:, None] * 3 + tf.range(3))[:, :, None, None] * CURVE_STEPS
-    index = table + segment  # into the flattened [batch, 3, CURVE_STEPS] tables
+    segment = tf.clip_by_value(tf.floor(planes * _SEGMENT_SCALE), -1, CURVE_STEPS)
+    table = (tf.range(batch)[:, None] * 3 + tf.range(3))[:, :, None, None] * _SEGMENTS + 1
+    index = table + tf.cast(segment, tf.int32)  # into the flattened tables
     here = tf.gather(tf.reshape(tf.complex(bases, slopes), [-1]), index)
     slope_here = tf.math.imag(here)
-    out = tf.math.real(here) + x * slope_here
+    out = tf.math.real(here) + planes * slope_here
 
     def gradient(upstream):
-        inside = tf.cast(tf.equal(x, planes), tf.float32)  # clip_by_value's gradient
-        size = batch * 3 * CURVE_STEPS
+        size = batch * 3 * _SEGMENTS
 
         def per_segment(weights):  # the raw op: tf.math.bincount also checks the indices
             sums = tf.raw_ops.DenseBincount(input=tf.reshape(index, [-1]), size=size,
                                             weights=tf.reshape(weights, [-1]))
-            return tf.reshape(sums, [batch, 3, CURVE_STEPS])
+            return tf.reshape(sums, [batch, 3, _SEGMENTS])
 
-        return (upstream * slope_here * inside, per_segment(upstream),
-                per_segment(upstream * x))
+        return upstream * slope_here, per_segment(upstream), per_segment(upstream * planes)
 
     return out, gradient
 

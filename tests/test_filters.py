@@ -417,6 +417,7 @@ def test_contrast_and_black_and_white_gradient_matches_autodiff_of_the_two_filte
 @pytest.mark.parametrize("channels", [1, 3])
 def test_curve_gradient_matches_autodiff_of_the_clipped_segment_sum(channels):
     images = make_images(seed=24, high=1.3) - 0.1  # values below 0 and above 1 too
+    images[:, 0, :2] = [[0.0, 1.0, 0.3], [1.0, 0.0, 1.0]]  # the ends, where the clip is inclusive
     rng = np.random.default_rng(25)
     points = rng.uniform(0.5, 2.0, (BATCH, channels, filters.CURVE_STEPS)).astype(np.float32)
     upstream = rng.normal(size=images.shape).astype(np.float32)
