@@ -116,25 +116,41 @@ def _saturate(planes, strength):
     return out, gradient
 
 
+_LOG_GAMMA_FLOOR = math.log(0.001)  # the gamma filter's max(x, 0.001), in logs
+_TINY = np.finfo(np.float32).tiny
+
+
+def planar_logs(images):
+    """NHWC images -> log(max(x, tiny)) in planar layout [batch, 3, h, w]: all the filter chain
+    reads of a photo (`apply_planar_logs`). Values <= 0 become log(tiny), which exposure and
+    gamma clip like 0."""
+    return tf.math.log(tf.maximum(to_planar(images), _TINY))
+
+
 @tf.custom_gradient
-def _exposure_gamma_white_balance(planes, exposure_gain, gamma, gains):
-    """Exposure, gamma and white balance (`Exposure`, `Gamma`, `WhiteBalance`) on planar
-    images in one pass with a written-out gradient: out = s_c max(x 2^p, 0.001)^g, with
-    exposure_gain = 2^p. Five full-size operations forward instead of seven.
+def _exposure_gamma_white_balance(logs, exposure, gamma, gains):
+    """Exposure, gamma and white balance (`Exposure`, `Gamma`, `WhiteBalance`) in one pass,
+    from the photo's planar logs (`planar_logs`), with a written-out gradient:
+    s_c max(x 2^p, 0.001)^g = exp(g max(log x + p ln 2, ln 0.001) + ln s_c)
+                            = exp(g max(log x, ln 0.001 - p ln 2) + (g p ln 2 + ln s_c)).
+    Four full-size operations forward instead of seven, and no logarithm: PIEA takes the
+    photo's logs once, not at every iteration.
     """
-    scaled = planes * exposure_gain
-    log = tf.math.log(tf.maximum(scaled, 0.001))
-    out = tf.exp(gamma * log) * gains
+    floor = _LOG_GAMMA_FLOOR - exposure * math.log(2)
+    clipped = tf.maximum(logs, floor)
+    out = tf.exp(gamma * clipped + (gamma * exposure * math.log(2) + tf.math.log(gains)))
 
     def gradient(upstream):
-        d_exponent = upstream * out  # out = exp(g log + ln s)
-        d_gains = tf.reduce_sum(d_exponent, axis=[2, 3], keepdims=True) / gains
-        d_gamma = tf.reduce_sum(d_exponent * log, axis=[1, 2, 3], keepdims=True)
-        # d out / d scaled = g out / scaled where scaled >= 0.001 (tf.maximum's side), else 0
-        d_log = d_exponent * gamma * tf.cast(scaled >= 0.001, tf.float32)
-        d_exposure_gain = tf.reduce_sum(d_log, axis=[1, 2, 3], keepdims=True) / exposure_gain
-        d_planes = tf.math.divide_no_nan(d_log, planes)  # g out / x where not clipped
-        return d_planes, d_exposure_gain, d_gamma, d_gains
+        d_exponent = upstream * out
+        d_sum = tf.reduce_sum(d_exponent, axis=[2, 3], keepdims=True)
+        d_gains = d_sum / gains
+        d_gamma = (tf.reduce_sum(d_exponent * clipped, axis=[1, 2, 3], keepdims=True)
+                   + exposure * math.log(2) * tf.reduce_sum(d_sum, axis=1, keepdims=True))
+        # Where exposure and gamma clip (tf.maximum takes the floor's side), out depends on
+        # neither the photo nor the exposure.
+        d_logs = d_exponent * gamma * tf.cast(logs >= floor, tf.float32)
+        d_exposure = math.log(2) * tf.reduce_sum(d_logs, axis=[1, 2, 3], keepdims=True)
+        return d_logs, d_exposure, d_gamma, d_gains
 
     return out, gradient
 
@@ -517,21 +533,27 @@ def apply(images, params):
     Values are per image, [batch, *param_shape], or one photo's param_shape (a bare scalar for
     the scalar filters) applied to the whole batch.
     """
-    return from_planar(apply_planar(to_planar(images), params))
+    return from_planar(apply_planar_logs(planar_logs(images), params))
 
 
-def apply_planar(planes, params):
-    """`apply` on planar images [batch, 3, h, w] (`to_planar`), without the two transposes."""
+def apply_planar_logs(logs, params):
+    """`apply` on a photo's planar logs (`planar_logs`), giving planar images [batch, 3, h, w]:
+    what PIEA runs at every iteration, with the logs taken once and one transpose fewer.
+
+    Exposure, gamma and white balance run in one pass, and so do contrast and black & white
+    (their fused functions above); the other filters one by one.
+    """
     _check_names(params)
-    planes = tf.convert_to_tensor(planes, tf.float32)
-    natural = {name: _batched(name, value, planes.shape[0]) for name, value in params.items()}
+    logs = tf.convert_to_tensor(logs, tf.float32)
+    natural = {name: _batched(name, value, logs.shape[0]) for name, value in params.items()}
+    planes = None
     for f in FILTERS:
         with tf.name_scope(f.name):
-            if f.name == "exposure":  # and gamma and white balance, the next two, in one pass
+            if f.name == "exposure":  # and gamma and white balance, the next two
                 planes = _exposure_gamma_white_balance(
-                    planes, tf.pow(2.0, _per_image(natural["exposure"])),
-                    _per_image(natural["gamma"]), _per_image(natural["white_balance"]))
-            elif f.name == "contrast":  # and black & white, the next filter, in the same pass
+                    logs, _per_image(natural["exposure"]), _per_image(natural["gamma"]),
+                    _per_image(natural["white_balance"]))
+            elif f.name == "contrast":  # and black & white, the next one
                 planes = _contrast_and_black_and_white(
                     planes, _per_image(natural["contrast"]),
                     _per_image(natural["black_and_white"]))
@@ -545,9 +567,9 @@ def apply_raw(images, raw):
     return apply(images, natural_parameters(raw))
 
 
-def apply_raw_planar(planes, raw):
-    """apply_planar(planes, natural_parameters(raw)), the path PIEA optimises."""
-    return apply_planar(planes, natural_parameters(raw))
+def apply_raw_planar_logs(logs, raw):
+    """apply_planar_logs(logs, natural_parameters(raw)), the path PIEA optimises."""
+    return apply_planar_logs(logs, natural_parameters(raw))
 
 
 def _one_photo(name, value):

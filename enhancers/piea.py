@@ -36,7 +36,6 @@ import weakref
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 import nima
 from enhancers import filters
@@ -78,20 +77,21 @@ def loss_from_scores(scores):
 class _CompiledSteps:
     """The `tf.function`s of Algorithm 1 for one frozen NIMA model.
 
-    Photos come in planar ([batch, 3, h, w], `filters.to_planar`, transposed once per
+    Photos come as their planar logs ([batch, 3, h, w], `filters.planar_logs`, taken once per
     `enhance` call): the filters mix the three channels in every pixel, which is several times
-    cheaper on a CPU with each channel a contiguous plane than with channels innermost. Only
-    the filtered photo is transposed back for NIMA. Fixed input signatures (planes
-    [None, 3, None, None], raw parameters [None, *param_shape]) mean nothing is retraced
-    between iterations, photos, batch sizes or image sizes.
+    cheaper on a CPU with each channel a contiguous plane than with channels innermost, and
+    the first three filters read the photo through its logarithm. Only the filtered photo is
+    transposed back for NIMA. Fixed input signatures (logs [None, 3, None, None], raw
+    parameters [None, *param_shape]) mean nothing is retraced between iterations, photos,
+    batch sizes or image sizes.
     """
 
     def __init__(self, nima_model):
         self.nima_model = nima_model
-        planes_spec = tf.TensorSpec([None, 3, None, None], tf.float32)
+        logs_spec = tf.TensorSpec([None, 3, None, None], tf.float32)
         raw_spec = {f.name: tf.TensorSpec([None, *f.param_shape], tf.float32)
                     for f in filters.FILTERS}
-        signature = [planes_spec, raw_spec]
+        signature = [logs_spec, raw_spec]
         self.scores_and_gradients = tf.function(self._scores_and_gradients,
                                                 input_signature=signature)
         self.plain_step = tf.function(
@@ -103,27 +103,27 @@ class _CompiledSteps:
         return nima.mean_score(self.nima_model(images, training=False))
 
     @staticmethod
-    def _render(planes, raw):
-        return filters.from_planar(filters.apply_raw_planar(planes, raw))
+    def _render(logs, raw):
+        return filters.from_planar(filters.apply_raw_planar_logs(logs, raw))
 
-    def _scores_and_gradients(self, planes, raw):
+    def _scores_and_gradients(self, logs, raw):
         """Phases 1 and 2, and dL/dpi for phase 3 (Eqs. 1-5), for every photo of the batch;
         also the natural parameters pi, for the history."""
         with tf.GradientTape() as tape:
             tape.watch(raw)
-            scores = self._score(self._render(planes, raw))
+            scores = self._score(self._render(logs, raw))
             loss = tf.reduce_sum(loss_from_scores(scores))  # photo i's loss depends on pi^(i) only
         return scores, tape.gradient(loss, raw), filters.natural_parameters(raw)
 
-    def _plain_step(self, planes, raw, learning_rate):
+    def _plain_step(self, logs, raw, learning_rate):
         """One iteration of Algorithm 1 with the paper's plain step pi -= lambda dL/dpi, in one
         call: the scores and natural parameters before the step, and the stepped raw values."""
-        scores, gradients, natural = self._scores_and_gradients(planes, raw)
+        scores, gradients, natural = self._scores_and_gradients(logs, raw)
         stepped = {name: raw[name] - learning_rate * gradients[name] for name in raw}
         return scores, natural, stepped
 
-    def _render_and_score(self, planes, raw):
-        enhanced = self._render(planes, raw)
+    def _render_and_score(self, logs, raw):
+        enhanced = self._render(logs, raw)
         return enhanced, self._score(enhanced), filters.natural_parameters(raw)
 
 
@@ -185,7 +185,7 @@ class PieaEnhancer:
             images = images[tf.newaxis]
         if images.shape.rank != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected RGB images [batch, h, w, 3], got shape {images.shape}")
-        scored = filters.to_planar(images if self.proxy_size is None else self._proxy(images))
+        scored = filters.planar_logs(images if self.proxy_size is None else self._proxy(images))
         steps = self._steps
 
         raw = {name: tf.constant(value)
@@ -208,7 +208,7 @@ class PieaEnhancer:
         if self.proxy_size is None:
             enhanced, scores, natural = steps.render_and_score(scored, raw)
         else:
-            enhanced = steps.render(filters.to_planar(images), raw)
+            enhanced = steps.render(filters.planar_logs(images), raw)
             _, scores, natural = steps.render_and_score(scored, raw)
         history.append(_numpy(natural))
         _check_finite(scores, self.iterations)
