@@ -16,6 +16,14 @@ NHWC RGB, nominally in [0, 1], of any size; parameters are per image in the batc
 - `apply_raw(images, raw)` = `apply(images, natural_parameters(raw))`, the path PIEA optimises;
 - `initial_raw_parameters(batch)` leaves photos unchanged to within 1/255, except exposure,
   which starts at +1 EV as in EXPOSURE.
+
+Speed (PIEA runs the chain forward and backward at every iteration, at full size): the filters
+compute in planar layout [batch, 3, h, w] (`to_planar`), where mixing the three channels of a
+pixel (slices, one-channel maps, channel sums) is several times cheaper on a CPU than with
+channels innermost. Exposure, gamma and white balance run as one pass on the photo's logs
+(`planar_logs`, which PIEA takes once per photo; `apply_planar_logs`), contrast and black &
+white as another, and every pass of the chain has a written-out gradient. Each of these is tested against
+the plain formulas and TensorFlow's autodiff of them.
 """
 import abc
 import math
@@ -161,7 +169,7 @@ def _contrast_and_black_and_white(planes, contrast, mono):
     (`Contrast`, `BlackAndWhite`), on planar images, in one pass with a written-out gradient.
 
     Contrast scales each pixel by factor = lerp(1, L' / (L + 1e-6), contrast), L the clipped
-    luminance; luminance is linear, so the luminance of its output is factor * lum, and
+    luminance (img / (L + 1e-6) L' = img (L' / (L + 1e-6)): a one-channel ratio); luminance is linear, so the luminance of its output is factor * lum, and
     black & white then gives out = factor * lerp(x, lum, mono), with lum the (unclipped)
     luminance of the input: one luminance instead of two, and four full-size operations.
     Either strength 0 leaves that filter out exactly.
@@ -440,7 +448,6 @@ class Contrast(Filter):
                           ).astype(np.float32)
 
     def process_planar(self, planes, natural):
-        # img / (L + 1e-6) * L' = img * (L' / (L + 1e-6)): the ratio is one channel, not three.
         return _contrast_and_black_and_white(planes, _per_image(natural), tf.zeros([1, 1, 1, 1]))
 
     def describe(self, natural):
