@@ -22,8 +22,8 @@ compute in planar layout [batch, 3, h, w] (`to_planar`), where mixing the three 
 pixel (slices, one-channel maps, channel sums) is several times cheaper on a CPU than with
 channels innermost. Exposure, gamma and white balance run as one pass on the photo's logs
 (`planar_logs`, which PIEA takes once per photo; `apply_planar_logs`), contrast and black &
-white as another, and every pass of the chain has a written-out gradient. Each of these is tested against
-the plain formulas and TensorFlow's autodiff of them.
+white as another, and every pass of the chain has a written-out gradient. Each of these is
+tested against the plain formulas and TensorFlow's autodiff of them.
 """
 import abc
 import math
