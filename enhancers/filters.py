@@ -169,9 +169,10 @@ def _contrast_and_black_and_white(planes, contrast, mono):
     (`Contrast`, `BlackAndWhite`), on planar images, in one pass with a written-out gradient.
 
     Contrast scales each pixel by factor = lerp(1, L' / (L + 1e-6), contrast), L the clipped
-    luminance (img / (L + 1e-6) L' = img (L' / (L + 1e-6)): a one-channel ratio); luminance is linear, so the luminance of its output is factor * lum, and
-    black & white then gives out = factor * lerp(x, lum, mono), with lum the (unclipped)
-    luminance of the input: one luminance instead of two, and four full-size operations.
+    luminance (img / (L + 1e-6) L' = img (L' / (L + 1e-6)): a one-channel ratio). Luminance
+    is linear, so the luminance of its output is factor * lum, and black & white then gives
+    out = factor * lerp(x, lum, mono), with lum the (unclipped) luminance of the input: one
+    luminance instead of two, and four full-size operations.
     Either strength 0 leaves that filter out exactly.
     """
     lum = tf.reduce_sum(planes * _LUMINANCE_PLANES, axis=1, keepdims=True)
