@@ -155,10 +155,11 @@ def _exposure_gamma_white_balance(logs, exposure, gamma, gains):
         d_gamma = (tf.reduce_sum(d_exponent * clipped, axis=[1, 2, 3], keepdims=True)
                    + exposure * math.log(2) * tf.reduce_sum(d_sum, axis=1, keepdims=True))
         # Where exposure and gamma clip (tf.maximum takes the floor's side), out depends on
-        # neither the photo nor the exposure.
-        d_logs = d_exponent * gamma * tf.cast(logs >= floor, tf.float32)
-        d_exposure = math.log(2) * tf.reduce_sum(d_logs, axis=[1, 2, 3], keepdims=True)
-        return d_logs, d_exposure, d_gamma, d_gains
+        # neither the photo nor the exposure. PIEA needs no d_logs: it is left out then.
+        d_unclipped = d_exponent * tf.cast(logs >= floor, tf.float32)
+        d_exposure = (math.log(2) * gamma
+                      * tf.reduce_sum(d_unclipped, axis=[1, 2, 3], keepdims=True))
+        return d_unclipped * gamma, d_exposure, d_gamma, d_gains
 
     return out, gradient
 
@@ -172,29 +173,27 @@ def _contrast_and_black_and_white(planes, contrast, mono):
     luminance (img / (L + 1e-6) L' = img (L' / (L + 1e-6)): a one-channel ratio). Luminance
     is linear, so the luminance of its output is factor * lum, and black & white then gives
     out = factor * lerp(x, lum, mono), with lum the (unclipped) luminance of the input: one
-    luminance instead of two, and four full-size operations.
+    luminance instead of two, and two full-size operations after it.
     Either strength 0 leaves that filter out exactly.
     """
     lum = tf.reduce_sum(planes * _LUMINANCE_PLANES, axis=1, keepdims=True)
     clipped = tf.clip_by_value(lum, 0, 1)
     ratio = (0.5 - tf.cos(math.pi * clipped) / 2) / (clipped + 1e-6)
     factor = 1 + contrast * (ratio - 1)
-    mixed = planes * (1 - mono) + mono * lum
-    out = mixed * factor
+    kept = factor * (1 - mono)  # out = kept x + factor mono lum
+    out = planes * kept + factor * mono * lum
 
     def gradient(upstream):
-        d_mixed = upstream * factor
-        d_factor = _channel_sum(upstream * mixed)
+        up_sum = _channel_sum(upstream)
+        up_x = _channel_sum(upstream * planes)
+        d_factor = up_x * (1 - mono) + up_sum * mono * lum
         d_contrast = tf.reduce_sum(d_factor * (ratio - 1), axis=[1, 2, 3], keepdims=True)
-        d_ratio = d_factor * contrast
+        d_mono = tf.reduce_sum(factor * (up_sum * lum - up_x), axis=[1, 2, 3], keepdims=True)
         inside = tf.cast((lum >= 0) & (lum <= 1), tf.float32)  # clip_by_value's gradient
-        d_clipped = (d_ratio * inside * (math.pi / 2 * tf.sin(math.pi * clipped) - ratio)
-                     / (clipped + 1e-6))
-        d_mixed_sum = _channel_sum(d_mixed)
-        d_mono = (tf.reduce_sum(d_mixed_sum * lum, axis=[1, 2, 3], keepdims=True)
-                  - tf.reduce_sum(d_mixed * planes, axis=[1, 2, 3], keepdims=True))
-        d_lum = d_clipped + mono * d_mixed_sum
-        d_planes = d_mixed * (1 - mono) + d_lum * _LUMINANCE_PLANES
+        d_clipped = (d_factor * contrast * inside
+                     * (math.pi / 2 * tf.sin(math.pi * clipped) - ratio) / (clipped + 1e-6))
+        d_lum = d_clipped + factor * mono * up_sum
+        d_planes = upstream * kept + d_lum * _LUMINANCE_PLANES
         return d_planes, d_contrast, d_mono
 
     return out, gradient
