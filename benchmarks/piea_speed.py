@@ -11,7 +11,10 @@ same run and on the same photo:
 - `M x NIMA f+b`: M times the cost of one NIMA forward and backward pass on the photo alone
   (the gradient of the mean score with respect to the pixels, in a `tf.function`);
 - `ratio`: the first over the second, the overhead of the filters and of the loop. The target
-  is at most 1.3.
+  is at most 1.3;
+- `filters f+b ms`: for reference, one forward and backward pass of the filter chain alone
+  (`filters.apply_raw_planar_logs`, the gradient with respect to the raw parameters), the
+  part of each iteration that is not NIMA.
 
 After one untimed warm-up (tracing) of each, `repeats` rounds each time one PIEA call and
 then M NIMA passes, so that drifts in the machine's speed hit both; the figures are the
@@ -31,7 +34,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import nima  # noqa: E402
-from enhancers import piea  # noqa: E402
+from enhancers import filters, piea  # noqa: E402
 
 flags.DEFINE_list("backbones", list(nima.BACKBONES), "NIMA backbones to measure.")
 flags.DEFINE_integer("height", 333, "Photo height (the paper's FiveK photos are 500x333).")
@@ -50,8 +53,9 @@ def _seconds(fn):
 
 
 def measure(backbone, height, width, iterations, repeats):
-    """(PIEA seconds, M x NIMA f+b seconds, ratio), medians over `repeats` alternating rounds:
-    each round times one PIEA call, then M NIMA passes, so drifts in machine speed hit both."""
+    """(PIEA seconds, M x NIMA f+b seconds, ratio, filters f+b seconds), medians over
+    `repeats` alternating rounds: each round times one PIEA call, then M NIMA passes, so drifts
+    in machine speed hit both (and then M passes of the filters alone)."""
     model = nima.build_nima(backbone)
     photo = tf.constant(np.random.default_rng(0).random((1, height, width, 3), np.float32))
 
@@ -66,15 +70,32 @@ def measure(backbone, height, width, iterations, repeats):
         for _ in range(iterations):
             nima_forward_backward(photo).numpy()
 
+    logs = filters.planar_logs(photo)
+    raw = {name: tf.constant(value) for name, value in filters.initial_raw_parameters(1).items()}
+    upstream = tf.constant(np.random.default_rng(1).normal(size=tuple(logs.shape)), tf.float32)
+
+    @tf.function
+    def filters_forward_backward():
+        with tf.GradientTape() as tape:
+            tape.watch(raw)
+            planes = filters.apply_raw_planar_logs(logs, raw)
+        return tape.gradient(planes, raw, output_gradients=upstream)
+
+    def filter_passes():
+        for _ in range(iterations):
+            tf.nest.map_structure(lambda g: g.numpy(), filters_forward_backward())
+
     enhancer = piea.PieaEnhancer(model, iterations=iterations)
     enhancer.enhance(photo)  # warm-up: tracing
     nima_passes()
-    rounds = [(_seconds(lambda: enhancer.enhance(photo)), _seconds(nima_passes))
-              for _ in range(repeats)]
-    piea_seconds = statistics.median(p for p, _ in rounds)
-    nima_seconds = statistics.median(n for _, n in rounds)
-    ratio = statistics.median(p / n for p, n in rounds)
-    return piea_seconds, nima_seconds, ratio
+    filter_passes()
+    rounds = [(_seconds(lambda: enhancer.enhance(photo)), _seconds(nima_passes),
+               _seconds(filter_passes)) for _ in range(repeats)]
+    piea_seconds = statistics.median(p for p, _, _ in rounds)
+    nima_seconds = statistics.median(n for _, n, _ in rounds)
+    ratio = statistics.median(p / n for p, n, _ in rounds)
+    filter_seconds = statistics.median(f for _, _, f in rounds) / iterations
+    return piea_seconds, nima_seconds, ratio, filter_seconds
 
 
 def main(argv):
@@ -84,13 +105,13 @@ def main(argv):
     print(f"photo {FLAGS.width}x{FLAGS.height}, M = {FLAGS.iterations}, median of "
           f"{FLAGS.repeats}; target ratio <= {TARGET_RATIO}")
     print(f"{'backbone':<14}{'piea s/photo':>14}{f'{FLAGS.iterations} x NIMA f+b':>18}"
-          f"{'ratio':>8}")
+          f"{'ratio':>8}{'':<13}{'filters f+b ms':>15}")
     for backbone in FLAGS.backbones:
-        piea_seconds, nima_seconds, ratio = measure(backbone, FLAGS.height, FLAGS.width,
-                                                    FLAGS.iterations, FLAGS.repeats)
+        piea_seconds, nima_seconds, ratio, filter_seconds = measure(
+            backbone, FLAGS.height, FLAGS.width, FLAGS.iterations, FLAGS.repeats)
         verdict = "ok" if ratio <= TARGET_RATIO else "OVER TARGET"
-        print(f"{backbone:<14}{piea_seconds:>14.3f}{nima_seconds:>18.3f}{ratio:>8.3f}  {verdict}",
-              flush=True)
+        print(f"{backbone:<14}{piea_seconds:>14.3f}{nima_seconds:>18.3f}{ratio:>8.3f}  "
+              f"{verdict:<11}{1000 * filter_seconds:>15.1f}", flush=True)
 
 
 if __name__ == "__main__":
