@@ -141,8 +141,13 @@ def test_nothing_retraces_across_iterations_photos_and_sizes(guide):
     for shape in [(1, 16, 16, 3), (2, 16, 16, 3), (1, 24, 12, 3)]:
         enhancer.enhance(rng.uniform(0, 1, shape).astype(np.float32))
     piea.enhance(rng.uniform(0, 1, (1, 9, 9, 3)).astype(np.float32), model, iterations=2)
+    with_optimizer = piea.PieaEnhancer(model, iterations=2,
+                                       optimizer=keras.optimizers.SGD(learning_rate=1e-3))
+    for shape in [(1, 16, 16, 3), (2, 12, 20, 3)]:
+        with_optimizer.enhance(rng.uniform(0, 1, shape).astype(np.float32))
     steps = piea._compiled_steps(model)
     assert steps.plain_step.experimental_get_tracing_count() == 1
+    assert steps.scores_and_gradients.experimental_get_tracing_count() == 1
     assert steps.render_and_score.experimental_get_tracing_count() == 1
 
 
