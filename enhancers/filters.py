@@ -75,6 +75,13 @@ def _at_least(x, limit):
     return limit + tf.nn.relu(x - limit)
 
 
+def _clip(x, low, high):
+    """tf.clip_by_value's values in one pass (tf.clip_by_value is a minimum and a maximum), for
+    the written-out gradients below (the raw op has no gradient of its own)."""
+    return tf.raw_ops.ClipByValue(t=x, clip_value_min=np.float32(low),
+                                  clip_value_max=np.float32(high))
+
+
 def _channel_sum(planes):
     """Sum over the 3 channel planes, [batch, 3, h, w] -> [batch, 1, h, w] (one reduction:
     cheaper than three slices and two sums)."""
@@ -181,7 +188,7 @@ def _contrast_and_black_and_white(planes, contrast, mono):
     Either strength 0 leaves that filter out exactly.
     """
     lum = tf.reduce_sum(planes * _LUMINANCE_PLANES, axis=1, keepdims=True)
-    clipped = tf.clip_by_value(lum, 0, 1)
+    clipped = _clip(lum, 0, 1)
     shifted = clipped + 1e-6
     ratio = (0.5 - tf.cos(math.pi * clipped) / 2) / shifted
     ratio_minus_1 = ratio - 1
@@ -214,9 +221,9 @@ def _per_image(natural):
 
 
 _SEGMENTS = CURVE_STEPS + 2  # the curve's 8 segments, and constant ones below 0 and above 1
-# 8 (1 - 2^-24), the float32 just below 8: floor(x * it) is the segment of x, with x = 1 on the
-# last one, as clip_by_value's gradient has it.
-_SEGMENT_SCALE = np.float32(CURVE_STEPS * (1 - 2 ** -24))
+# 1/8 (1 + 2^-23), the float32 just above 1/8: floor(x / it) is the segment of x, with x = 1 on
+# the last one, as clip_by_value's gradient has it.
+_SEGMENT_WIDTH = np.nextafter(np.float32(1 / CURVE_STEPS), np.float32(1))
 
 
 def _curve(planes, points):
@@ -252,7 +259,7 @@ def _curve_lookup(planes, bases, slopes):
     several times faster on a CPU than the unsorted_segment_sum of tf.gather's own gradient.
     """
     batch = tf.shape(bases)[0]
-    segment = tf.clip_by_value(tf.floor(planes * _SEGMENT_SCALE), -1, CURVE_STEPS)
+    segment = _clip(tf.math.floordiv(planes, _SEGMENT_WIDTH), -1, CURVE_STEPS)  # one pass each
     table = (tf.range(batch)[:, None] * 3 + tf.range(3))[:, :, None, None] * _SEGMENTS + 1
     index = table + tf.cast(segment, tf.int32)  # into the flattened tables
     here = tf.gather_nd(tf.reshape(tf.complex(bases, slopes), [-1]), index[..., None])
