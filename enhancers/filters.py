@@ -224,6 +224,7 @@ _SEGMENTS = CURVE_STEPS + 2  # the curve's 8 segments, and constant ones below 0
 # 1/8 (1 + 2^-23), the float32 just above 1/8: floor(x / it) is the segment of x, with x = 1 on
 # the last one, as clip_by_value's gradient has it.
 _SEGMENT_WIDTH = np.nextafter(np.float32(1 / CURVE_STEPS), np.float32(1))
+_LANES = 2  # copies of the curve tables (`_curve_lookup`)
 
 
 def _curve(planes, points):
@@ -257,22 +258,27 @@ def _curve_lookup(planes, bases, slopes):
     4-byte values. It is a GatherNd, whose CPU kernel does this about twice as fast as
     GatherV2's. The gradient is written out so that the per-segment sums use DenseBincount,
     several times faster on a CPU than the unsorted_segment_sum of tf.gather's own gradient.
+
+    The tables are held in _LANES copies, used in turn along each row: DenseBincount's loop
+    then never adds to the same bin twice in a row (neighbouring pixels mostly share a
+    segment), which makes it about a third faster.
     """
-    batch = tf.shape(bases)[0]
+    batch, width = tf.shape(bases)[0], tf.shape(planes)[3]
+    tables = batch * 3 * _SEGMENTS  # in one copy
     segment = _clip(tf.math.floordiv(planes, _SEGMENT_WIDTH), -1, CURVE_STEPS)  # one pass each
-    table = (tf.range(batch)[:, None] * 3 + tf.range(3))[:, :, None, None] * _SEGMENTS + 1
-    index = table + tf.cast(segment, tf.int32)  # into the flattened tables
-    here = tf.gather_nd(tf.reshape(tf.complex(bases, slopes), [-1]), index[..., None])
+    first = (tf.range(batch)[:, None] * 3 + tf.range(3))[:, :, None, None] * _SEGMENTS + 1
+    lane = tf.range(width) % _LANES * tables
+    index = (first + lane) + tf.cast(segment, tf.int32)  # into the flattened tables
+    table = tf.tile(tf.reshape(tf.complex(bases, slopes), [-1]), [_LANES])
+    here = tf.gather_nd(table, index[..., None])
     slope_here = tf.math.imag(here)
     out = tf.math.real(here) + planes * slope_here
 
     def gradient(upstream):
-        size = batch * 3 * _SEGMENTS
-
         def per_segment(weights):  # the raw op: tf.math.bincount also checks the indices
-            sums = tf.raw_ops.DenseBincount(input=tf.reshape(index, [-1]), size=size,
+            sums = tf.raw_ops.DenseBincount(input=tf.reshape(index, [-1]), size=_LANES * tables,
                                             weights=tf.reshape(weights, [-1]))
-            return tf.reshape(sums, [batch, 3, _SEGMENTS])
+            return tf.reduce_sum(tf.reshape(sums, [_LANES, batch, 3, _SEGMENTS]), 0)
 
         return upstream * slope_here, per_segment(upstream), per_segment(upstream * planes)
 
