@@ -1,21 +1,5 @@
-"""Earth Mover's Distance loss for ordered score distributions (NIMA paper equation 2)."""
-from keras import ops
+"""The EMD loss (NIMA paper equation 2) as a loss: it lives in `nima.emd`, beside the model whose
+training and evaluation define it, so that `nima` needs nothing from `losses`."""
+from nima.emd import emd_loss
 
-
-def emd_loss(y_true, y_pred, r=2):
-    """Normalised EMD (1/N sum_k |CDF_p(k) - CDF_q(k)|^r)^(1/r), per example: shape (batch,).
-
-    Both inputs are (batch, N) probability mass functions over ordered buckets (N = 10 for AVA).
-    r = 2 is used for training (easier gradients), r = 1 for reporting (paper section 2.1.1).
-    """
-    y_true = ops.convert_to_tensor(y_true)
-    y_pred = ops.cast(ops.convert_to_tensor(y_pred), y_true.dtype)
-    cdf_gap = ops.abs(ops.cumsum(y_true, axis=-1) - ops.cumsum(y_pred, axis=-1))
-    if r == 1:
-        return ops.mean(cdf_gap, axis=-1)
-    if r == 2:
-        mean_square = ops.mean(ops.square(cdf_gap), axis=-1)
-        # sqrt has an infinite gradient at 0 (prediction == target): use 0 there instead.
-        positive = mean_square > 0
-        return ops.where(positive, ops.sqrt(ops.where(positive, mean_square, 1.0)), 0.0)
-    return ops.power(ops.mean(ops.power(cdf_gap, r), axis=-1), 1.0 / r)
+__all__ = ["emd_loss"]

@@ -35,7 +35,7 @@ def demo_model(cache_dir=None, **config_overrides):
     else:
         logging.info("No demo NIMA in %s yet: training it there (a few minutes on a CPU).", cache_dir)
         outcome = nima_task.run(config)
-        logging.info("Demo NIMA trained: test SRCC %.3f", outcome.get("srcc", float("nan")))
+        logging.info("Demo NIMA trained: test SRCC %s", outcome.get("srcc"))
     return nima_task.restore_model(config)
 
 

@@ -1,3 +1,5 @@
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -94,3 +96,19 @@ def test_nima_metrics_against_independent_computation():
     assert metrics["accuracy"] == pytest.approx(np.mean((t > 5) == (p > 5)))
     gaps = np.abs(np.cumsum(true, 1) - np.cumsum(pred, 1)).mean(1)
     assert metrics["emd"] == pytest.approx(gaps.mean())
+
+
+@pytest.mark.parametrize("constant_side", ["predicted", "true"])
+def test_nima_metrics_report_constant_scores_as_undefined_correlations(constant_side):
+    """A model that predicts one score for every image (as a barely trained one does) has no
+    correlation with the truth: None and a note, never NaN (which is not even valid JSON)."""
+    rng = np.random.default_rng(7)
+    varying = rng.dirichlet(np.ones(10), 8)
+    constant = np.tile(rng.dirichlet(np.ones(10)), (8, 1))
+    true, pred = (varying, constant) if constant_side == "predicted" else (constant, varying)
+    metrics = nima_metrics(true, pred)
+    assert metrics["lcc"] is None and metrics["srcc"] is None
+    assert constant_side in metrics["correlation_note"]
+    assert metrics["emd"] == pytest.approx(
+        np.abs(np.cumsum(true, 1) - np.cumsum(pred, 1)).mean(1).mean())
+    json.loads(json.dumps(metrics, allow_nan=False))  # strict JSON

@@ -37,7 +37,11 @@ def test_demo_cli_trains_resumes_evaluates_and_exports(tmp_path):
     assert first.returncode == 0, first.stderr[-4000:]
     outcome = last_json(first.stdout)
     assert outcome["step"] == 4 and outcome["num_images"] == 8
-    assert -1 <= outcome["srcc"] <= 1 and 0 <= outcome["emd"] <= 1
+    # 4 steps of a tiny model may predict one score for every image: then SRCC is None with a
+    # note, never NaN; otherwise a correlation.
+    assert (outcome["srcc"] is None) == ("correlation_note" in outcome)
+    assert outcome["srcc"] is None or -1 <= outcome["srcc"] <= 1
+    assert 0 <= outcome["emd"] <= 1
     assert "images/s" in first.stderr and "step 2/4" in first.stderr
     assert os.path.exists(export_dir / "1" / "saved_model.pb")
     assert os.path.exists(model_dir / "nima.weights.h5")

@@ -46,8 +46,10 @@ def main(argv):
     del argv
     outcome = run(config_from_flags())
     print(json.dumps(outcome, indent=2))
-    if "srcc" in outcome:
+    if outcome.get("srcc") is not None:
         print(f"Test SRCC {outcome['srcc']:.3f} on {outcome['num_images']} test images")
+    elif "correlation_note" in outcome:
+        print(f"Test SRCC {outcome['correlation_note']}")
 
 
 if __name__ == "__main__":
