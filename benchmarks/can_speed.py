@@ -22,7 +22,7 @@ from absl import app, flags  # noqa: E402
 import nima  # noqa: E402
 from losses import nima_loss  # noqa: E402
 from timing import median_seconds  # noqa: E402
-from train import can_task  # noqa: E402
+from train import can_task, runner  # noqa: E402
 
 flags.DEFINE_string("backbone", "inception_v2", "NIMA backbone of the loss (paper: Inception-v2).")
 flags.DEFINE_string("train_size", "480x640", "HxW of the training pair (paper: 480x640).")
@@ -52,16 +52,15 @@ def main(argv):
     height, width = _size(FLAGS.train_size)
     pair = tuple(tf.constant(rng.uniform(size=(1, height, width, 3)), tf.float32)
                  for _ in range(2))
-    config = can_task.CanConfig(model_dir="/nonexistent")
     quality = nima_loss(nima.build_nima(FLAGS.backbone))
     figures = {}
-    for name, gamma in (("CAN(L2)", 0.0), ("CAN(L2+NIMA)", config.nima_weight)):
-        model = can_task.build_model(config)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
-        optimizer.build(model.trainable_weights)
-        config.nima_weight = gamma
-        step = tf.function(can_task.make_train_step(model, optimizer, config, 1,
-                                                    quality if gamma > 0 else None))
+    for name, gamma in (("CAN(L2)", 0.0), ("CAN(L2+NIMA)", can_task.CanConfig.nima_weight)):
+        # Built without a NIMA file (gamma 0), then given the random NIMA of --backbone.
+        task = can_task.CanTask(can_task.CanConfig(model_dir="/nonexistent", nima_weight=0.0))
+        models, optimizers, _ = runner.build_training(task)
+        model = models["can"]
+        task.config.nima_weight, task.quality = gamma, (quality if gamma > 0 else None)
+        step = tf.function(task.make_train_step(models, optimizers))
         figures[name] = median_seconds(lambda: step(pair)["loss"].numpy(), FLAGS.repeats)
 
     photo_h, photo_w = _size(FLAGS.photo_size)

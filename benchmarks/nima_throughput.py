@@ -19,7 +19,7 @@ from absl import app, flags  # noqa: E402
 
 import nima  # noqa: E402
 from timing import median_seconds  # noqa: E402
-from train import nima_task  # noqa: E402
+from train import nima_task, runner  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")  # one tf.function per case: retracing warnings are expected
 
@@ -30,7 +30,11 @@ FLAGS = flags.FLAGS
 
 
 def measure(backbone, height, width, batch, repeats):
-    model = nima.build_nima(backbone)
+    config = nima_task.NimaConfig(model_dir="unused", backbone=backbone, batch_size=batch)
+    task = nima_task.NimaTask(config)
+    task.splits = ([None] * (1000 * batch), [])  # 1000 steps an epoch for the decay; no data
+    models, _, train_step = runner.build_training(task)
+    model = models["model"]
     rng = np.random.default_rng(0)
     images = tf.constant(rng.random((batch, height, width, 3), np.float32))
     targets = tf.constant(rng.dirichlet(np.ones(10), batch).astype(np.float32))
@@ -38,10 +42,7 @@ def measure(backbone, height, width, batch, repeats):
     infer = tf.function(lambda x: model(x, training=False))
     inference = median_seconds(lambda: infer(images).numpy(), repeats)
 
-    config = nima_task.NimaConfig(model_dir="unused", backbone=backbone, batch_size=batch)
-    optimizer = nima_task.make_optimizer(config, steps_per_epoch=1000)
-    optimizer.build(model.trainable_weights)
-    step = tf.function(nima_task.make_train_step(model, optimizer, batch, 10.0))
+    step = tf.function(train_step)
     training = median_seconds(lambda: float(step((images, targets))["emd_loss"]), repeats)
     return batch / inference, batch / training
 

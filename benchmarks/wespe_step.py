@@ -18,9 +18,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from losses import build_vgg19_features, content_loss  # noqa: E402
+from losses import content_loss  # noqa: E402
 from timing import median_seconds  # noqa: E402
-from train import wespe_task  # noqa: E402
+from train import runner, wespe_task  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 30, "Training batch (paper: 30).")
 flags.DEFINE_integer("patch_size", 100, "Training patch side (paper: 100).")
@@ -39,13 +39,10 @@ def main(argv):
     source = tf.constant(rng.uniform(size=shape), tf.float32)
     target = tf.constant(rng.uniform(size=shape), tf.float32)
 
-    models = wespe_task.build_models(config)
-    vgg = build_vgg19_features(None)
-    g_opt, d_opt = keras.optimizers.Adam(5e-4), keras.optimizers.Adam(5e-4)
-    g_opt.build(models.generator_variables())
-    d_opt.build(models.discriminator_variables())
-    step = tf.function(wespe_task.make_train_step(models, vgg, g_opt, d_opt, config,
-                                                  FLAGS.batch_size))
+    task = wespe_task.WespeTask(config)
+    models, _, train_step = runner.build_training(task)
+    vgg = task.vgg
+    step = tf.function(train_step)
     step_s = median_seconds(lambda: step((source, target))["generator_loss"].numpy(),
                             FLAGS.repeats)
 
@@ -60,7 +57,7 @@ def main(argv):
 
     height, width = (int(v) for v in FLAGS.photo_size.split("x"))
     photo = tf.constant(rng.uniform(size=(1, height, width, 3)), tf.float32)
-    enhance = tf.function(lambda x: models.generator(x, training=False))
+    enhance = tf.function(lambda x: models["generator"](x, training=False))
     photo_s = median_seconds(lambda: enhance(photo).numpy(), max(1, FLAGS.repeats - 1))
 
     devices = [d.name for d in tf.config.list_logical_devices()]

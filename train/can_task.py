@@ -1,8 +1,5 @@
-"""Training, evaluation and export of CAN with the NIMA perceptual loss (Talebi & Milanfar,
-"Learned Perceptual Image Enhancement", sections 2-4).
-
-`python -m train.can` is a thin flag parser around `run(CanConfig(...))`; tests and the
-benchmark call the functions here directly.
+"""CAN with the NIMA perceptual loss as a task of the runner (Talebi & Milanfar, "Learned
+Perceptual Image Enhancement", sections 2-4).
 
 One training step (equation 1), per replica, on a batch of (input x, reference x_r) pairs:
 
@@ -19,6 +16,7 @@ references and the NIMA score distribution of input, reference and CAN output
 CAN(L2) next to CAN(L2+NIMA)).
 """
 import dataclasses
+import functools
 import os
 
 import keras
@@ -26,12 +24,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+import nima
 from datasets import can_demo, paired
-from datasets.ava import DecodeFailures
 from enhancers import can
-from losses import fidelity_loss, nima_loss
-from train import loop, strategies
-from train.config import RunConfig
+from losses import FIDELITY_LOSSES, fidelity_loss, nima_loss
+from tools import evaluate_can
+from tools.enhance import load_saved_model_enhancer
+from train.config import RunConfig, setting
+from train.task import Export, Task, gradient_norm
 
 FINAL_WEIGHTS = "can.weights.h5"
 DATASETS = ("fivek", "folders", "demo")
@@ -39,36 +39,55 @@ DATASETS = ("fivek", "folders", "demo")
 
 @dataclasses.dataclass
 class CanConfig(RunConfig):
-    dataset: str = "fivek"  # "fivek", "folders" (inputs + an operator's references) or "demo"
-    fivek_dir: str | None = None
-    experts: tuple = ("C",)  # FiveK expert folders A..E; each gives one pair per input
-    input_dir: str | None = None  # --dataset=folders
-    reference_dir: str | None = None
-    train_list: str | None = None  # optional split files (FiveK ids or stems); default: paper's
-    test_list: str | None = None
-    demo_dir: str | None = None  # default <model_dir>/demo_data
-    demo_num_train: int = can_demo.DEFAULT_NUM_TRAIN
-    train_height: int = 480  # section 4.2: training pairs rescaled to 480x640
-    train_width: int = 640
+    # Section 4.2: batch 1, 5 x 10^6 steps.
+    train_steps: int = setting(5_000_000, "Total training steps (a resumed run counts on; "
+                               "paper: 5 x 10^6).")
+    batch_size: int = setting(1, "Global batch size, split over replicas (paper: 1).")
+    dataset: str = setting("fivek", "FiveK with expert folders, an input folder and an "
+                           "operator's reference folder, or the embedded demo set.",
+                           choices=DATASETS)
+    fivek_dir: str | None = setting(None, "FiveK root: input/ and expert<X>/ folders.")
+    experts: tuple[str, ...] = setting(("C",), "FiveK experts (A..E) whose retouches are "
+                                       "references; each gives one pair per input.")
+    input_dir: str | None = setting(None, "--dataset=folders: the input photos.")
+    reference_dir: str | None = setting(None, "--dataset=folders: the operator's outputs, "
+                                        "matched to the inputs by file name.")
+    train_list: str | None = setting(None, "Training photos (FiveK ids or stems, one a line); "
+                                     "default: the paper's 2,500/2,500 split.")
+    test_list: str | None = setting(None, "Test photos, as --train_list.")
+    demo_dir: str | None = setting(None, "Where the demo set is built (default "
+                                   "<model_dir>/demo_data).")
+    demo_num_train: int = setting(can_demo.DEFAULT_NUM_TRAIN, "Training pairs of the demo set.")
+    train_height: int = setting(480, "Height of the rescaled training pairs (paper: 480; "
+                                "portrait photos swap height and width).")
+    train_width: int = setting(640, "Width of the rescaled training pairs (paper: 640).")
     # The CAN (section 3): 10 layers, 32 maps, dilations 2^k, symmetric padding.
-    can_depth: int = can.DEPTH
-    can_width: int = can.WIDTH
-    can_dilations: tuple | None = None  # default 1, 2, ..., 2^(depth - 2)
-    can_padding: str = "symmetric"
-    can_adaptive_batch_norm: bool = False
-    can_identity_output: bool = False  # not the papers' (Glorot): the demo starts at identity
+    can_depth: int = setting(can.DEPTH, "CAN layers (paper: 10).")
+    can_width: int = setting(can.WIDTH, "CAN feature maps (paper: 32; Chen et al.: 24).")
+    can_dilations: tuple[int, ...] | None = setting(
+        None, "Dilations of the 3x3 layers (default 1,2,...,2^(depth-2); Chen et al.: "
+        "1,2,4,8,16,32,64,1).")
+    can_padding: str = setting("symmetric", "Padding of the dilated layers (paper: symmetric; "
+                               "Chen et al.: zero).", choices=can.PADDINGS)
+    can_adaptive_batch_norm: bool = setting(False, "Chen et al.'s w0 x + w1 BN(x).")
+    can_identity_output: bool = setting(False, "Start the 1x1 output layer at the identity, so "
+                                        "the CAN starts as the identity (not the papers': "
+                                        "Glorot; the demo's).")
     # Equation 1 and section 4.2.
-    fidelity: str = "l2"
-    huber_delta: float = 0.1
-    nima_weight: float = 1e-4  # gamma; 0 trains the CAN(L2) baseline
-    nima_weights: str | None = None  # whole-NIMA weights file, or "demo"
-    backbone: str = "inception_v2"  # the paper's loss network
-    learning_rate: float = 1e-4
-    train_steps: int = 5_000_000
-    batch_size: int = 1
-    eval_max_images: int | None = None
-    eval_save_images: int = 4  # photos written side by side to <model_dir>/eval/
-    compare_models: tuple = ()  # "NAME=SAVED_MODEL_DIR" exports evaluated alongside
+    fidelity: str = setting("l2", "Fidelity term f of equation 1.", choices=FIDELITY_LOSSES)
+    huber_delta: float = setting(0.1, "Delta of --fidelity=huber (pixel values in [0, 1]).")
+    nima_weight: float = setting(1e-4, "gamma of equation 1 (paper: 1e-4; 0: CAN(L2)).")
+    nima_weights: str | None = setting(None, "NIMA weights file for --backbone (the loss "
+                                       "network and the evaluation's scores), or 'demo' for "
+                                       "nima.demo_model().")
+    backbone: str = setting("inception_v2", "Backbone of --nima_weights (paper: inception_v2).",
+                            choices=nima.BACKBONES)
+    learning_rate: float = setting(1e-4, "Adam learning rate (paper: 1e-4).")
+    eval_max_images: int | None = setting(None, "Evaluate at most this many test pairs.")
+    eval_save_images: int = setting(4, "Test photos written side by side to <model_dir>/eval.")
+    compare_models: tuple[str, ...] = setting(
+        (), "NAME=SAVED_MODEL_DIR: an exported enhancer evaluated alongside (e.g. "
+        "'CAN(L2)=runs/can_l2/export'); repeatable.", multi=True)
 
     def model_name(self):
         """The row name of this model in the evaluation, e.g. CAN(L2+NIMA)."""
@@ -81,8 +100,6 @@ def build_model(config):
                          dilations=config.can_dilations or None, padding=config.can_padding,
                          adaptive_batch_norm=config.can_adaptive_batch_norm,
                          identity_output=config.can_identity_output)
-
-
 def load_pairs(config):
     """(train_pairs, test_pairs, missing) of config.dataset; builds the demo set on first use."""
     if config.dataset == "demo":
@@ -117,8 +134,6 @@ def load_nima(config):
     NIMA is no perceptual loss.
     """
     if config.nima_weights:
-        import nima
-
         return nima.load_nima_model(config.nima_weights, config.backbone)
     if config.nima_weight > 0:
         raise ValueError(f"--nima_weight={config.nima_weight} (gamma) needs --nima_weights: a "
@@ -127,126 +142,12 @@ def load_nima(config):
     return None, None
 
 
-def _adam(learning_rate):
-    optimizer = keras.optimizers.Adam(learning_rate)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
 def psnr_per_example(references, outputs):
     """PSNR (dB) of outputs clipped to [0, 1] against the references, per example."""
     outputs = tf.clip_by_value(tf.cast(outputs, tf.float32), 0.0, 1.0)
     mse = tf.reduce_mean(tf.square(outputs - references), axis=[1, 2, 3])
     return -10.0 * tf.math.log(tf.maximum(mse, 1e-10)) / tf.math.log(10.0)
 
-
-def make_train_step(model, optimizer, config, global_batch_size, quality=None):
-    """The per-replica step of equation 1; `quality` is `losses.nima_loss(nima)` or None.
-
-    Returns each replica's share of the global-batch means (the training loop sums them):
-    the total loss, its fidelity term, the mean NIMA score of the outputs (with a NIMA), the
-    PSNR of the clipped outputs, and the CAN's gradient norm.
-    """
-    fidelity = fidelity_loss(config.fidelity, config.huber_delta)
-    gamma = float(config.nima_weight)
-    if gamma > 0 and quality is None:
-        raise ValueError("gamma > 0 needs a NIMA model (quality = losses.nima_loss(nima))")
-    variables = model.trainable_weights
-
-    def average(per_example):
-        return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-
-    def train_step(batch):
-        inputs, references = batch
-        with tf.GradientTape() as tape:
-            outputs = model(inputs, training=True)
-            fidelity_term = fidelity(references, outputs)
-            per_example = fidelity_term
-            if quality is not None:
-                quality_term = quality(outputs)
-                if gamma > 0:
-                    per_example = per_example + gamma * quality_term
-            loss = average(per_example)
-            scaled = optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, variables)
-        optimizer.apply_gradients(zip(gradients, variables))
-        norm = tf.linalg.global_norm(gradients)
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            norm = norm / tf.cast(optimizer.dynamic_scale, norm.dtype)
-        values = {"loss": loss, f"{config.fidelity}_loss": average(fidelity_term),
-                  "psnr": average(psnr_per_example(references, outputs)), "grad_norm": norm}
-        if quality is not None:
-            values["nima_score"] = average(10.0 - quality_term)
-        return values
-
-    return train_step
-
-
-def _image_summary_fn(model, preview):
-    inputs, references = preview
-
-    def write(step):
-        outputs = tf.clip_by_value(tf.cast(model(inputs, training=False), tf.float32), 0, 1)
-        grid = tf.concat([inputs, outputs, references], axis=2)
-        tf.summary.image("x | CAN(x) | reference", grid, step=step, max_outputs=len(inputs))
-
-    return write
-
-
-def train(config):
-    """Trains (or resumes) under config.strategy; saves the CAN's weights to model_dir."""
-    keras.utils.set_random_seed(config.seed)
-    logging.info("Precision policy: %s", loop.set_mixed_precision(config.mixed_precision))
-    strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
-    train_pairs, _, _ = load_pairs(config)
-    if config.nima_weights == "demo":  # train the demo NIMA into its cache outside the scope
-        import nima
-
-        nima.demo_model()
-    with strategy.scope():
-        model = build_model(config)
-        nima_model, description = load_nima(config)
-        quality = nima_loss(nima_model) if nima_model is not None else None
-        optimizer = _adam(config.learning_rate)
-        optimizer.build(model.trainable_weights)
-    logging.info("Training %s: gamma %g, %s fidelity, NIMA: %s", config.model_name(),
-                 config.nima_weight, config.fidelity, description or "none")
-    train_step = make_train_step(model, optimizer, config, config.batch_size, quality)
-    failures = DecodeFailures()
-    size = (config.train_height, config.train_width)
-
-    def make_dataset(context, start_step):
-        return paired.make_training_dataset(
-            train_pairs, batch_size=context.get_per_replica_batch_size(config.batch_size),
-            seed=config.seed, size=size,
-            start_step=start_step * (context.num_replicas_in_sync // context.num_input_pipelines),
-            num_shards=context.num_input_pipelines, shard_index=context.input_pipeline_id,
-            decode_failures=failures)
-
-    preview = next(iter(paired.make_training_dataset(train_pairs, batch_size=1,
-                                                     seed=config.seed + 1, size=size)))
-    loop_config = loop.LoopConfig(
-        model_dir=config.model_dir, train_steps=config.train_steps,
-        global_batch_size=config.batch_size, checkpoint_every=config.checkpoint_every,
-        log_every=config.log_every)
-    training = loop.TrainingLoop(strategy, loop_config, train_step,
-                                 {"can": model, "optimizer": optimizer}, make_dataset,
-                                 summary_fn=_image_summary_fn(model, preview))
-    result = training.run()
-    if failures.count:
-        logging.warning("%d training pairs could not be decoded and were skipped, e.g. %s",
-                        failures.count, failures.examples[:5])
-    if not result.interrupted and training.is_chief:
-        model.save_weights(os.path.join(config.model_dir, FINAL_WEIGHTS))
-        logging.info("Wrote %s to %s", FINAL_WEIGHTS, config.model_dir)
-    return model, result
-
-
-def restore_model(config):
-    """The CAN of model_dir's latest checkpoint, else of its final weights file."""
-    return loop.restore_trained(build_model(config), config.model_dir, "can", FINAL_WEIGHTS,
-                                "CAN")
 
 
 def enhance_fn(model):
@@ -259,76 +160,122 @@ def enhance_fn(model):
     return lambda image: enhance(tf.constant(np.asarray(image, np.float32)[None])).numpy()[0]
 
 
-def evaluate(config, model=None):
-    """Section 4.2 / Figure 6 on the test pairs at full size; writes <model_dir>/eval/.
+class CanTask(Task):
+    name = "can"
+    config_class = CanConfig
+    final_weights = {"can": FINAL_WEIGHTS}
 
-    Returns `tools.evaluate_can.compare`'s results, or None when the split has no test pairs.
-    """
-    from tools import evaluate_can
-    from tools.enhance import load_saved_model_enhancer
+    @functools.cached_property
+    def pairs(self):
+        """(train_pairs, test_pairs, missing) of the dataset."""
+        return load_pairs(self.config)
 
-    _, test_pairs, missing = load_pairs(config)
-    if not test_pairs:
-        logging.warning("No test pairs (the split left none): nothing to evaluate.")
-        return None
-    model = model or restore_model(config)
-    nima_model, description = (load_nima(config) if config.nima_weights else (None, None))
-    enhancers = {config.model_name(): enhance_fn(model)}
-    for name, path in evaluate_can.parse_model_flags(list(config.compare_models)).items():
-        enhancers[name] = load_saved_model_enhancer(path)
-    results = evaluate_can.compare(
-        test_pairs, enhancers, nima_model=nima_model, nima_description=description,
-        output_dir=os.path.join(config.model_dir, "eval"), save_images=config.eval_save_images,
-        max_images=config.eval_max_images, overwrite=True, missing=missing)
-    logging.info("CAN evaluation:\n%s", evaluate_can.format_table(results))
-    return results
+    def prepare_training(self):
+        self.pairs  # builds the demo set on first use
 
+    def build_models(self, training):
+        """The CAN; for training also the frozen NIMA of the loss (`self.quality`), or None
+        with gamma = 0 and no --nima_weights."""
+        model = build_model(self.config)
+        if training:
+            nima_model, description = load_nima(self.config)
+            self.quality = nima_loss(nima_model) if nima_model is not None else None
+            logging.info("Training %s: gamma %g, %s fidelity, NIMA: %s",
+                         self.config.model_name(), self.config.nima_weight,
+                         self.config.fidelity, description or "none")
+        return {"can": model}
 
-def summary(results):
-    """The evaluation's per-row means, for the run's printed outcome (None without results)."""
-    if results is None:
-        return None
-    return {row["name"]: row["summary"] and {k: v for k, v in row["summary"].items()
-                                             if k != "nima_box"}
-            for row in results["rows"]}
+    def build_optimizers(self, models):
+        return {"optimizer": (keras.optimizers.Adam(self.config.learning_rate),
+                              models["can"].trainable_weights)}
 
+    def make_train_step(self, models, optimizers):
+        """The per-replica step of equation 1.
 
-def export(config, model=None, train_step=None):
-    """Exports the CAN with the enhancer signatures (`tools.export.export_enhancer`)."""
-    from tools import export as export_tools
+        Returns each replica's share of the global-batch means: the total loss, its fidelity
+        term, the mean NIMA score of the outputs (with a NIMA), the PSNR of the clipped
+        outputs, and the CAN's gradient norm.
+        """
+        config, quality, average = self.config, self.quality, self.average
+        model, optimizer = models["can"], optimizers["optimizer"]
+        fidelity = fidelity_loss(config.fidelity, config.huber_delta)
+        gamma = float(config.nima_weight)
+        if gamma > 0 and quality is None:
+            raise ValueError("gamma > 0 needs a NIMA model (quality = losses.nima_loss(nima))")
+        variables = model.trainable_weights
 
-    if not config.export_dir:
-        raise ValueError("--export_dir is required to export.")
-    model = model or restore_model(config)
-    metadata = {
-        "system": "can",
-        "paper": "Talebi & Milanfar, Learned Perceptual Image Enhancement (CAN + NIMA loss)",
-        "model": config.model_name(),
-        "nima_weights": config.nima_weights,
-        "train_step": train_step,
-        "config": dataclasses.asdict(config),
-    }
-    path = export_tools.export_enhancer(model, config.export_dir, version=config.export_version,
-                                        metadata=metadata)
-    logging.info("Exported %s as a SavedModel to %s", config.model_name(), path)
-    return path
+        def train_step(batch):
+            inputs, references = batch
+            with tf.GradientTape() as tape:
+                outputs = model(inputs, training=True)
+                fidelity_term = fidelity(references, outputs)
+                per_example = fidelity_term
+                if quality is not None:
+                    quality_term = quality(outputs)
+                    if gamma > 0:
+                        per_example = per_example + gamma * quality_term
+                loss = average(per_example)
+                scaled = optimizer.scale_loss(loss)
+            gradients = tape.gradient(scaled, variables)
+            optimizer.apply_gradients(zip(gradients, variables))
+            values = {"loss": loss, f"{config.fidelity}_loss": average(fidelity_term),
+                      "psnr": average(psnr_per_example(references, outputs)),
+                      "grad_norm": gradient_norm(optimizer, gradients)}
+            if quality is not None:
+                values["nima_score"] = average(10.0 - quality_term)
+            return values
 
+        return train_step
 
-def run(config):
-    """`--mode=train` trains, then (on the chief) evaluates and, with --export_dir, exports."""
-    if config.mode == "train":
-        model, result = train(config)
-        outcome = {"step": result.step, "interrupted": result.interrupted}
-        if result.interrupted or not result.is_chief:
-            return outcome
-        loop.set_mixed_precision(False)  # evaluate and export in float32
-        model = restore_model(config)
-        outcome["eval"] = summary(evaluate(config, model))
-        if config.export_dir:
-            outcome["export_path"] = export(config, model, train_step=result.step)
-        return outcome
-    if config.mode == "eval":
-        return {"eval": summary(evaluate(config))}
-    if config.mode == "export":
-        return {"export_path": export(config)}
-    raise ValueError(f"Unknown --mode={config.mode!r}; choose train, eval or export.")
+    def build_inputs(self, spec):
+        config = self.config
+        return paired.make_training_dataset(
+            self.pairs[0], batch_size=spec.batch_size, seed=config.seed,
+            size=(config.train_height, config.train_width), start_step=spec.start_batch,
+            num_shards=spec.num_shards, shard_index=spec.shard_index,
+            decode_failures=spec.decode_failures)
+
+    def make_summary_fn(self, models):
+        """Writes x | CAN(x) | reference for a fixed training pair."""
+        config = self.config
+        inputs, references = next(iter(paired.make_training_dataset(
+            self.pairs[0], batch_size=1, seed=config.seed + 1,
+            size=(config.train_height, config.train_width))))
+
+        def write(step):
+            outputs = tf.clip_by_value(
+                tf.cast(models["can"](inputs, training=False), tf.float32), 0, 1)
+            grid = tf.concat([inputs, outputs, references], axis=2)
+            tf.summary.image("x | CAN(x) | reference", grid, step=step, max_outputs=len(inputs))
+
+        return write
+
+    def evaluate(self, models):
+        """Section 4.2 / Figure 6 on the test pairs at full size, beside any --compare_models;
+        writes the pictures to <model_dir>/eval/. None when the split has no test pairs."""
+        config = self.config
+        _, test_pairs, missing = self.pairs
+        if not test_pairs:
+            logging.warning("No test pairs (the split left none): nothing to evaluate.")
+            return None
+        nima_model, description = (load_nima(config) if config.nima_weights else (None, None))
+        enhancers = {config.model_name(): enhance_fn(models["can"])}
+        for name, path in evaluate_can.parse_model_flags(list(config.compare_models)).items():
+            enhancers[name] = load_saved_model_enhancer(path)
+        return evaluate_can.compare(
+            test_pairs, enhancers, nima_model=nima_model, nima_description=description,
+            output_dir=os.path.join(config.model_dir, "eval"),
+            save_images=config.eval_save_images, max_images=config.eval_max_images,
+            overwrite=True, missing=missing)
+
+    def export(self, models, train_step=None):
+        """The CAN with the enhancer signatures (`tools.export.export_enhancer`)."""
+        config = self.config
+        return Export("enhancer", models["can"], metadata={
+            "system": "can",
+            "paper": "Talebi & Milanfar, Learned Perceptual Image Enhancement (CAN + NIMA loss)",
+            "model": config.model_name(),
+            "nima_weights": config.nima_weights,
+            "train_step": train_step,
+            "config": dataclasses.asdict(config),
+        })

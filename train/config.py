@@ -1,25 +1,39 @@
-"""`RunConfig`: the run settings every `train.<system>` shares (DESIGN.md section 3).
+"""Settings, each declared once (DESIGN.md section 3).
 
-Each system's config dataclass extends it with its own fields (and may change a default, as
-WESPE does for the batch size); `train.flags.define_common_flags` defines the matching flags.
+A system's config is a dataclass that extends `RunConfig`; every field is declared with
+`setting(default, help, choices=...)`, and `train.flags.define_flags` turns the fields into absl
+flags of the same name, type, default and help. A subclass that changes a default re-declares the
+field (WESPE: batch 30, 20,000 steps).
 """
 import dataclasses
+
+from train.strategies import STRATEGIES
+
+MODES = ("train", "eval", "export")
+
+
+def setting(default, help, *, choices=None, multi=False):
+    """A config field and its flag: `help` is the flag's help text; `choices` makes the flag an
+    enum; `multi` makes a tuple field a repeatable flag (--x=a --x=b) instead of a comma list."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "choices": choices, "multi": multi})
 
 
 @dataclasses.dataclass
 class RunConfig:
-    model_dir: str  # checkpoints, TensorBoard logs, final weights, evaluation outputs
-    train_steps: int = 10000  # total steps; a resumed run counts on from its checkpoint
-    batch_size: int = 64  # global batch, split over replicas
-    strategy: str = "default"  # train.strategies.STRATEGIES
-    num_cpu_devices: int = 2  # --strategy=mirrored without a GPU: logical CPU devices
-    seed: int = 0
-    mode: str = "train"  # train (then eval and export), eval or export
-    checkpoint_every: int = 1000
-    log_every: int = 100
-    mixed_precision: bool = False
-    export_dir: str | None = None  # SavedModel base directory; versions go in <dir>/<n>/
-    export_version: int | None = None  # default: the next free integer
+    model_dir: str = setting(None, "Checkpoints, TensorBoard logs, final weights and the "
+                             "evaluation. Required.")
+    export_dir: str | None = setting(None, "SavedModel base directory; versions go in <dir>/<n>/.")
+    export_version: int | None = setting(None, "Export version (default: next free integer).")
+    train_steps: int = setting(10000, "Total training steps (a resumed run counts on).")
+    batch_size: int = setting(64, "Global batch size, split over replicas.")
+    strategy: str = setting("default", "tf.distribute strategy.", choices=STRATEGIES)
+    num_cpu_devices: int = setting(2, "With --strategy=mirrored and no GPU: logical CPU devices.")
+    seed: int = setting(0, "Seed for initialisation, data order and augmentation.")
+    mode: str = setting("train", "train (then eval and export), eval or export.", choices=MODES)
+    checkpoint_every: int = setting(1000, "Steps between checkpoints.")
+    log_every: int = setting(100, "Steps between progress lines and TensorBoard points.")
+    mixed_precision: bool = setting(False, "float16 with loss scaling on GPUs, bfloat16 on CPUs.")
 
 
-RUN_FIELDS = tuple(field.name for field in dataclasses.fields(RunConfig))
+REQUIRED_FIELDS = ("model_dir",)

@@ -1,38 +1,88 @@
-"""absl flags shared by every `python -m train.<system>` entry point (DESIGN.md section 3).
+"""absl flags generated from a config dataclass (`train.config`), one declaration per setting.
 
-Only entry points read FLAGS; they turn them into config dataclasses for the library code.
+Only entry points parse flags; library code receives config dataclasses. Each entry point parses
+into its own `flags.FlagValues`, so several entry points can be driven in one process (tests call
+`train.<system>.main(argv)`).
 """
 import dataclasses
+import sys
+import types
+import typing
 
 from absl import flags
 
-from train import strategies
-
-MODES = ("train", "eval", "export")
+from train.config import REQUIRED_FIELDS
 
 
-def define_common_flags():
-    flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and final weights.")
-    flags.DEFINE_string("export_dir", None, "SavedModel base directory; versions go in <dir>/<n>/.")
-    flags.DEFINE_integer("export_version", None, "Export version (default: next free integer).")
-    flags.DEFINE_integer("train_steps", 10000, "Total training steps (a resumed run counts on).")
-    flags.DEFINE_integer("batch_size", 64, "Global batch size, split over replicas.")
-    flags.DEFINE_enum("strategy", "default", strategies.STRATEGIES, "tf.distribute strategy.")
-    flags.DEFINE_integer(
-        "num_cpu_devices", 2, "With --strategy=mirrored and no GPU: logical CPU devices."
-    )
-    flags.DEFINE_integer("seed", 0, "Seed for initialisation, data order and augmentation.")
-    flags.DEFINE_enum("mode", "train", MODES, "train (then eval and export), eval or export.")
-    flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
-    flags.DEFINE_integer("log_every", 100, "Steps between progress lines and TensorBoard points.")
-    flags.DEFINE_bool(
-        "mixed_precision", False, "float16 with loss scaling on GPUs, bfloat16 on CPUs."
-    )
-    flags.mark_flag_as_required("model_dir")
+def _field_kind(field):
+    """(kind, item type) of a dataclass field: kind is bool, int, float, str or tuple."""
+    annotation = field.type
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is tuple:
+        return tuple, (typing.get_args(annotation) or (str,))[0]
+    if annotation is tuple:
+        return tuple, str
+    if annotation in (bool, int, float, str):
+        return annotation, None
+    raise TypeError(f"Config field {field.name!r} has a type flags cannot carry: {field.type}")
 
 
-def config_from_flags(config_class, values):
-    """`config_class` (a `train.config.RunConfig` subclass) filled from the parsed flags
-    `values`: every field of the dataclass is read from the flag of the same name."""
-    return config_class(**{field.name: getattr(values, field.name)
-                           for field in dataclasses.fields(config_class)})
+def define_flags(config_class, flag_values):
+    """Defines one flag per field of `config_class` in `flag_values` (name, default, help and
+    choices from the field; see `train.config.setting`)."""
+    for field in dataclasses.fields(config_class):
+        kind, _ = _field_kind(field)
+        help_text = field.metadata.get("help") or field.name
+        choices = field.metadata.get("choices")
+        default = field.default
+        common = dict(name=field.name, help=help_text, flag_values=flag_values)
+        if choices:
+            flags.DEFINE_enum(default=default, enum_values=list(choices), **common)
+        elif kind is bool:
+            flags.DEFINE_bool(default=default, **common)
+        elif kind is int:
+            flags.DEFINE_integer(default=default, **common)
+        elif kind is float:
+            flags.DEFINE_float(default=default, **common)
+        elif kind is tuple and field.metadata.get("multi"):
+            flags.DEFINE_multi_string(default=list(default or ()), **common)
+        elif kind is tuple:
+            flags.DEFINE_list(default=None if default is None else list(default), **common)
+        else:
+            flags.DEFINE_string(default=default, **common)
+    for name in REQUIRED_FIELDS:
+        flags.mark_flag_as_required(name, flag_values=flag_values)
+
+
+def config_from_flags(config_class, flag_values):
+    """`config_class` filled from the parsed `flag_values`, field by field (lists as tuples)."""
+    values = {}
+    for field in dataclasses.fields(config_class):
+        value = flag_values[field.name].value
+        kind, item_type = _field_kind(field)
+        if kind is tuple and value is not None:
+            value = tuple(item_type(item) for item in value)
+        values[field.name] = value
+    return config_class(**values)
+
+
+HELP_ARGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def parse_config(config_class, argv):
+    """Parses `argv` (argv[0] is the program) into a `config_class`.
+
+    Flags unknown to the config (absl's own, e.g. --verbosity) go to absl's global FLAGS; any
+    other unknown flag is an error. `--help` prints the config's flags and exits.
+    Raises `flags.Error` with absl's message for bad flags.
+    """
+    flag_values = flags.FlagValues()
+    define_flags(config_class, flag_values)
+    argv = list(argv)
+    if any(arg in HELP_ARGS for arg in argv[1:]):
+        print(flag_values.get_help())
+        sys.exit(0)
+    rest = flag_values(argv, known_only=True)
+    flags.FLAGS(rest)  # absl's own flags; raises UnrecognizedFlagError for the rest
+    return config_from_flags(config_class, flag_values)

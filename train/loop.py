@@ -190,24 +190,6 @@ class TrainingLoop:
                 self._summary_fn(step)
 
 
-def restore_trained(model, model_dir, checkpoint_key, final_weights, what, load_final=None):
-    """Returns `model` holding the newest trained state in `model_dir`: the latest checkpoint
-    (the loop saves `model` under `checkpoint_key`; newest also after an interrupted resumed
-    run), else `<model_dir>/<final_weights>` (read by `load_final(model, path)`, default
-    `model.load_weights`). FileNotFoundError naming `what` and both places if neither exists."""
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if latest is not None:
-        tf.train.Checkpoint(**{checkpoint_key: model}).restore(latest).expect_partial()
-        logging.info("Restored the %s from %s", what, latest)
-        return model
-    final = os.path.join(model_dir, final_weights)
-    if os.path.exists(final):
-        (load_final or (lambda m, path: m.load_weights(path)))(model, final)
-        return model
-    raise FileNotFoundError(
-        f"No trained {what} in {model_dir}: no checkpoint and no {final_weights}.")
-
-
 def set_mixed_precision(enabled):
     """`--mixed_precision`: float16 (with loss scaling) on GPUs, bfloat16 elsewhere."""
     if not enabled:

@@ -1,10 +1,11 @@
-"""Training, evaluation and export of NIMA on AVA (paper sections 2.1.1 and 4.1).
+"""NIMA on AVA as a task of the runner (Talebi & Milanfar, NIMA, sections 2.1.1 and 4.1).
 
-`python -m train.nima` is a thin flag parser around `run(NimaConfig(...))`; tests and
-`nima.demo_model()` call the functions here directly.
+The train step minimises the EMD with r = 2 (equation 2) with one momentum optimizer whose head
+gradients are scaled by head / base learning rate (section 4.1: 3e-7 for the base, 3e-6 for the
+head). Evaluation reports two-class accuracy, LCC, SRCC and EMD (r = 1) on the test split.
 """
 import dataclasses
-import json
+import functools
 import math
 import os
 
@@ -15,10 +16,11 @@ from absl import logging
 
 import nima
 from datasets import ava, demo
-from losses.emd import emd_loss
+from nima.demo import DEMO_SETTINGS
+from nima.emd import emd_loss
 from nima.metrics import nima_metrics
-from train import loop, strategies
-from train.config import RunConfig
+from train.config import RunConfig, setting
+from train.task import Export, Task
 
 FINAL_WEIGHTS = "nima.weights.h5"
 TEST_IDS_FILE = "test_ids.txt"
@@ -26,52 +28,37 @@ TEST_IDS_FILE = "test_ids.txt"
 
 @dataclasses.dataclass
 class NimaConfig(RunConfig):
-    backbone: str = "mobilenet"
-    backbone_weights: str | None = None  # Keras/converted ImageNet weights (local file)
-    init_weights: str | None = None  # whole-NIMA weights to fine-tune from
-    dataset: str = "ava"  # "ava" or "demo"
-    ava_txt: str | None = None
-    image_dir: str | None = None
-    split_file: str | None = None  # test ids, one per line; default: seeded 80/20 split
-    test_fraction: float = 0.2
-    skip_missing_images: bool = False
-    demo_dir: str | None = None  # where the demo set is built (default <model_dir>/demo_data)
-    demo_num_images: int = 1200
-    demo_image_size: int = 256
-    augmentation: str = "crop"  # resize 256 + random crop 224, or "paper" (480x640)
-    crop_size: int = 224
-    dropout: float = 0.25
-    # Paper section 4.1: momentum optimiser, 3e-7 (base) / 3e-6 (head), decay every 10 epochs.
-    base_learning_rate: float = 3e-7
-    head_learning_rate: float = 3e-6
-    momentum: float = 0.9
-    lr_decay_epochs: float = 10.0
-    lr_decay_rate: float = 0.95
-    eval_batch_size: int = 32
-
-
-# The demo preset (configs/nima_demo.flags holds the same values; a test keeps them equal):
-# a MobileNet NIMA trained from scratch on the embedded demo set in a few CPU minutes. Small
-# images and large learning rates are for the demo only; the AVA presets use the paper's.
-DEMO_SETTINGS = dict(
-    backbone="mobilenet",
-    dataset="demo",
-    demo_num_images=1200,
-    demo_image_size=128,
-    augmentation="crop",
-    crop_size=112,
-    batch_size=32,
-    base_learning_rate=0.05,
-    head_learning_rate=0.1,
-    lr_decay_epochs=10,
-    train_steps=500,
-    checkpoint_every=100,
-    log_every=50,
-)
+    backbone: str = setting("mobilenet", "NIMA base network.", choices=nima.BACKBONES)
+    backbone_weights: str | None = setting(None, "Local ImageNet weights for the backbone.")
+    init_weights: str | None = setting(None, "Local whole-NIMA weights (*.weights.h5) to start "
+                                       "from.")
+    dataset: str = setting("ava", "AVA on disk, or the embedded demo set.",
+                           choices=("ava", "demo"))
+    ava_txt: str | None = setting(None, "Path of AVA.txt.")
+    image_dir: str | None = setting(None, "Directory of the AVA images, <id>.jpg.")
+    split_file: str | None = setting(None, "Test image ids, one per line (default: 80/20 split).")
+    test_fraction: float = setting(0.2, "Test fraction of the seeded split.")
+    skip_missing_images: bool = setting(False, "Drop AVA.txt ids that have no image file.")
+    demo_dir: str | None = setting(None, "Where the demo set is built (default "
+                                   "<model_dir>/demo_data).")
+    demo_num_images: int = setting(1200, "Images in the demo set.")
+    demo_image_size: int = setting(256, "Side of the demo images.")
+    augmentation: str = setting("crop", "Resize 256 + random crop 224 + flip (public ports) or "
+                                "rescale to 480x640 + flip (paper).", choices=("crop", "paper"))
+    crop_size: int = setting(224, "Crop side of --augmentation=crop (resize: x 256/224).")
+    dropout: float = setting(0.25, "Dropout before the 10-way head (keep 0.75).")
+    # Section 4.1: momentum optimiser, 3e-7 (base) / 3e-6 (head), decay every 10 epochs.
+    base_learning_rate: float = setting(3e-7, "Backbone learning rate (paper: 3e-7).")
+    head_learning_rate: float = setting(3e-6, "Head learning rate (paper: 3e-6).")
+    momentum: float = setting(0.9, "Momentum of the SGD optimizer.")
+    lr_decay_epochs: float = setting(10.0, "Epochs between exponential decays (paper: 10).")
+    lr_decay_rate: float = setting(0.95, "Factor of each decay (not given by the paper).")
+    eval_batch_size: int = setting(32, "Batch size of evaluation.")
 
 
 def demo_config(model_dir, **overrides):
-    """The demo preset's NimaConfig, exported into <model_dir>/export."""
+    """The demo preset's NimaConfig (`nima.demo.DEMO_SETTINGS`), exported into
+    <model_dir>/export."""
     settings = dict(DEMO_SETTINGS, export_dir=os.path.join(model_dir, "export"))
     settings.update(overrides)
     return NimaConfig(model_dir=model_dir, **settings)
@@ -110,152 +97,93 @@ def build_model(config):
     return nima.build_nima(backbone, weights=config.init_weights, dropout=config.dropout)
 
 
-def make_optimizer(config, steps_per_epoch):
-    """One momentum optimizer at the base rate; the head's gradients are scaled by
-    head/base, which for momentum SGD is exactly a separate head learning rate."""
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.base_learning_rate,
-        decay_steps=max(1, int(round(config.lr_decay_epochs * steps_per_epoch))),
-        decay_rate=config.lr_decay_rate,
-        staircase=True,
-    )
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
+class NimaTask(Task):
+    name = "nima"
+    config_class = NimaConfig
+    final_weights = {"model": FINAL_WEIGHTS}
 
+    @functools.cached_property
+    def splits(self):
+        return load_splits(self.config)
 
-def make_train_step(model, optimizer, global_batch_size, head_multiplier):
-    backbone_vars, head_vars = nima.head_and_backbone_variables(model)
-    variables = backbone_vars + head_vars
-    multipliers = [1.0] * len(backbone_vars) + [head_multiplier] * len(head_vars)
+    def prepare_training(self):
+        self.splits  # builds the demo set and records the split before the model is built
 
-    def train_step(batch):
-        images, target = batch
-        with tf.GradientTape() as tape:
-            predicted = tf.cast(model(images, training=True), tf.float32)
-            per_example = emd_loss(target, predicted, r=2)  # equation 2, r = 2 for training
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-            scaled_loss = optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, variables)
-        gradients = [g * m if m != 1.0 else g for g, m in zip(gradients, multipliers)]
-        optimizer.apply_gradients(zip(gradients, variables))
-        return {"emd_loss": loss}
+    def build_models(self, training):
+        config = self.config
+        if not training:  # restoring: no pre-trained files are needed
+            config = dataclasses.replace(config, backbone_weights=None, init_weights=None)
+        return {"model": build_model(config)}
 
-    return train_step
+    def load_final_weights(self, key, model, path):
+        nima.load_nima_weights(model, path)
 
+    def build_optimizers(self, models):
+        """One momentum optimizer at the base rate with exponential decay every
+        `lr_decay_epochs`; the head's rate comes from scaling its gradients (train step)."""
+        config = self.config
+        steps_per_epoch = math.ceil(len(self.splits[0]) / config.batch_size)
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            config.base_learning_rate,
+            decay_steps=max(1, int(round(config.lr_decay_epochs * steps_per_epoch))),
+            decay_rate=config.lr_decay_rate, staircase=True)
+        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum)
+        return {"optimizer": (optimizer, models["model"].trainable_weights)}
 
-def train(config):
-    """Trains (or resumes) under config.strategy; saves the final weights to model_dir."""
-    keras.utils.set_random_seed(config.seed)
-    policy = loop.set_mixed_precision(config.mixed_precision)
-    logging.info("Precision policy: %s", policy)
-    strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
-    train_records, _ = load_splits(config)
-    steps_per_epoch = math.ceil(len(train_records) / config.batch_size)
-    failures = ava.DecodeFailures()
-    with strategy.scope():
-        model = build_model(config)
-        optimizer = make_optimizer(config, steps_per_epoch)
-        # Slot variables must exist before the distributed step is traced.
-        optimizer.build(model.trainable_weights)
-    head_multiplier = config.head_learning_rate / config.base_learning_rate
-    train_step = make_train_step(model, optimizer, config.batch_size, head_multiplier)
+    def make_train_step(self, models, optimizers):
+        """EMD (r = 2) on the predicted distribution; for momentum SGD, scaling the head's
+        gradients by head/base is exactly a separate head learning rate."""
+        model, optimizer = models["model"], optimizers["optimizer"]
+        backbone_vars, head_vars = nima.head_and_backbone_variables(model)
+        variables = backbone_vars + head_vars
+        head_multiplier = self.config.head_learning_rate / self.config.base_learning_rate
+        multipliers = [1.0] * len(backbone_vars) + [head_multiplier] * len(head_vars)
 
-    def make_dataset(context, start_step):
-        # Each input pipeline feeds num_replicas / num_pipelines per-replica batches a step.
-        batches_per_step = context.num_replicas_in_sync // context.num_input_pipelines
+        def train_step(batch):
+            images, target = batch
+            with tf.GradientTape() as tape:
+                predicted = tf.cast(model(images, training=True), tf.float32)
+                loss = self.average(emd_loss(target, predicted, r=2))  # equation 2, r = 2
+                scaled_loss = optimizer.scale_loss(loss)
+            gradients = tape.gradient(scaled_loss, variables)
+            gradients = [g * m if m != 1.0 else g for g, m in zip(gradients, multipliers)]
+            optimizer.apply_gradients(zip(gradients, variables))
+            return {"emd_loss": loss}
+
+        return train_step
+
+    def build_inputs(self, spec):
+        config = self.config
         return ava.make_dataset(
-            train_records,
-            batch_size=context.get_per_replica_batch_size(config.batch_size),
-            training=True,
-            augmentation=config.augmentation,
-            crop_size=config.crop_size,
-            seed=config.seed,
-            start_step=start_step * batches_per_step,
-            num_shards=context.num_input_pipelines,
-            shard_index=context.input_pipeline_id,
-            decode_failures=failures,
-        )
+            self.splits[0], batch_size=spec.batch_size, training=True,
+            augmentation=config.augmentation, crop_size=config.crop_size, seed=config.seed,
+            start_step=spec.start_batch, num_shards=spec.num_shards,
+            shard_index=spec.shard_index, decode_failures=spec.decode_failures)
 
-    loop_config = loop.LoopConfig(
-        model_dir=config.model_dir,
-        train_steps=config.train_steps,
-        global_batch_size=config.batch_size,
-        checkpoint_every=config.checkpoint_every,
-        log_every=config.log_every,
-    )
-    training = loop.TrainingLoop(
-        strategy, loop_config, train_step, {"model": model, "optimizer": optimizer}, make_dataset
-    )
-    result = training.run()
-    if failures.count:
-        logging.warning(
-            "%d images could not be decoded and were skipped, e.g. %s",
-            failures.count, failures.examples[:5],
-        )
-    if not result.interrupted and training.is_chief:
-        path = os.path.join(config.model_dir, FINAL_WEIGHTS)
-        model.save_weights(path)
-        logging.info("Wrote %s", path)
-    return model, result
+    def evaluate(self, models):
+        """Accuracy, LCC, SRCC and EMD (r = 1) on the test split (section 4.1, Table 1)."""
+        model, config = models["model"], self.config
+        failures = ava.DecodeFailures()
+        dataset = ava.make_dataset(
+            self.splits[1], batch_size=config.eval_batch_size, training=False,
+            augmentation=config.augmentation, crop_size=config.crop_size,
+            decode_failures=failures)
+        predict = tf.function(lambda images: model(images, training=False),
+                              reduce_retracing=True)
+        targets, predictions = [], []
+        for images, target in dataset:
+            predictions.append(predict(images).numpy())
+            targets.append(target.numpy())
+        metrics = nima_metrics(np.concatenate(targets), np.concatenate(predictions))
+        metrics["undecodable_images"] = failures.count
+        return metrics
 
+    def export(self, models, train_step=None):
+        return Export("nima", models["model"])
 
-def restore_model(config):
-    """The model of model_dir's latest checkpoint (the newest state, also after an interrupted
-    resumed run), else of its final weights file."""
-    model = build_model(dataclasses.replace(config, backbone_weights=None, init_weights=None))
-    return loop.restore_trained(model, config.model_dir, "model", FINAL_WEIGHTS, "NIMA",
-                                load_final=nima.load_nima_weights)
-
-
-def evaluate(config, model=None):
-    """Accuracy, LCC, SRCC and EMD (r = 1) on the test split; written to model_dir/eval.json."""
-    _, test_records = load_splits(config)
-    model = model or restore_model(config)
-    failures = ava.DecodeFailures()
-    dataset = ava.make_dataset(
-        test_records, batch_size=config.eval_batch_size, training=False,
-        augmentation=config.augmentation, crop_size=config.crop_size, decode_failures=failures,
-    )
-    predict = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
-    targets, predictions = [], []
-    for images, target in dataset:
-        predictions.append(predict(images).numpy())
-        targets.append(target.numpy())
-    metrics = nima_metrics(np.concatenate(targets), np.concatenate(predictions))
-    metrics["undecodable_images"] = failures.count
-    logging.info("Test split: %s", json.dumps(metrics))
-    with open(os.path.join(config.model_dir, "eval.json"), "w") as handle:
-        json.dump(metrics, handle, indent=2)
-    return metrics
-
-
-def export(config, model=None):
-    from tools import export as export_tools
-
-    if not config.export_dir:
-        raise ValueError("--export_dir is required to export.")
-    model = model or restore_model(config)
-    path = export_tools.export_nima(model, config.export_dir, version=config.export_version)
-    logging.info("Exported SavedModel to %s", path)
-    return path
-
-
-def run(config):
-    """`--mode=train` trains, then evaluates and (with --export_dir) exports on the chief."""
-    if config.mode == "train":
-        _, result = train(config)
-        if result.interrupted or not result.is_chief:
-            return {"step": result.step, "interrupted": result.interrupted}
-        # Evaluate and export a plain float32 copy of the final weights, outside the strategy.
-        loop.set_mixed_precision(False)
-        outcome = {"step": result.step, **evaluate(config)}
-        if config.export_dir:
-            outcome["export_path"] = export(config)
-        return outcome
-    if config.mode == "eval":
-        return evaluate(config)
-    if config.mode == "export":
-        return {"export_path": export(config)}
-    raise ValueError(f"Unknown --mode={config.mode!r}; choose train, eval or export.")
+    def headline(self, report):
+        if report.get("srcc") is not None:
+            return f"Test SRCC {report['srcc']:.3f} on {report['num_images']} test images"
+        if "correlation_note" in report:
+            return f"Test SRCC {report['correlation_note']}"
+        return None

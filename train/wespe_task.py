@@ -1,7 +1,4 @@
-"""Training, evaluation and export of WESPE (Ignatov et al., "WESPE", sections 3 and 4).
-
-`python -m train.wespe` is a thin flag parser around `run(WespeConfig(...))`; tests and the
-benchmark call the functions here directly.
+"""WESPE as a task of the runner (Ignatov et al., "WESPE", sections 3 and 4).
 
 One training step (section 3, Figure 2), per replica:
   1. the discriminators: D_c on Gaussian-blurred RGB and D_t on grayscale learn real
@@ -14,23 +11,21 @@ Source and target patches are drawn independently: the pairing of DPED's trainin
 never used (weak supervision, section 4.1).
 """
 import dataclasses
-import hashlib
-import json
+import functools
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
+import nima
 from datasets import dped, unpaired, wespe_demo
-from datasets.ava import DecodeFailures
-from datasets.images import ImageDecodeError, load_rgb8
 from enhancers import wespe
 from losses import (build_vgg19_features, content_loss, discriminator_accuracy,
                     discriminator_loss, generator_adversarial_loss, total_variation_loss)
-from train import loop, strategies
-from train.config import RunConfig
+from tools import evaluate_wespe
+from train.config import RunConfig, setting
+from train.task import Export, Task, gradient_norm
 
 GENERATOR_WEIGHTS = "generator.weights.h5"
 INVERSE_GENERATOR_WEIGHTS = "inverse_generator.weights.h5"
@@ -43,43 +38,57 @@ RANDOM_VGG_WARNING = (
 
 @dataclasses.dataclass
 class WespeConfig(RunConfig):
-    dataset: str = "dped"  # "dped", "folders" (two photo collections) or "demo"
-    dped_dir: str | None = None  # dped/ or dped/<phone>/
-    phone: str = "iphone"
-    source_dir: str | None = None  # --dataset=folders: source-domain photos (e.g. a phone's)
-    target_dir: str | None = None  # target-domain photos (e.g. DIV2K); replaces DPED's canon
-    eval_source_dir: str | None = None  # optional aligned test pairs, matched by file name
-    eval_target_dir: str | None = None
-    eval_dir: str | None = None  # photos for the no-reference figures
-    demo_dir: str | None = None  # default <model_dir>/demo_data
-    demo_num_train_patches: int = 3000
-    demo_num_test_patches: int = 100
-    patch_size: int = 100  # section 3.6
-    augment: bool = True  # random flips and 90-degree rotations of the training patches
-    filters: int = wespe.FILTERS
-    residual_blocks: int = wespe.RESIDUAL_BLOCKS
-    vgg_weights: str | None = None  # local vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5
-    content_layer: str = "relu5_4"
-    content_weight: float = 1.0  # equation 6
-    color_weight: float = 5e-3
-    texture_weight: float = 5e-3
-    tv_weight: float = 10.0
+    # Section 3.6: batch 30 of 100x100 patches, 20,000 iterations (DPED used batch 50).
+    train_steps: int = setting(20000, "Total training steps (a resumed run counts on; "
+                               "paper: 20,000).")
+    batch_size: int = setting(30, "Global batch size, split over replicas (paper: 30).")
+    dataset: str = setting("dped", "DPED on disk, two photo folders, or the demo.",
+                           choices=DATASETS)
+    dped_dir: str | None = setting(None, "DPED root (dped/ or dped/<phone>/).")
+    phone: str = setting("iphone", f"DPED camera: {', '.join(dped.PHONES)}.")
+    source_dir: str | None = setting(None, "--dataset=folders: source-domain photos.")
+    target_dir: str | None = setting(None, "Target-domain photos (e.g. DIV2K): required with "
+                                     "--dataset=folders; with dped it replaces the DSLR patches "
+                                     "(WESPE [DIV2K]).")
+    eval_source_dir: str | None = setting(None, "Aligned test inputs (pairs matched by file "
+                                          "name).")
+    eval_target_dir: str | None = setting(None, "Aligned test references for PSNR/SSIM.")
+    eval_dir: str | None = setting(None, "Photos for the no-reference figures (entropy, bpp, "
+                                   "NIMA).")
+    demo_dir: str | None = setting(None, "Where the demo set is built (default "
+                                   "<model_dir>/demo_data).")
+    demo_num_train_patches: int = setting(3000, "Demo training patches per domain.")
+    demo_num_test_patches: int = setting(100, "Demo aligned test pairs.")
+    patch_size: int = setting(100, "Training patch side (paper: 100).")
+    augment: bool = setting(True, "Random flips and 90-degree rotations of training patches.")
+    filters: int = setting(wespe.FILTERS, "Width of G and F (paper: 64).")
+    residual_blocks: int = setting(wespe.RESIDUAL_BLOCKS, "Residual blocks of G and F "
+                                   "(paper: 4).")
+    vgg_weights: str | None = setting(None, "Local vgg19_weights_tf_dim_ordering_tf_kernels_"
+                                      "notop.h5 (without it the content loss uses random VGG-19 "
+                                      "features, and says so).")
+    content_layer: str = setting("relu5_4", "VGG-19 layer of the content loss.")
+    content_weight: float = setting(1.0, "Weight of L_content (equation 6: 1).")
+    color_weight: float = setting(5e-3, "Weight of L_color (equation 6: 5e-3).")
+    texture_weight: float = setting(5e-3, "Weight of L_texture (equation 6: 5e-3).")
+    tv_weight: float = setting(10.0, "Weight of L_tv (equation 6: 10).")
     # Not in WESPE (0 = off, the paper): CycleGAN's identity-mapping loss (Zhu et al. 2017,
     # section 5.2; WESPE's reference [36]), ||G(y) - y||^2 + ||F(x) - x||^2 on pixels: G should
     # leave photos that are already in the target domain alone. Used by the short CPU demo.
-    identity_weight: float = 0.0
+    identity_weight: float = setting(0.0, "Not in the paper (0 = off): weight of CycleGAN's "
+                                     "identity loss ||G(y)-y||^2 + ||F(x)-x||^2 (used by the CPU "
+                                     "demo).")
     # Adam (section 3.6); the paper gives no rate: DPED's 5e-4.
-    generator_learning_rate: float = 5e-4
-    discriminator_learning_rate: float = 5e-4
-    adam_beta_1: float = 0.9
-    train_steps: int = 20000  # section 3.6
-    batch_size: int = 30
-    nima_weights: str | None = None  # whole-NIMA weights file, or "demo" for nima.demo_model()
-    nima_backbone: str = "mobilenet"
-    eval_max_images: int | None = None  # cap on no-reference images (full-size photos are slow)
-    eval_save_images: int = 4  # enhanced photos written to <model_dir>/eval/
-
-
+    generator_learning_rate: float = setting(5e-4, "Adam rate of G and F (DPED's 5e-4).")
+    discriminator_learning_rate: float = setting(5e-4, "Adam rate of D_c and D_t.")
+    adam_beta_1: float = setting(0.9, "Adam beta_1.")
+    nima_weights: str | None = setting(None, "NIMA weights file for the NIMA score in "
+                                       "evaluation, or 'demo' for the demo NIMA (trained once "
+                                       "into the cache).")
+    nima_backbone: str = setting("mobilenet", "Backbone of --nima_weights.")
+    eval_max_images: int | None = setting(None, "Evaluate at most this many photos (default "
+                                          "all).")
+    eval_save_images: int = setting(4, "Enhanced photos written to <model_dir>/eval/.")
 @dataclasses.dataclass
 class WespeData:
     """File lists: training patches/photos of both domains, aligned test pairs, eval photos."""
@@ -136,374 +145,181 @@ def load_data(config):
     return data
 
 
-@dataclasses.dataclass
-class WespeModels:
-    generator: keras.Model  # G: source -> target domain, the enhancer
-    inverse_generator: keras.Model  # F: target -> source domain
-    color_discriminator: keras.Model  # D_c
-    texture_discriminator: keras.Model  # D_t
-
-    def generator_variables(self):
-        return self.generator.trainable_weights + self.inverse_generator.trainable_weights
-
-    def discriminator_variables(self):
-        return (self.color_discriminator.trainable_weights
-                + self.texture_discriminator.trainable_weights)
-
-    def trackables(self):
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-
-
-def build_models(config):
-    return WespeModels(
-        generator=wespe.build_generator(config.filters, config.residual_blocks, name="generator"),
-        inverse_generator=wespe.build_generator(config.filters, config.residual_blocks,
-                                                name="inverse_generator"),
-        color_discriminator=wespe.build_discriminator(3, config.patch_size),
-        texture_discriminator=wespe.build_discriminator(1, config.patch_size),
-    )
-
-
-def _adam(learning_rate, beta_1):
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def _unscaled_norm(optimizer, gradients):
-    norm = tf.linalg.global_norm(gradients)
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        norm = norm / tf.cast(optimizer.dynamic_scale, norm.dtype)
-    return norm
+def load_nima(config):
+    """The NIMA model of --nima_weights (a file, or "demo": nima.demo_model()), or None."""
+    if not config.nima_weights:
+        return None
+    return nima.load_nima_model(config.nima_weights, config.nima_backbone)[0]
 
 
 def _pixel_mse(images, reference):
     return tf.reduce_mean(tf.square(tf.cast(images, tf.float32) - reference), axis=[1, 2, 3])
 
 
-def make_train_step(models, vgg, g_optimizer, d_optimizer, config, global_batch_size):
-    """The per-replica step: update D_c and D_t, then G and F (see the module docstring).
+class WespeTask(Task):
+    name = "wespe"
+    config_class = WespeConfig
+    final_weights = {"generator": GENERATOR_WEIGHTS,
+                     "inverse_generator": INVERSE_GENERATOR_WEIGHTS}
 
-    Every returned value is this replica's share of a global-batch mean, as the training loop
-    expects, except the gradient norms: each is the norm of this replica's gradient, so their
-    sum over replicas is the mean over replicas of the per-replica-batch gradient norm (with
-    one replica, the gradient norm of the batch).
-    """
-    g_net, f_net = models.generator, models.inverse_generator
-    d_color, d_texture = models.color_discriminator, models.texture_discriminator
-    d_variables = models.discriminator_variables()
-    g_variables = models.generator_variables()
-    num_g = len(g_net.trainable_weights)
-    num_d_color = len(d_color.trainable_weights)
+    @functools.cached_property
+    def data(self):
+        return load_data(self.config)
 
-    def average(per_example):
-        return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+    def prepare_training(self):
+        self.data  # builds the demo set on first use
+        if self.config.vgg_weights is None:
+            logging.warning("*" * 80)
+            logging.warning(RANDOM_VGG_WARNING)
+            logging.warning("*" * 80)
 
-    def discriminate(images):
-        return (d_color(wespe.gaussian_blur(images), training=True),
-                d_texture(wespe.to_grayscale(images), training=True))
+    def build_models(self, training):
+        """G, F, D_c and D_t (DPED's networks, section 3.5); for training also the frozen
+        VGG-19 of the content loss."""
+        config = self.config
+        models = {
+            "generator": wespe.build_generator(config.filters, config.residual_blocks,
+                                               name="generator"),
+            "inverse_generator": wespe.build_generator(config.filters, config.residual_blocks,
+                                                       name="inverse_generator"),
+            "color_discriminator": wespe.build_discriminator(3, config.patch_size),
+            "texture_discriminator": wespe.build_discriminator(1, config.patch_size),
+        }
+        if training:
+            self.vgg = build_vgg19_features(config.vgg_weights, layer=config.content_layer)
+        return models
 
-    def train_step(batch):
-        source, target = batch
-        # 1. Discriminators: real target patches (1) against enhanced source patches (0).
-        enhanced = tf.stop_gradient(g_net(source, training=True))
-        with tf.GradientTape() as tape:
-            real_color, real_texture = discriminate(target)
-            fake_color, fake_texture = discriminate(enhanced)
-            d_color_loss = average(discriminator_loss(real_color, fake_color))
-            d_texture_loss = average(discriminator_loss(real_texture, fake_texture))
-            scaled = d_optimizer.scale_loss(d_color_loss + d_texture_loss)
-        d_gradients = tape.gradient(scaled, d_variables)
-        d_optimizer.apply_gradients(zip(d_gradients, d_variables))
-
-        # 2. Generators: equation 6.
-        with tf.GradientTape() as tape:
-            enhanced = g_net(source, training=True)
-            reconstructed = f_net(enhanced, training=True)
-            identity = 0.0
-            if config.identity_weight > 0:
-                identity = average(_pixel_mse(g_net(target, training=True), target)
-                                   + _pixel_mse(f_net(source, training=True), source))
-            content = average(content_loss(vgg(source, training=False),
-                                           vgg(reconstructed, training=False)))
-            color_prob, texture_prob = discriminate(enhanced)
-            color = average(generator_adversarial_loss(color_prob))
-            texture = average(generator_adversarial_loss(texture_prob))
-            tv = average(total_variation_loss(enhanced))
-            total = (config.content_weight * content + config.color_weight * color
-                     + config.texture_weight * texture + config.tv_weight * tv)
-            scaled = g_optimizer.scale_loss(total + config.identity_weight * identity)
-        g_gradients = tape.gradient(scaled, g_variables)
-        g_optimizer.apply_gradients(zip(g_gradients, g_variables))
-
+    def build_optimizers(self, models):
+        config = self.config
+        g_variables = (models["generator"].trainable_weights
+                       + models["inverse_generator"].trainable_weights)
+        d_variables = (models["color_discriminator"].trainable_weights
+                       + models["texture_discriminator"].trainable_weights)
         return {
-            "generator_loss": total,  # equation 6; the optional identity term is reported apart
-            "content_loss": content,
-            "color_loss": color,
-            "texture_loss": texture,
-            "tv_loss": tv,
-            **({"identity_loss": identity} if config.identity_weight > 0 else {}),
-            "d_color_loss": d_color_loss,
-            "d_texture_loss": d_texture_loss,
-            "d_color_accuracy": average(discriminator_accuracy(real_color, fake_color)),
-            "d_texture_accuracy": average(discriminator_accuracy(real_texture, fake_texture)),
-            "grad_norm/generator": _unscaled_norm(g_optimizer, g_gradients[:num_g]),
-            "grad_norm/inverse_generator": _unscaled_norm(g_optimizer, g_gradients[num_g:]),
-            "grad_norm/color_discriminator":
-                _unscaled_norm(d_optimizer, d_gradients[:num_d_color]),
-            "grad_norm/texture_discriminator":
-                _unscaled_norm(d_optimizer, d_gradients[num_d_color:]),
+            "g_optimizer": (keras.optimizers.Adam(config.generator_learning_rate,
+                                                  beta_1=config.adam_beta_1), g_variables),
+            "d_optimizer": (keras.optimizers.Adam(config.discriminator_learning_rate,
+                                                  beta_1=config.adam_beta_1), d_variables),
         }
 
-    return train_step
+    def make_train_step(self, models, optimizers):
+        """The per-replica step: update D_c and D_t, then G and F (see the module docstring).
 
+        Every returned value is this replica's share of a global-batch mean, except the
+        gradient norms: each is the norm of this replica's gradient, so their sum over replicas
+        is the mean over replicas of the per-replica-batch gradient norm.
+        """
+        config, vgg, average = self.config, self.vgg, self.average
+        g_net, f_net = models["generator"], models["inverse_generator"]
+        d_color, d_texture = models["color_discriminator"], models["texture_discriminator"]
+        g_optimizer, d_optimizer = optimizers["g_optimizer"], optimizers["d_optimizer"]
+        g_variables = g_net.trainable_weights + f_net.trainable_weights
+        d_variables = d_color.trainable_weights + d_texture.trainable_weights
+        num_g, num_d_color = len(g_net.trainable_weights), len(d_color.trainable_weights)
 
-def weights_fingerprint(models):
-    """SHA-256 of every weight of G, F, D_c and D_t: equal iff the weights are identical."""
-    digest = hashlib.sha256()
-    for model in models.trackables().values():
-        for weight in model.weights:
-            digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
-    return digest.hexdigest()
+        def discriminate(images):
+            return (d_color(wespe.gaussian_blur(images), training=True),
+                    d_texture(wespe.to_grayscale(images), training=True))
 
+        def train_step(batch):
+            source, target = batch
+            # 1. Discriminators: real target patches (1) against enhanced source patches (0).
+            enhanced = tf.stop_gradient(g_net(source, training=True))
+            with tf.GradientTape() as tape:
+                real_color, real_texture = discriminate(target)
+                fake_color, fake_texture = discriminate(enhanced)
+                d_color_loss = average(discriminator_loss(real_color, fake_color))
+                d_texture_loss = average(discriminator_loss(real_texture, fake_texture))
+                scaled = d_optimizer.scale_loss(d_color_loss + d_texture_loss)
+            d_gradients = tape.gradient(scaled, d_variables)
+            d_optimizer.apply_gradients(zip(d_gradients, d_variables))
 
-def _image_summary_fn(models, preview):
-    """Writes the grid x | G(x) | F(G(x)) of a fixed batch of source patches (TensorBoard)."""
+            # 2. Generators: equation 6.
+            with tf.GradientTape() as tape:
+                enhanced = g_net(source, training=True)
+                reconstructed = f_net(enhanced, training=True)
+                identity = 0.0
+                if config.identity_weight > 0:
+                    identity = average(_pixel_mse(g_net(target, training=True), target)
+                                       + _pixel_mse(f_net(source, training=True), source))
+                content = average(content_loss(vgg(source, training=False),
+                                               vgg(reconstructed, training=False)))
+                color_prob, texture_prob = discriminate(enhanced)
+                color = average(generator_adversarial_loss(color_prob))
+                texture = average(generator_adversarial_loss(texture_prob))
+                tv = average(total_variation_loss(enhanced))
+                total = (config.content_weight * content + config.color_weight * color
+                         + config.texture_weight * texture + config.tv_weight * tv)
+                scaled = g_optimizer.scale_loss(total + config.identity_weight * identity)
+            g_gradients = tape.gradient(scaled, g_variables)
+            g_optimizer.apply_gradients(zip(g_gradients, g_variables))
 
-    def write(step):
-        enhanced = models.generator(preview, training=False)
-        reconstructed = models.inverse_generator(enhanced, training=False)
-        grid = tf.concat([preview, enhanced, reconstructed], axis=2)
-        tf.summary.image("x | G(x) | F(G(x))", tf.clip_by_value(grid, 0.0, 1.0), step=step,
-                         max_outputs=len(preview))
+            return {
+                "generator_loss": total,  # equation 6; the identity term is reported apart
+                "content_loss": content,
+                "color_loss": color,
+                "texture_loss": texture,
+                "tv_loss": tv,
+                **({"identity_loss": identity} if config.identity_weight > 0 else {}),
+                "d_color_loss": d_color_loss,
+                "d_texture_loss": d_texture_loss,
+                "d_color_accuracy": average(discriminator_accuracy(real_color, fake_color)),
+                "d_texture_accuracy": average(discriminator_accuracy(real_texture, fake_texture)),
+                "grad_norm/generator": gradient_norm(g_optimizer, g_gradients[:num_g]),
+                "grad_norm/inverse_generator": gradient_norm(g_optimizer, g_gradients[num_g:]),
+                "grad_norm/color_discriminator":
+                    gradient_norm(d_optimizer, d_gradients[:num_d_color]),
+                "grad_norm/texture_discriminator":
+                    gradient_norm(d_optimizer, d_gradients[num_d_color:]),
+            }
 
-    return write
+        return train_step
 
-
-def train(config):
-    """Trains (or resumes) under config.strategy; saves G and F to model_dir at the end."""
-    keras.utils.set_random_seed(config.seed)
-    policy = loop.set_mixed_precision(config.mixed_precision)
-    logging.info("Precision policy: %s", policy)
-    strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
-    data = load_data(config)
-    if config.vgg_weights is None:
-        logging.warning("*" * 80)
-        logging.warning(RANDOM_VGG_WARNING)
-        logging.warning("*" * 80)
-    with strategy.scope():
-        models = build_models(config)
-        vgg = build_vgg19_features(config.vgg_weights, layer=config.content_layer)
-        g_optimizer = _adam(config.generator_learning_rate, config.adam_beta_1)
-        d_optimizer = _adam(config.discriminator_learning_rate, config.adam_beta_1)
-        # Slot variables must exist before the distributed step is traced.
-        g_optimizer.build(models.generator_variables())
-        d_optimizer.build(models.discriminator_variables())
-    train_step = make_train_step(models, vgg, g_optimizer, d_optimizer, config,
-                                 config.batch_size)
-    failures = DecodeFailures()
-
-    def make_dataset(context, start_step):
+    def build_inputs(self, spec):
+        config, data = self.config, self.data
         return unpaired.make_unpaired_dataset(
             data.train_source, data.train_target, patch_size=config.patch_size,
-            batch_size=context.get_per_replica_batch_size(config.batch_size), seed=config.seed,
-            start_step=start_step * (context.num_replicas_in_sync // context.num_input_pipelines),
-            num_shards=context.num_input_pipelines, shard_index=context.input_pipeline_id,
-            augment=config.augment, decode_failures=failures,
-            source_groups=data.source_groups, target_groups=data.target_groups,
-        )
+            batch_size=spec.batch_size, seed=config.seed, start_step=spec.start_batch,
+            num_shards=spec.num_shards, shard_index=spec.shard_index, augment=config.augment,
+            decode_failures=spec.decode_failures, source_groups=data.source_groups,
+            target_groups=data.target_groups)
 
-    preview = next(iter(unpaired.make_patch_dataset(
-        data.train_source, patch_size=config.patch_size, batch_size=4, seed=config.seed + 1,
-        augment=False, **data.source_groups)))
-    loop_config = loop.LoopConfig(
-        model_dir=config.model_dir, train_steps=config.train_steps,
-        global_batch_size=config.batch_size, checkpoint_every=config.checkpoint_every,
-        log_every=config.log_every,
-    )
-    trackables = dict(models.trackables(), g_optimizer=g_optimizer, d_optimizer=d_optimizer)
-    training = loop.TrainingLoop(strategy, loop_config, train_step, trackables, make_dataset,
-                                 summary_fn=_image_summary_fn(models, preview))
-    result = training.run()
-    if failures.count:
-        logging.warning("%d images could not be decoded and were skipped, e.g. %s",
-                        failures.count, failures.examples[:5])
-    if not result.interrupted and training.is_chief:
-        models.generator.save_weights(os.path.join(config.model_dir, GENERATOR_WEIGHTS))
-        models.inverse_generator.save_weights(
-            os.path.join(config.model_dir, INVERSE_GENERATOR_WEIGHTS))
-        logging.info("Wrote %s and %s to %s", GENERATOR_WEIGHTS, INVERSE_GENERATOR_WEIGHTS,
-                     config.model_dir)
-    return models, result
+    def make_summary_fn(self, models):
+        """Writes the grid x | G(x) | F(G(x)) of a fixed batch of source patches."""
+        config, data = self.config, self.data
+        preview = next(iter(unpaired.make_patch_dataset(
+            data.train_source, patch_size=config.patch_size, batch_size=4, seed=config.seed + 1,
+            augment=False, **data.source_groups)))
 
+        def write(step):
+            enhanced = models["generator"](preview, training=False)
+            reconstructed = models["inverse_generator"](enhanced, training=False)
+            grid = tf.concat([preview, enhanced, reconstructed], axis=2)
+            tf.summary.image("x | G(x) | F(G(x))", tf.clip_by_value(grid, 0.0, 1.0), step=step,
+                             max_outputs=len(preview))
 
-def restore_generator(config):
-    """G of model_dir's latest checkpoint, else of its final weights file."""
-    generator = wespe.build_generator(config.filters, config.residual_blocks, name="generator")
-    return loop.restore_trained(generator, config.model_dir, "generator", GENERATOR_WEIGHTS,
-                                "WESPE")
+        return write
 
+    def evaluate(self, models):
+        """Section 4.1-4.2: PSNR/SSIM on aligned test pairs; entropy, PNG bits per pixel and
+        the NIMA mean score on the evaluation photos; input against G(x)
+        (`tools.evaluate_wespe`)."""
+        config, data = self.config, self.data
+        return evaluate_wespe.evaluate_wespe(
+            models["generator"], data.test_pairs, data.eval_images,
+            nima_model=load_nima(config), output_dir=os.path.join(config.model_dir, "eval"),
+            save_images=config.eval_save_images,
+            extras={"vgg_weights": config.vgg_weights or "random"})
 
-def load_nima(config):
-    """The NIMA model of --nima_weights (a file, or "demo": nima.demo_model()), or None."""
-    if not config.nima_weights:
-        return None
-    import nima
-
-    return nima.load_nima_model(config.nima_weights, config.nima_backbone)[0]
-
-
-def _to_float(image_uint8):
-    return image_uint8.astype(np.float32) / 255.0
-
-
-def _side_by_side(images):
-    """Concatenates same-height float images left to right, with a 4-pixel white gap."""
-    height = images[0].shape[0]
-    gap = np.ones((height, 4, 3), np.float32)
-    parts = []
-    for image in images:
-        parts.extend([image, gap])
-    return np.concatenate(parts[:-1], axis=1)
-
-
-def _save_png(path, image):
-    from PIL import Image
-    from tools.evaluate import to_uint8
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(to_uint8(image)).save(path)
-
-
-def evaluate(config, generator=None):
-    """Section 4.1-4.2: PSNR/SSIM on aligned test pairs, entropy, PNG bits per pixel and the NIMA
-    mean score on the evaluation photos; each for the input and for G(x), side by side.
-
-    Writes <model_dir>/eval.json, a side-by-side PNG (input | G(x) [| reference]) and the first
-    `eval_save_images` enhanced photos into <model_dir>/eval/.
-    """
-    from tools import evaluate as metrics
-
-    data = load_data(config)
-    generator = generator or restore_generator(config)
-    nima_model = load_nima(config)
-    enhance = tf.function(lambda images: tf.clip_by_value(generator(images, training=False), 0, 1),
-                          input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-    out_dir = os.path.join(config.model_dir, "eval")
-    report = {"vgg_weights": config.vgg_weights or "random", "skipped_files": []}
-    side_by_side = None
-
-    if data.test_pairs:
-        rows = {"input": {"psnr": [], "ssim": []}, "enhanced": {"psnr": [], "ssim": []}}
-        for source_path, reference_path in data.test_pairs:
-            try:
-                source = _to_float(load_rgb8(source_path))
-                reference = _to_float(load_rgb8(reference_path))
-            except ImageDecodeError as error:
-                report["skipped_files"].append(str(error))
-                continue
-            if source.shape != reference.shape:
-                raise ValueError(f"Test pair sizes differ: {source_path} {source.shape[:2]} vs "
-                                 f"{reference_path} {reference.shape[:2]}")
-            enhanced = enhance(source[None]).numpy()[0]
-            for name, image in (("input", source), ("enhanced", enhanced)):
-                rows[name]["psnr"].append(metrics.psnr(image, reference))
-                rows[name]["ssim"].append(metrics.ssim(image, reference))
-            if side_by_side is None:
-                side_by_side = ("pair_" + os.path.basename(source_path),
-                                [source, enhanced, reference])
-        report["full_reference"] = {
-            name: {k: float(np.mean(v)) for k, v in figures.items()}
-            for name, figures in rows.items()
-        }
-        report["full_reference"]["num_pairs"] = len(rows["input"]["psnr"])
-
-    if data.eval_images:
-        rows = {"input": [], "enhanced": []}
-        for index, path in enumerate(data.eval_images):
-            try:
-                source = _to_float(load_rgb8(path))
-            except ImageDecodeError as error:
-                report["skipped_files"].append(str(error))
-                continue
-            enhanced = enhance(source[None]).numpy()[0]
-            for name, image in (("input", source), ("enhanced", enhanced)):
-                rows[name].append(image)
-            stem = os.path.splitext(os.path.basename(path))[0]
-            if index < config.eval_save_images:
-                _save_png(os.path.join(out_dir, "enhanced", stem + ".png"), enhanced)
-            if index == 0:
-                side_by_side = (stem, [source, enhanced])
-        report["no_reference"] = {
-            name: metrics.no_reference_figures(images, nima_model=nima_model)
-            for name, images in rows.items()
-        }
-        report["no_reference"]["num_images"] = len(rows["input"])
-
-    if side_by_side is not None:
-        name, images = side_by_side
-        path = os.path.join(out_dir, os.path.splitext(name)[0] + "_side_by_side.png")
-        _save_png(path, _side_by_side(images))
-        report["side_by_side"] = path
-    os.makedirs(config.model_dir, exist_ok=True)
-    with open(os.path.join(config.model_dir, "eval.json"), "w") as handle:
-        json.dump(report, handle, indent=2)
-    logging.info("WESPE evaluation:\n%s", format_report(report))
-    return report
-
-
-def format_report(report):
-    """The evaluation figures as a small text table: input vs G(x)."""
-    lines = [f"{'':22s}{'input':>10s}{'WESPE G(x)':>12s}"]
-    for section in ("full_reference", "no_reference"):
-        figures = report.get(section)
-        if not figures:
-            continue
-        count = figures.get("num_pairs", figures.get("num_images"))
-        lines.append(f"{section.replace('_', '-')} ({count} images)")
-        for key in figures["input"]:
-            lines.append(f"  {key:20s}{figures['input'][key]:10.4f}{figures['enhanced'][key]:12.4f}")
-    return "\n".join(lines)
-
-
-def export(config, generator=None, train_step=None):
-    """Exports G with the enhancer signatures; the metadata says whether VGG-19 was random."""
-    from tools import export as export_tools
-
-    if not config.export_dir:
-        raise ValueError("--export_dir is required to export.")
-    generator = generator or restore_generator(config)
-    metadata = {
-        "system": "wespe",
-        "paper": "Ignatov et al., WESPE: Weakly Supervised Photo Enhancer for Digital Cameras",
-        "vgg_weights": config.vgg_weights or "RANDOM",
-        "warning": None if config.vgg_weights else RANDOM_VGG_WARNING,
-        "train_step": train_step,
-        "config": dataclasses.asdict(config),
-    }
-    path = export_tools.export_enhancer(generator, config.export_dir,
-                                        version=config.export_version, metadata=metadata)
-    logging.info("Exported G as a SavedModel to %s", path)
-    return path
-
-
-def run(config):
-    """`--mode=train` trains, then (on the chief) evaluates and, with --export_dir, exports."""
-    if config.mode == "train":
-        models, result = train(config)
-        outcome = {"step": result.step, "interrupted": result.interrupted,
-                   "weights_fingerprint": weights_fingerprint(models)}
-        if result.interrupted or not result.is_chief:
-            return outcome
-        loop.set_mixed_precision(False)  # evaluate and export in float32
-        generator = restore_generator(config)
-        outcome["eval"] = evaluate(config, generator)
-        if config.export_dir:
-            outcome["export_path"] = export(config, generator, train_step=result.step)
-        return outcome
-    if config.mode == "eval":
-        return {"eval": evaluate(config)}
-    if config.mode == "export":
-        return {"export_path": export(config)}
-    raise ValueError(f"Unknown --mode={config.mode!r}; choose train, eval or export.")
+    def export(self, models, train_step=None):
+        """G with the enhancer signatures; the metadata says whether VGG-19 was random."""
+        config = self.config
+        return Export("enhancer", models["generator"], metadata={
+            "system": "wespe",
+            "paper": "Ignatov et al., WESPE: Weakly Supervised Photo Enhancer for Digital "
+                     "Cameras",
+            "vgg_weights": config.vgg_weights or "RANDOM",
+            "warning": None if config.vgg_weights else RANDOM_VGG_WARNING,
+            "train_step": train_step,
+            "config": dataclasses.asdict(config),
+        })

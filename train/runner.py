@@ -1,0 +1,195 @@
+"""The one runner every `python -m train.<system>` goes through (DESIGN.md section 3).
+
+`run(task_class, config)` trains (then evaluates and exports on the chief), evaluates or exports,
+as `config.mode` says; `main(task_class, argv)` parses flags into the task's config and runs it,
+in-process; `cli(task_class)` is the `__main__` of an entry point. The task (`train.task.Task`)
+supplies the paper's logic; everything else is here, once.
+"""
+import hashlib
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from datasets.ava import DecodeFailures
+from tools import export as export_tools
+from tools import report as reports
+from train import loop, strategies
+from train.flags import parse_config
+from train.task import InputSpec
+
+EXPORTERS = {"nima": export_tools.export_nima, "enhancer": export_tools.export_enhancer}
+
+
+def weights_fingerprint(models):
+    """SHA-256 of every weight of `models` (a dict, in its order): equal iff identical."""
+    digest = hashlib.sha256()
+    for model in models.values():
+        for weight in model.weights:
+            digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
+
+
+def _with_loss_scaling(optimizer):
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def build_training(task, strategy=None):
+    """(models, optimizers, per-replica train step) of `task`, built in `strategy`'s scope (default:
+    the current strategy): optimizers loss-scaled under mixed_float16 and built for their
+    variables. Benchmarks and tests call it to run a task's step without the loop."""
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        models = task.build_models(training=True)
+        optimizers = {}
+        for key, (optimizer, variables) in task.build_optimizers(models).items():
+            optimizers[key] = _with_loss_scaling(optimizer)
+            # Slot variables must exist before the distributed step is traced.
+            optimizers[key].build(variables)
+    return models, optimizers, task.make_train_step(models, optimizers)
+
+
+def train(task):
+    """Trains (or resumes) `task` under its strategy; writes the final weights on the chief.
+    Returns (models, `train.loop.LoopResult`)."""
+    config = task.config
+    keras.utils.set_random_seed(config.seed)
+    logging.info("Precision policy: %s", loop.set_mixed_precision(config.mixed_precision))
+    strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
+    task.prepare_training()
+    models, optimizers, train_step = build_training(task, strategy)
+    failures = DecodeFailures()
+
+    def make_dataset(context, start_step):
+        # Each input pipeline feeds num_replicas / num_pipelines per-replica batches a step.
+        batches_per_step = context.num_replicas_in_sync // context.num_input_pipelines
+        return task.build_inputs(InputSpec(
+            batch_size=context.get_per_replica_batch_size(config.batch_size),
+            start_batch=start_step * batches_per_step, num_shards=context.num_input_pipelines,
+            shard_index=context.input_pipeline_id, decode_failures=failures))
+
+    loop_config = loop.LoopConfig(
+        model_dir=config.model_dir, train_steps=config.train_steps,
+        global_batch_size=config.batch_size, checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every)
+    training = loop.TrainingLoop(strategy, loop_config, train_step, {**models, **optimizers},
+                                 make_dataset, summary_fn=task.make_summary_fn(models))
+    result = training.run()
+    if failures.count:
+        logging.warning("%d files could not be decoded and were skipped, e.g. %s",
+                        failures.count, failures.examples[:5])
+    if not result.interrupted and training.is_chief:
+        for key, file_name in task.final_weights.items():
+            models[key].save_weights(os.path.join(config.model_dir, file_name))
+        logging.info("Wrote %s to %s", ", ".join(task.final_weights.values()), config.model_dir)
+    return models, result
+
+
+def restore(task):
+    """The task's models holding the newest trained state in model_dir: the latest checkpoint
+    (newest also after an interrupted resumed run), else the final weights files.
+    FileNotFoundError naming the system and both places if neither exists."""
+    config = task.config
+    models = task.build_models(training=False)
+    keys = list(task.final_weights)
+    latest = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
+    if latest is not None:
+        tf.train.Checkpoint(**{k: models[k] for k in keys}).restore(latest).expect_partial()
+        logging.info("Restored the %s from %s", task.name.upper(), latest)
+        return models
+    paths = {k: os.path.join(config.model_dir, task.final_weights[k]) for k in keys}
+    missing = [path for path in paths.values() if not os.path.exists(path)]
+    if missing:
+        raise FileNotFoundError(
+            f"No trained {task.name.upper()} in {config.model_dir}: no checkpoint and no "
+            f"{', '.join(os.path.basename(p) for p in missing)}.")
+    for key, path in paths.items():
+        task.load_final_weights(key, models[key], path)
+    return models
+
+
+def evaluate(task, models):
+    """Runs the task's evaluation, writes <model_dir>/eval.json and logs the table."""
+    report = task.evaluate(models)
+    if report is None:
+        return None
+    reports.write_report(os.path.join(task.config.model_dir, "eval.json"), report)
+    logging.info("%s evaluation:\n%s", task.name.upper(), reports.format_table(report))
+    return report
+
+
+def export(task, models, train_step=None):
+    """Exports the task's model into <export_dir>/<version>/; returns the version path."""
+    config = task.config
+    if not config.export_dir:
+        raise ValueError("--export_dir is required to export.")
+    spec = task.export(models, train_step=train_step)
+    path = EXPORTERS[spec.kind](spec.model, config.export_dir, version=config.export_version,
+                                metadata=spec.metadata)
+    logging.info("Exported the %s as a SavedModel to %s", task.name.upper(), path)
+    return path
+
+
+def run(task_class, config):
+    """`--mode=train` trains, then (on the chief) evaluates and, with --export_dir, exports a
+    float32 copy of the final state; `--mode=eval` and `--mode=export` do only those steps."""
+    task = task_class(config)
+    if config.mode == "train":
+        models, result = train(task)
+        outcome = {"step": result.step, "interrupted": result.interrupted,
+                   "weights_fingerprint": weights_fingerprint(models)}
+        if result.interrupted or not result.is_chief:
+            return outcome
+        loop.set_mixed_precision(False)  # evaluate and export in float32
+        models = restore(task)
+        outcome["eval"] = evaluate(task, models)
+        if config.export_dir:
+            outcome["export_path"] = export(task, models, train_step=result.step)
+        return outcome
+    if config.mode == "eval":
+        return {"eval": evaluate(task, restore(task))}
+    if config.mode == "export":
+        return {"export_path": export(task, restore(task))}
+    raise ValueError(f"Unknown --mode={config.mode!r}; choose train, eval or export.")
+
+
+def print_outcome(task_class, config, outcome):
+    print(json.dumps(outcome, indent=2, allow_nan=False, default=str))
+    report = outcome.get("eval")
+    if report:
+        print(reports.format_table(report))
+        line = task_class(config).headline(report)
+        if line:
+            print(line)
+
+
+def main(task_class, argv=None):
+    """Parses `argv` (default sys.argv) into the task's config, runs it and prints the outcome
+    (JSON, then the evaluation table); returns the outcome. Usable in-process."""
+    config = parse_config(task_class.config_class, sys.argv if argv is None else argv)
+    outcome = run(task_class, config)
+    print_outcome(task_class, config, outcome)
+    return outcome
+
+
+def cli(task_class):
+    """The `__main__` of `train/<system>.py`: absl's app (logging, error handling) around
+    `main`, with flag errors printed as absl prints them."""
+    def parse(argv):
+        try:
+            return parse_config(task_class.config_class, argv)
+        except flags.Error as error:
+            sys.stderr.write(f"FATAL Flags parsing error: {error}\n"
+                             "Pass --help to see the flags.\n")
+            sys.exit(1)
+
+    def run_parsed(config):
+        print_outcome(task_class, config, run(task_class, config))
+
+    app.run(run_parsed, flags_parser=parse)
