@@ -4,5 +4,6 @@ from losses.adversarial import (discriminator_accuracy, discriminator_loss,
 from losses.content import build_vgg19_features, content_loss
 from losses.emd import emd_loss
 from losses.tv import total_variation_loss
-from losses.nima_loss import (FIDELITY_LOSSES, fidelity_loss, huber_loss, l1_loss, l2_loss,
-                              nima_loss)
+from losses.fidelity import (FIDELITY_LOSSES, HUBER_DELTA, fidelity_loss, huber_loss, l1_loss,
+                             l2_loss)
+from losses.nima_loss import nima_loss
