@@ -1,8 +1,10 @@
 """Pure loss functions returning per-example values; reduction happens once, in the train step."""
-from losses.adversarial import (discriminator_accuracy, discriminator_loss,
-                                generator_adversarial_loss)
+from losses.adversarial import (discriminator_accuracy, modified_discriminator_loss,
+                                modified_generator_loss, wasserstein_discriminator_loss,
+                                wasserstein_generator_loss)
 from losses.content import build_vgg19_features, content_loss
 from losses.emd import emd_loss
 from losses.tv import total_variation_loss
-from losses.nima_loss import (FIDELITY_LOSSES, fidelity_loss, huber_loss, l1_loss, l2_loss,
-                              nima_loss)
+from losses.fidelity import (FIDELITY_LOSSES, HUBER_DELTA, fidelity_loss, huber_loss, l1_loss,
+                             l2_loss)
+from losses.nima_loss import nima_loss

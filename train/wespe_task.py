@@ -22,7 +22,7 @@ import nima
 from datasets import dped, unpaired, wespe_demo
 from enhancers import wespe
 from losses import (build_vgg19_features, content_loss, discriminator_accuracy,
-                    discriminator_loss, generator_adversarial_loss, total_variation_loss)
+                    modified_discriminator_loss, modified_generator_loss, total_variation_loss)
 from tools import evaluate_wespe
 from train.config import RunConfig, setting
 from train.task import Export, Task, gradient_norm
@@ -228,8 +228,8 @@ class WespeTask(Task):
             with tf.GradientTape() as tape:
                 real_color, real_texture = discriminate(target)
                 fake_color, fake_texture = discriminate(enhanced)
-                d_color_loss = average(discriminator_loss(real_color, fake_color))
-                d_texture_loss = average(discriminator_loss(real_texture, fake_texture))
+                d_color_loss = average(modified_discriminator_loss(real_color, fake_color))
+                d_texture_loss = average(modified_discriminator_loss(real_texture, fake_texture))
                 scaled = d_optimizer.scale_loss(d_color_loss + d_texture_loss)
             d_gradients = tape.gradient(scaled, d_variables)
             d_optimizer.apply_gradients(zip(d_gradients, d_variables))
@@ -245,8 +245,8 @@ class WespeTask(Task):
                 content = average(content_loss(vgg(source, training=False),
                                                vgg(reconstructed, training=False)))
                 color_prob, texture_prob = discriminate(enhanced)
-                color = average(generator_adversarial_loss(color_prob))
-                texture = average(generator_adversarial_loss(texture_prob))
+                color = average(modified_generator_loss(color_prob))
+                texture = average(modified_generator_loss(texture_prob))
                 tv = average(total_variation_loss(enhanced))
                 total = (config.content_weight * content + config.color_weight * color
                          + config.texture_weight * texture + config.tv_weight * tv)
