@@ -1,6 +1,22 @@
 import os
 import sys
 
+import pytest
+
 # Quiet TensorFlow's C++ start-up chatter in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory):
+    """Demo sets and a random-weight MobileNet NIMA file (`tests.task_testing.tiny_config`),
+    made once for the session."""
+    import keras
+
+    import nima
+
+    root = tmp_path_factory.mktemp("shared")
+    keras.utils.set_random_seed(0)
+    nima.build_nima("mobilenet").save_weights(str(root / "nima.weights.h5"))
+    return root

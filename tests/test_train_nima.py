@@ -1,13 +1,18 @@
-"""`python -m train.nima` end to end on a tiny demo set, the presets, and nima.demo_model()."""
+"""NIMA's task (`train.nima`): presets, mixed precision, missing images, the demo NIMA, and
+two workers. The shared smoke test (tests/test_tasks.py) trains, resumes, evaluates and exports."""
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from absl import flags
+
+from tests.task_testing import parse
+from train import runner
+from train.nima_task import NimaConfig, NimaTask, demo_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -16,62 +21,28 @@ TINY = [
 ]
 
 
-def run_cli(*args, timeout=400):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "train.nima", *args], cwd=REPO, env=env, capture_output=True,
-        text=True, timeout=timeout,
-    )
-
-
 def last_json(stdout):
     return json.JSONDecoder().raw_decode(stdout[stdout.index("{"):])[0]
 
 
-@pytest.mark.slow
-def test_demo_cli_trains_resumes_evaluates_and_exports(tmp_path):
-    model_dir, export_dir = tmp_path / "run", tmp_path / "export"
-    common = ["--flagfile=configs/nima_demo.flags", f"--model_dir={model_dir}",
-              f"--export_dir={export_dir}", f"--demo_dir={tmp_path / 'demo'}", *TINY]
-    first = run_cli(*common, "--strategy=mirrored", "--num_cpu_devices=2")
-    assert first.returncode == 0, first.stderr[-4000:]
-    outcome = last_json(first.stdout)
-    assert outcome["step"] == 4 and outcome["num_images"] == 8
-    # 4 steps of a tiny model may predict one score for every image: then SRCC is None with a
-    # note, never NaN; otherwise a correlation.
-    assert (outcome["srcc"] is None) == ("correlation_note" in outcome)
-    assert outcome["srcc"] is None or -1 <= outcome["srcc"] <= 1
-    assert 0 <= outcome["emd"] <= 1
-    assert "images/s" in first.stderr and "step 2/4" in first.stderr
-    assert os.path.exists(export_dir / "1" / "saved_model.pb")
-    assert os.path.exists(model_dir / "nima.weights.h5")
-    assert os.listdir(model_dir / "train")  # TensorBoard events
-    recorded_split = (model_dir / "test_ids.txt").read_text()
-
-    # Same model_dir with more steps: resumes from step 4 on the recorded split.
-    second = run_cli(*common, "--train_steps=6")
-    assert second.returncode == 0, second.stderr[-4000:]
-    assert "at step 4" in second.stderr and last_json(second.stdout)["step"] == 6
-    assert (model_dir / "test_ids.txt").read_text() == recorded_split
-    assert os.path.exists(export_dir / "2" / "saved_model.pb")
-
-    os.remove(model_dir / "nima.weights.h5")  # eval restores the latest checkpoint
-    evaluated = run_cli(*common, "--mode=eval")
-    assert evaluated.returncode == 0, evaluated.stderr[-4000:]
-    assert json.loads((model_dir / "eval.json").read_text())["num_images"] == 8
-
-    exported = run_cli(*common, "--mode=export", "--export_version=2")
-    assert exported.returncode != 0 and "refusing to overwrite" in exported.stderr
+def report_metrics(report):
+    """The metrics of NIMA's one row in its evaluation report."""
+    (row,) = report["rows"]
+    return row["metrics"]
 
 
-def test_mixed_precision_trains_and_exports_in_float32(tmp_path):
-    done = run_cli("--flagfile=configs/nima_demo.flags", f"--model_dir={tmp_path / 'run'}",
-                   f"--export_dir={tmp_path / 'export'}", f"--demo_dir={tmp_path / 'demo'}",
-                   *TINY, "--mixed_precision")
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert "Precision policy: mixed_bfloat16" in done.stderr  # no GPU here: bfloat16
-    assert last_json(done.stdout)["step"] == 4
+def test_mixed_precision_trains_and_exports_in_float32(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    config = parse(NimaTask, f"--flagfile={REPO}/configs/nima_demo.flags",
+                   f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}",
+                   f"--demo_dir={tmp_path / 'demo'}", *TINY, "--mixed_precision")
+    outcome = runner.run(NimaTask, config)
+    assert "Precision policy: mixed_bfloat16" in caplog.text  # no GPU here: bfloat16
+    assert outcome["step"] == 4
     assert os.path.exists(tmp_path / "export" / "1" / "saved_model.pb")
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored for export
 
 
 def test_missing_ava_images_stop_the_run_with_the_flag_to_skip_them(tmp_path):
@@ -84,79 +55,71 @@ def test_missing_ava_images_stop_the_run_with_the_flag_to_skip_them(tmp_path):
     lines = [f"{i} {image_id} " + " ".join(str(v) for v in np.eye(10, dtype=int)[i % 10] * 5)
              + " 0 0 1" for i, image_id in enumerate(["10", "11", "12", "13", "14", "99", "98"])]
     (tmp_path / "AVA.txt").write_text("\n".join(lines) + "\n")
-    args = [f"--ava_txt={tmp_path / 'AVA.txt'}", f"--image_dir={images}", "--dataset=ava",
-            f"--model_dir={tmp_path / 'run'}", "--batch_size=2", "--train_steps=1",
-            "--crop_size=32", "--test_fraction=0.4"]
-    failed = run_cli(*args)
-    assert failed.returncode != 0
-    assert "--skip_missing_images" in failed.stderr and "99" in failed.stderr
-    skipped = run_cli(*args, "--skip_missing_images")
-    assert skipped.returncode == 0, skipped.stderr[-4000:]
+    config = NimaConfig(ava_txt=str(tmp_path / "AVA.txt"), image_dir=str(images), dataset="ava",
+                        model_dir=str(tmp_path / "run"), batch_size=2, train_steps=1,
+                        crop_size=32, test_fraction=0.4)
+    with pytest.raises(Exception, match="--skip_missing_images") as error:
+        runner.run(NimaTask, config)
+    assert "99" in str(error.value)
+    outcome = runner.run(NimaTask, dataclasses.replace(config, skip_missing_images=True))
+    assert outcome["step"] == 1
 
 
-@pytest.fixture
-def parsed_flags():
-    from train import nima as entry_point  # defines the flags once
-
-    yield entry_point
-    flags.FLAGS.unparse_flags()
-
-
-def parse(entry_point, *args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train.nima", *args])
-    return entry_point.config_from_flags()
-
-
-def test_demo_flagfile_matches_demo_model_preset(parsed_flags):
-    from train import nima_task
-
-    config = parse(parsed_flags, f"--flagfile={REPO}/configs/nima_demo.flags")
-    expected = nima_task.demo_config(model_dir="runs/nima_demo")
+def test_demo_flagfile_matches_demo_model_preset():
+    config = parse(NimaTask, f"--flagfile={REPO}/configs/nima_demo.flags")
+    expected = demo_config(model_dir="runs/nima_demo")
     assert dataclasses.asdict(config) == dataclasses.asdict(expected)
 
 
 @pytest.mark.parametrize("backbone", ["mobilenet", "vgg16", "inception_v2"])
-def test_ava_presets_hold_the_paper_settings(parsed_flags, backbone):
-    config = parse(parsed_flags, f"--flagfile={REPO}/configs/nima_ava_{backbone}.flags",
-                   "--model_dir=x", "--batch_size=128")  # overridable after the flagfile
+def test_ava_presets_hold_the_paper_settings(backbone):
+    flagfile = f"--flagfile={REPO}/configs/nima_ava_{backbone}.flags"
+    config = parse(NimaTask, flagfile, "--model_dir=x", "--batch_size=128")  # overridable
     assert config.backbone == backbone and config.dataset == "ava"
     assert config.base_learning_rate == 3e-7 and config.head_learning_rate == 3e-6
     assert config.lr_decay_epochs == 10 and config.crop_size == 224
     assert config.batch_size == 128
-    assert parse(parsed_flags, f"--flagfile={REPO}/configs/nima_ava_{backbone}.flags",
-                 "--model_dir=x").batch_size == 64
+    assert parse(NimaTask, flagfile, "--model_dir=x").batch_size == 64
 
 
 def test_demo_model_trains_once_then_loads_from_cache(tmp_path, monkeypatch):
+    """The first call has the runner train the demo NIMA (`python -m train.nima`, in its own
+    process, so `nima` never imports `train`); the second loads it without training."""
     import nima
-    from train import nima_task
+    from nima import demo
 
     tiny = dict(demo_num_images=24, demo_image_size=48, crop_size=32, batch_size=8,
                 train_steps=2, checkpoint_every=2, log_every=1, eval_batch_size=8,
                 demo_dir=str(tmp_path / "data"))
     first = nima.demo_model(cache_dir=str(tmp_path / "cache"), **tiny)
-    weights = tmp_path / "cache" / nima_task.FINAL_WEIGHTS
-    assert weights.exists() and (tmp_path / "cache" / "export" / "1").exists()
+    assert (tmp_path / "cache" / demo.DEMO_WEIGHTS_FILE).exists()
+    assert (tmp_path / "cache" / "export" / "1").exists()
 
-    def no_training(config):
+    def no_training(*args, **kwargs):
         raise AssertionError("demo_model retrained although the cache holds the model")
 
-    monkeypatch.setattr(nima_task, "run", no_training)
+    monkeypatch.setattr(demo, "train_demo_model", no_training)
     second = nima.demo_model(cache_dir=str(tmp_path / "cache"), **tiny)
     images = np.random.default_rng(0).random((2, 48, 48, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(first(images)), np.asarray(second(images)), atol=1e-6)
+
+
+def test_a_failed_demo_training_is_a_clear_error(tmp_path):
+    from nima import demo
+
+    with pytest.raises(RuntimeError, match="Training the demo NIMA into .* failed"):
+        demo.train_demo_model(str(tmp_path / "cache"), demo_num_images=-1)
 
 
 @pytest.mark.slow
 @pytest.mark.long_demo
 def test_demo_preset_learns_the_demo_scores(tmp_path):
     """The README's main job, as configs/nima_demo.flags sets it (a few CPU minutes)."""
-    from train import nima_task
+    outcome = runner.run(NimaTask, demo_config(model_dir=str(tmp_path / "run")))
+    from nima.demo import DEMO_SETTINGS
 
-    outcome = nima_task.run(nima_task.demo_config(model_dir=str(tmp_path / "run")))
-    assert outcome["step"] == nima_task.DEMO_SETTINGS["train_steps"]
-    assert outcome["srcc"] > 0.5, outcome
+    assert outcome["step"] == DEMO_SETTINGS["train_steps"]
+    assert report_metrics(outcome["eval"])["srcc"] > 0.5, outcome
 
 
 def free_ports(count):
@@ -180,16 +143,21 @@ def test_two_workers_train_with_multi_worker_mirrored_strategy(tmp_path):
             "--strategy=multi_worker", f"--model_dir={tmp_path / 'run'}", "--export_dir=",
             f"--demo_dir={tmp_path / 'demo'}", *TINY]
     # Build the demo set once, so the workers do not race to write it.
-    from datasets import demo
+    from datasets import demo as demo_sets
 
-    demo.build_demo_ava(str(tmp_path / "demo"), num_images=40, image_size=48, seed=0)
+    demo_sets.build_demo_ava(str(tmp_path / "demo"), num_images=40, image_size=48, seed=0)
     processes = []
     for index in range(2):
         config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         processes.append(subprocess.Popen(
             args, cwd=REPO, env=dict(env, TF_CONFIG=json.dumps(config)),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=400) for p in processes]
+    try:
+        outputs = [p.communicate(timeout=400) for p in processes]
+    finally:
+        for process in processes:  # a lost peer must never hang CI
+            if process.poll() is None:
+                process.kill()
     for process, (out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-4000:]
     assert last_json(outputs[0][0])["step"] == 4

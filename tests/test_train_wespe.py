@@ -1,6 +1,9 @@
-"""`python -m train.wespe` end to end on a tiny demo set, the train step, presets, multi-worker."""
+"""WESPE's task (`train.wespe`): the train step of equation 6, the identity term, presets,
+the demo preset and two workers. The shared smoke test (tests/test_tasks.py) trains, resumes,
+evaluates and exports."""
 import glob
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -10,7 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.task_testing import parse, tiny_config
 from tests.test_train_nima import free_ports, last_json
+from train import runner
+from train.wespe_task import WespeConfig, WespeTask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny sizes: 32x32 patches, 8-channel G/F with one residual block, relu1_2 content features.
@@ -19,12 +25,6 @@ TINY = [
     "--batch_size=4", "--train_steps=2", "--checkpoint_every=1", "--log_every=1",
     "--demo_num_train_patches=24", "--demo_num_test_patches=3", "--eval_max_images=1",
 ]
-
-
-def run_cli(*args, timeout=400, env=None):
-    env = dict(env or os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", "train.wespe", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def build_tiny_demo(path):
@@ -43,66 +43,37 @@ def summary_tags(directory):
 
 
 @pytest.mark.slow
-def test_demo_cli_trains_resumes_evaluates_and_exports(tmp_path):
-    model_dir, export_dir = tmp_path / "run", tmp_path / "export"
-    common = ["--flagfile=configs/wespe_demo.flags", f"--model_dir={model_dir}",
-              f"--export_dir={export_dir}", f"--demo_dir={tmp_path / 'demo'}", *TINY]
-    first = run_cli(*common, "--strategy=mirrored", "--num_cpu_devices=2")
-    assert first.returncode == 0, first.stderr[-4000:]
-    assert "RANDOM VGG-19 FEATURES" in first.stderr  # no --vgg_weights: said loudly
-    outcome = last_json(first.stdout)
-    assert outcome["step"] == 2 and "images/s" in first.stderr
-    report = outcome["eval"]
-    assert report["full_reference"]["num_pairs"] == 3
-    assert report["no_reference"]["num_images"] == 1
-    for section, keys in (("full_reference", ("psnr", "ssim")),
-                          ("no_reference", ("entropy", "png_bpp"))):
-        for key in keys:
-            assert np.isfinite(report[section]["input"][key])
-            assert np.isfinite(report[section]["enhanced"][key])
-    assert os.path.exists(report["side_by_side"])
-    assert json.loads((model_dir / "eval.json").read_text()) == report
-    version_dir = export_dir / "1"
-    assert (version_dir / "saved_model.pb").exists()
-    metadata = json.loads((version_dir / "assets.extra" / "metadata.json").read_text())
+def test_run_says_vgg_is_random_and_writes_summaries_and_metadata(shared, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    config = tiny_config("wespe", shared, tmp_path / "run")
+    outcome = runner.run(WespeTask, config)
+    assert "RANDOM VGG-19 FEATURES" in caplog.text  # no --vgg_weights: said loudly
+    assert outcome["step"] == 2 and "images/s" in caplog.text
+    metadata = json.loads((tmp_path / "run" / "export" / "1" / "assets.extra" /
+                           "metadata.json").read_text())
     assert metadata["vgg_weights"] == "RANDOM" and "RANDOM VGG-19" in metadata["warning"]
-    assert (model_dir / "generator.weights.h5").exists()
-    tags = summary_tags(str(model_dir / "train"))
+    assert metadata["train_step"] == 2
+    tags = summary_tags(str(tmp_path / "run" / "train"))
     for tag in ("content_loss", "color_loss", "texture_loss", "tv_loss", "d_color_accuracy",
                 "d_texture_accuracy", "grad_norm/generator", "grad_norm/color_discriminator",
                 "x | G(x) | F(G(x))"):
         assert tag in tags, (tag, sorted(tags))
 
-    # The same command with more steps resumes from step 2.
-    second = run_cli(*common, "--train_steps=3", "--export_dir=")
-    assert second.returncode == 0, second.stderr[-4000:]
-    assert "at step 2" in second.stderr and last_json(second.stdout)["step"] == 3
-
-    exported = run_cli(*common, "--mode=export", "--export_version=1")
-    assert exported.returncode != 0 and "refusing to overwrite" in exported.stderr
-
 
 def test_train_step_updates_all_four_networks_and_sums_equation_6():
-    from train import wespe_task
-
-    config = wespe_task.WespeConfig(model_dir="unused", patch_size=32, filters=8,
-                                    residual_blocks=1, content_layer="relu1_2")
+    config = WespeConfig(model_dir="unused", patch_size=32, filters=8, residual_blocks=1,
+                         content_layer="relu1_2", batch_size=4, generator_learning_rate=1e-3,
+                         discriminator_learning_rate=1e-3)
     keras.utils.set_random_seed(0)
-    models = wespe_task.build_models(config)
-    from losses import build_vgg19_features
-
-    vgg = build_vgg19_features(None, layer="relu1_2")
-    g_opt, d_opt = keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3)
-    g_opt.build(models.generator_variables())
-    d_opt.build(models.discriminator_variables())
-    step = tf.function(wespe_task.make_train_step(models, vgg, g_opt, d_opt, config, 4))
+    models, _, train_step = runner.build_training(WespeTask(config))
+    step = tf.function(train_step)
     before = {name: [w.numpy().copy() for w in model.trainable_weights]
-              for name, model in models.trackables().items()}
+              for name, model in models.items()}
     rng = np.random.default_rng(0)
     source = tf.constant(rng.uniform(size=(4, 32, 32, 3)), tf.float32)
     target = tf.constant(rng.uniform(size=(4, 32, 32, 3)), tf.float32)
     values = {k: float(v) for k, v in step((source, target)).items()}
-    for name, model in models.trackables().items():
+    for name, model in models.items():
         kernels = [(a, w) for a, w in zip(before[name], model.trainable_weights)
                    if w.path.endswith("kernel")]
         assert len(kernels) >= 5 and all(not np.array_equal(a, w.numpy()) for a, w in kernels), name
@@ -115,25 +86,17 @@ def test_train_step_updates_all_four_networks_and_sums_equation_6():
 
 
 def test_identity_loss_is_cyclegans_pixel_identity():
-    from train import wespe_task
-
-    config = wespe_task.WespeConfig(model_dir="unused", patch_size=32, filters=4,
-                                    residual_blocks=1, content_layer="relu1_1",
-                                    identity_weight=2.0)
+    config = WespeConfig(model_dir="unused", patch_size=32, filters=4, residual_blocks=1,
+                         content_layer="relu1_1", identity_weight=2.0, batch_size=2,
+                         generator_learning_rate=0.0,  # weights stay put
+                         discriminator_learning_rate=0.0)
     keras.utils.set_random_seed(1)
-    models = wespe_task.build_models(config)
-    from losses import build_vgg19_features
-
-    g_opt, d_opt = keras.optimizers.Adam(0.0), keras.optimizers.Adam(0.0)  # weights stay put
-    g_opt.build(models.generator_variables())
-    d_opt.build(models.discriminator_variables())
-    step = wespe_task.make_train_step(models, build_vgg19_features(None, layer="relu1_1"),
-                                      g_opt, d_opt, config, 2)
+    models, _, step = runner.build_training(WespeTask(config))
     rng = np.random.default_rng(1)
     source, target = (rng.uniform(size=(2, 32, 32, 3)).astype("float32") for _ in range(2))
     values = {k: float(v) for k, v in step((tf.constant(source), tf.constant(target))).items()}
-    g_of_y = models.generator(target).numpy()
-    f_of_x = models.inverse_generator(source).numpy()
+    g_of_y = models["generator"](target).numpy()
+    f_of_x = models["inverse_generator"](source).numpy()
     expected = np.mean(((g_of_y - target) ** 2).mean(axis=(1, 2, 3))
                        + ((f_of_x - source) ** 2).mean(axis=(1, 2, 3)))
     assert values["identity_loss"] == pytest.approx(expected, rel=1e-5)
@@ -174,30 +137,6 @@ def test_two_workers_train_with_multi_worker_mirrored_strategy_and_agree(tmp_pat
     assert "eval" in chief and "eval" not in other  # only the chief evaluates
 
 
-def parse_configs(*arg_lists):
-    """WespeConfigs from command lines, parsed in a fresh process: train.nima and train.wespe
-    both define --dataset and the common flags on absl's global FLAGS, so the two entry points
-    are never imported into one process (as pytest would)."""
-    code = "\n".join([
-        "import dataclasses, json, sys",
-        "from absl import flags",
-        "from train import wespe",
-        "configs = []",
-        "for args in json.loads(sys.argv[1]):",
-        "    flags.FLAGS.unparse_flags()",
-        "    flags.FLAGS(['train.wespe', *args])",
-        "    configs.append(dataclasses.asdict(wespe.config_from_flags()))",
-        "print(json.dumps(configs))",
-    ])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(arg_lists)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    from train.wespe_task import WespeConfig
-
-    return [WespeConfig(**config) for config in json.loads(done.stdout.strip().splitlines()[-1])]
-
-
 PRESETS = ["wespe_dped_iphone", "wespe_dped_blackberry", "wespe_dped_sony", "wespe_div2k_iphone"]
 
 
@@ -206,7 +145,7 @@ def test_paper_presets_hold_the_paper_settings():
                  for preset in PRESETS]
     arg_lists.append(arg_lists[0] + ["--batch_size=50"])  # overridable after the flagfile
     arg_lists.append(["--model_dir=x"])  # no flagfile: the paper's defaults too
-    *presets, overridden, defaults = parse_configs(*arg_lists)
+    *presets, overridden, defaults = (parse(WespeTask, *args) for args in arg_lists)
     for preset, config in zip(PRESETS, presets):
         assert (config.batch_size, config.patch_size, config.train_steps) == (30, 100, 20000)
         assert (config.filters, config.residual_blocks, config.content_layer) == (64, 4,
@@ -228,14 +167,30 @@ def test_dataset_errors_name_the_missing_flag(tmp_path):
 
 
 @pytest.mark.slow
+def test_demo_preset_runs_end_to_end_briefly(tmp_path):
+    """configs/wespe_demo.flags at its full sizes (G/F, patches, batch, losses), cut to a few
+    steps and a small demo set so that CI can afford it: the README's main job parses, trains,
+    evaluates every test pair and exports. Whether it helps is the long_demo test below."""
+    config = parse(WespeTask, f"--flagfile={REPO}/configs/wespe_demo.flags",
+                   f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}",
+                   f"--demo_dir={tmp_path / 'demo'}", "--train_steps=3",
+                   "--demo_num_train_patches=40", "--demo_num_test_patches=4",
+                   "--eval_max_images=1")
+    assert (config.patch_size, config.filters, config.batch_size) == (48, 16, 8)
+    outcome = runner.run(WespeTask, config)
+    assert outcome["step"] == 3 and outcome["eval"]["num_images"] >= 1
+    assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.long_demo
 def test_demo_preset_improves_the_degraded_test_patches(tmp_path):
     """The README's main job, exactly as configs/wespe_demo.flags sets it (about 7 CPU minutes):
     G(x) must be structurally closer to the clean patches than the cheap camera's input is."""
-    done = run_cli("--flagfile=configs/wespe_demo.flags", f"--model_dir={tmp_path / 'run'}",
-                   f"--export_dir={tmp_path / 'export'}", f"--demo_dir={tmp_path / 'demo'}",
-                   timeout=1200)
-    assert done.returncode == 0, done.stderr[-4000:]
-    figures = last_json(done.stdout)["eval"]["full_reference"]
-    assert figures["num_pairs"] == 100
-    assert figures["enhanced"]["ssim"] > figures["input"]["ssim"] + 0.05, figures
+    config = parse(WespeTask, f"--flagfile={REPO}/configs/wespe_demo.flags",
+                   f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}",
+                   f"--demo_dir={tmp_path / 'demo'}")
+    report = runner.run(WespeTask, config)["eval"]
+    rows = {row["name"]: row["metrics"] for row in report["rows"]}
+    assert rows["enhanced"]["ssim"] > rows["input"]["ssim"] + 0.05, report
     assert (tmp_path / "export" / "1" / "saved_model.pb").exists()

@@ -27,7 +27,7 @@ from absl import logging
 import nima
 from datasets import can_demo, paired
 from enhancers import can
-from losses import FIDELITY_LOSSES, fidelity_loss, nima_loss
+from losses import FIDELITY_LOSSES, HUBER_DELTA, fidelity_loss, nima_loss
 from tools import evaluate_can
 from tools.enhance import load_saved_model_enhancer
 from train.config import RunConfig, setting
@@ -75,7 +75,7 @@ class CanConfig(RunConfig):
                                         "Glorot; the demo's).")
     # Equation 1 and section 4.2.
     fidelity: str = setting("l2", "Fidelity term f of equation 1.", choices=FIDELITY_LOSSES)
-    huber_delta: float = setting(0.1, "Delta of --fidelity=huber (pixel values in [0, 1]).")
+    huber_delta: float = setting(HUBER_DELTA, "Delta of --fidelity=huber (pixel values in [0, 1]).")
     nima_weight: float = setting(1e-4, "gamma of equation 1 (paper: 1e-4; 0: CAN(L2)).")
     nima_weights: str | None = setting(None, "NIMA weights file for --backbone (the loss "
                                        "network and the evaluation's scores), or 'demo' for "

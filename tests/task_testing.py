@@ -1,0 +1,108 @@
+"""Shared checks every training task passes (in the spirit of keras-hub's `TestCase`).
+
+`run_task_smoke_test(task_class, config)` drives a task through the runner in this process:
+train 2 steps, resume to 3, evaluate, export, refuse to overwrite an export, and reload the
+SavedModel and compare it with the restored model. A new system gets it by adding its tiny
+config to `tests/test_tasks.py`.
+"""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from train import runner
+from train.can_task import CanConfig
+from train.nima_task import NimaConfig
+from train.wespe_task import WespeConfig
+from train.flags import parse_config
+
+
+def checkpoint_step(model_dir):
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return int(latest.rsplit("-", 1)[1])
+
+
+def check_report(report):
+    """The common evaluation layout: rows of named methods with metrics, strict JSON."""
+    assert report["rows"] and report["num_images"] >= 1, report
+    for row in report["rows"]:
+        assert row["name"] and isinstance(row["metrics"], dict), row
+    json.dumps(report, allow_nan=False)
+
+
+def exported_output(path, images):
+    """serving_default of the SavedModel at `path` on float images."""
+    serving = tf.saved_model.load(path).signatures["serving_default"]
+    return {k: v.numpy() for k, v in serving(images=tf.constant(images)).items()}
+
+
+def run_task_smoke_test(task_class, config, image_size=32):
+    """Trains `config` (a tiny config with model_dir and export_dir set) 2 steps, resumes to 3,
+    evaluates, exports and reloads the export; returns the first run's outcome."""
+    base = dataclasses.replace(config, mode="train", train_steps=2, checkpoint_every=1,
+                               export_version=None)
+    first = runner.run(task_class, base)
+    assert first["step"] == 2 and not first["interrupted"]
+    assert checkpoint_step(config.model_dir) == 2
+    for file_name in task_class.final_weights.values():
+        assert os.path.exists(os.path.join(config.model_dir, file_name)), file_name
+    check_report(first["eval"])
+    with open(os.path.join(config.model_dir, "eval.json")) as handle:
+        assert json.load(handle) == first["eval"]
+    assert first["export_path"] == os.path.join(config.export_dir, "1")
+
+    resumed = runner.run(task_class, dataclasses.replace(base, train_steps=3, export_dir=None))
+    assert resumed["step"] == 3 and checkpoint_step(config.model_dir) == 3
+    assert resumed["weights_fingerprint"] != first["weights_fingerprint"]  # it trained on
+
+    evaluated = runner.run(task_class, dataclasses.replace(base, mode="eval"))
+    check_report(evaluated["eval"])
+
+    exported = runner.run(task_class, dataclasses.replace(base, mode="export"))
+    assert exported["export_path"] == os.path.join(config.export_dir, "2")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        runner.run(task_class, dataclasses.replace(base, mode="export", export_version=2))
+
+    # The export computes what the restored model computes (the newest state, step 3).
+    task = task_class(dataclasses.replace(base, mode="export"))
+    models = runner.restore(task)
+    spec = task.export(models)
+    images = np.random.default_rng(0).random((1, image_size, image_size, 3)).astype("float32")
+    outputs = exported_output(exported["export_path"], images)
+    expected = np.asarray(spec.model(images, training=False))
+    if spec.kind == "enhancer":
+        expected = np.clip(expected, 0, 1)
+    actual = outputs["enhanced_images" if spec.kind == "enhancer" else "distribution"]
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+    return first
+
+
+def parse(task_class, *args):
+    """The config `python -m train.<system> ARGS` runs with, parsed in-process."""
+    return parse_config(task_class.config_class, [f"train.{task_class.name}", *args])
+
+
+def tiny_config(name, shared, model_dir, **overrides):
+    """A few-second configuration of each system (tiny networks and demo sets)."""
+    common = dict(model_dir=str(model_dir), export_dir=str(model_dir / "export"), seed=0,
+                  checkpoint_every=1, log_every=1, train_steps=2)
+    if name == "nima":
+        config = NimaConfig(**common, dataset="demo", demo_dir=str(shared / "nima_demo"),
+                            demo_num_images=40, demo_image_size=48, crop_size=32, batch_size=8,
+                            eval_batch_size=8, base_learning_rate=0.05, head_learning_rate=0.1)
+    elif name == "wespe":
+        config = WespeConfig(**common, dataset="demo", demo_dir=str(shared / "wespe_demo"),
+                             patch_size=32, filters=8, residual_blocks=1,
+                             content_layer="relu1_2", batch_size=4, demo_num_train_patches=24,
+                             demo_num_test_patches=3, eval_max_images=1, identity_weight=1.0)
+    else:
+        config = CanConfig(**common, dataset="demo", demo_dir=str(shared / "can_demo"),
+                           demo_num_train=8, can_depth=5, can_width=8, train_height=48,
+                           train_width=64, nima_weights=str(shared / "nima.weights.h5"),
+                           backbone="mobilenet", nima_weight=0.1, learning_rate=1e-3,
+                           batch_size=2, eval_max_images=2, eval_save_images=1,
+                           can_identity_output=True)
+    return dataclasses.replace(config, **overrides)
