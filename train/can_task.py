@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from datasets import can_demo, paired
-from datasets.ava import DecodeFailures
+from datasets.pipeline import DecodeFailures
 from enhancers import can
 from losses import fidelity_loss, nima_loss
 from train import loop, strategies

@@ -14,7 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 import nima
-from datasets import ava, demo
+from datasets import ava, demo, pipeline
 from losses.emd import emd_loss
 from nima.metrics import nima_metrics
 from train import loop, strategies
@@ -153,7 +153,7 @@ def train(config):
     strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
     train_records, _ = load_splits(config)
     steps_per_epoch = math.ceil(len(train_records) / config.batch_size)
-    failures = ava.DecodeFailures()
+    failures = pipeline.DecodeFailures()
     with strategy.scope():
         model = build_model(config)
         optimizer = make_optimizer(config, steps_per_epoch)
@@ -213,7 +213,7 @@ def evaluate(config, model=None):
     """Accuracy, LCC, SRCC and EMD (r = 1) on the test split; written to model_dir/eval.json."""
     _, test_records = load_splits(config)
     model = model or restore_model(config)
-    failures = ava.DecodeFailures()
+    failures = pipeline.DecodeFailures()
     dataset = ava.make_dataset(
         test_records, batch_size=config.eval_batch_size, training=False,
         augmentation=config.augmentation, crop_size=config.crop_size, decode_failures=failures,

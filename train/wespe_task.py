@@ -24,7 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from datasets import dped, unpaired, wespe_demo
-from datasets.ava import DecodeFailures
+from datasets.pipeline import DecodeFailures
 from datasets.images import ImageDecodeError, load_rgb8
 from enhancers import wespe
 from losses import (build_vgg19_features, content_loss, discriminator_accuracy,
@@ -370,7 +370,7 @@ def _side_by_side(images):
 
 def _save_png(path, image):
     from PIL import Image
-    from tools.evaluate import to_uint8
+    from datasets.images import to_uint8
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     Image.fromarray(to_uint8(image)).save(path)
