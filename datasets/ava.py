@@ -26,13 +26,14 @@ DCT scale by Pillow (`load_rgb8(min_size=...)`) no smaller than the resize targe
 import dataclasses
 import hashlib
 import os
-import threading
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from datasets.images import ImageDecodeError, load_rgb8
+from datasets.pipeline import (GIVE_UP_AFTER, DecodeFailures, DecodeWorker,
+                               check_stream_position, index_stream, stream_options)
 
 NUM_SCORES = 10
 AUGMENTATIONS = ("crop", "paper", "none")
@@ -45,8 +46,6 @@ def crop_sizes(crop_size):
     return int(round(crop_size * 256 / 224)), int(crop_size)
 _PAPER_SIZE = (480, 640)
 _FIRST_NAMES = 5  # How many missing / unknown ids an error message lists.
-# A training stream whose first min(n, this many) images all fail to decode raises.
-_GIVE_UP_AFTER = 1000
 
 
 @dataclasses.dataclass
@@ -308,98 +307,28 @@ def read_split_file(path):
 # ----------------------------------------------------------------------------- pipeline
 
 
-def check_stream_position(start_step, num_shards, shard_index):
-    """ValueError unless start_step >= 0 and 0 <= shard_index < num_shards: the resume and shard
-    arguments every training stream takes (`make_dataset`, `datasets.unpaired`,
-    `datasets.paired`)."""
-    if start_step < 0:
-        raise ValueError(f"start_step must be >= 0, got {start_step}")
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(f"need num_shards >= 1 and 0 <= shard_index < num_shards, got "
-                         f"num_shards={num_shards}, shard_index={shard_index}")
-
-
-def stream_options(num_shards):
-    """tf.data options of every training stream: deterministic order, and no auto-sharding when
-    the stream shards itself (num_shards > 1)."""
-    options = tf.data.Options()
-    options.deterministic = True
-    if num_shards > 1:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return options
-
-
-class DecodeFailures:
-    """Thread-safe counter of images a pipeline could not decode and skipped.
-
-    Pass one to `make_dataset(decode_failures=...)` and read it while or after iterating:
-    `count` is the number of failed decode attempts (a bad file fails again every epoch),
-    `examples` the first `max_examples` distinct (path, reason) pairs. The first `log_first`
-    failures are also logged as warnings naming the file.
-    """
-
-    def __init__(self, max_examples=10, log_first=5):
-        self._lock = threading.Lock()
-        self._count = 0
-        self._examples = []
-        self._example_paths = set()
-        self.max_examples = int(max_examples)
-        self.log_first = int(log_first)
-
-    def record(self, path, reason):
-        with self._lock:
-            self._count += 1
-            count = self._count
-            if len(self._examples) < self.max_examples and path not in self._example_paths:
-                self._example_paths.add(path)
-                self._examples.append((path, reason))
-        if count <= self.log_first:
-            logging.warning("skipping an image that cannot be decoded (%d so far): %s: %s",
-                            count, path, reason)
-
-    @property
-    def count(self):
-        with self._lock:
-            return self._count
-
-    @property
-    def examples(self):
-        with self._lock:
-            return list(self._examples)
-
-    def __repr__(self):
-        return f"DecodeFailures(count={self.count}, examples={self.examples!r})"
-
-
-class _Decoder:
-    """The Python side of the decode step: load_rgb8 that never raises, plus a dead-set guard."""
+class _Decoder(DecodeWorker):
+    """`load_rgb8` of one path that never raises; a training stream gives up if nothing decodes."""
 
     def __init__(self, failures, min_size, num_examples, endless):
-        self.failures = failures
+        super().__init__(failures, min(num_examples, GIVE_UP_AFTER) if endless else None)
         self.min_size = min_size
-        self.give_up_after = min(num_examples, _GIVE_UP_AFTER)
-        self.endless = endless
-        self._lock = threading.Lock()
-        self._ok = 0
-        self._failed = 0
 
-    def __call__(self, path):
+    def decode(self, path):
         path = path.decode("utf-8") if isinstance(path, bytes) else str(path)
         try:
             image = load_rgb8(path, min_size=self.min_size)
         except ImageDecodeError as e:
-            self.failures.record(path, e.reason)
-            with self._lock:
-                self._failed += 1
-                dead = self.endless and self._ok == 0 and self._failed >= self.give_up_after
-            if dead:  # An endless stream of nothing but failures would hang the trainer.
-                raise RuntimeError(
-                    f"none of the first {self._failed} images could be decoded (e.g. {path}: "
-                    f"{e.reason}); is the image directory right?") from e
-            return np.zeros((1, 1, 3), np.uint8), np.bool_(False)
-        with self._lock:
-            self._ok += 1
+            return self.fail(path, e.reason, cause=e)
+        self.succeed()
         return image, np.bool_(True)
+
+    def skipped(self):
+        return np.zeros((1, 1, 3), np.uint8), np.bool_(False)
+
+    def give_up_message(self, path, reason):
+        return (f"none of the first {self.failed} images could be decoded (e.g. {path}: "
+                f"{reason}); is the image directory right?")
 
 
 def _resize(image, size):
@@ -476,8 +405,8 @@ def make_dataset(records, *, batch_size, training, augmentation="crop", crop_siz
         min_size = None
 
     if training:
-        indices = _training_index_stream(n, seed, start_step * batch_size * num_shards,
-                                         num_shards, shard_index)
+        indices = index_stream(n, seed, start_step * batch_size * num_shards, num_shards,
+                               shard_index)
     else:
         mine = np.arange(shard_index, n, num_shards, dtype=np.int64)[start_step * batch_size:]
         indices = tf.data.Dataset.from_tensor_slices((mine, mine))
@@ -520,26 +449,3 @@ def make_dataset(records, *, batch_size, training, augmentation="crop", crop_siz
     ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds.with_options(stream_options(num_shards))
 
-
-def _training_index_stream(n, seed, global_skip, num_shards, shard_index):
-    """Endless (record index, global position) pairs for one shard, from position global_skip.
-
-    Global position p = e * n + j is element j of epoch e's permutation; this shard keeps the
-    positions with p % num_shards == shard_index. Nothing before global_skip is materialised.
-    """
-    start_epoch, offset = divmod(int(global_skip), n)
-    n_t = tf.constant(n, tf.int64)
-    seed_t = tf.constant(seed, tf.int64)
-    shards = tf.constant(num_shards, tf.int64)
-    shard = tf.constant(shard_index, tf.int64)
-
-    def epoch_elements(epoch):
-        permutation = tf.random.experimental.stateless_shuffle(
-            tf.range(n_t, dtype=tf.int64), seed=tf.stack([seed_t, epoch]))
-        begin = tf.where(tf.equal(epoch, start_epoch), tf.constant(offset, tf.int64),
-                         tf.constant(0, tf.int64))
-        first = begin + tf.math.floormod(shard - (epoch * n_t + begin), shards)
-        j = tf.range(first, n_t, shards, dtype=tf.int64)
-        return tf.data.Dataset.from_tensor_slices((tf.gather(permutation, j), epoch * n_t + j))
-
-    return tf.data.Dataset.counter(start=start_epoch, dtype=tf.int64).flat_map(epoch_elements)

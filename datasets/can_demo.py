@@ -21,7 +21,7 @@ input i is the same whatever `num_train` is):
      Pillow's bicubic filter; flipped left-right with probability 1/2;
   3. exposure and contrast: x -> clip(0.5 + c (x 2^e - 0.5), 0, 1), e ~ U(-1, 0.5) stops,
      c ~ U(0.8, 1.2);
-  4. quantised to 8 bits: round(255 x).
+  4. quantised to 8 bits: round(255 x) (`to_uint8(..., input_precision=True)`).
 Test input k is held-out photo k, unchanged. Every reference is
 round(255 local_tone_operator(input / 255)) of the 8-bit input as stored.
 
@@ -53,6 +53,7 @@ from PIL import Image
 from scipy import ndimage
 
 from datasets import demo
+from datasets.images import to_uint8
 
 RECIPE_VERSION = 1
 MANIFEST = "manifest.json"
@@ -124,11 +125,6 @@ def local_tone_operator(image):
     return np.clip(x * ratio[..., None], 0.0, 1.0).astype(np.float32)
 
 
-def to_uint8(image):
-    """float [0, 1] -> uint8 by round(255 x), clipped."""
-    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 @dataclasses.dataclass(frozen=True)
 class CanDemoSet:
     """Where a built demo set lives: pass these to `datasets.paired`."""
@@ -190,7 +186,7 @@ def _training_input(photos, train_size, seed, i):
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     x = np.asarray(image, dtype=np.float64) / 255.0
     x = 0.5 + contrast * (x * 2.0 ** stops - 0.5)
-    return to_uint8(x), TRAIN_PHOTOS[which]
+    return to_uint8(x, input_precision=True), TRAIN_PHOTOS[which]
 
 
 def _params(num_train, train_size, seed):
@@ -245,7 +241,7 @@ def build_can_demo(output_dir, *, num_train=DEFAULT_NUM_TRAIN, train_size=DEFAUL
     train_photos, test_photos = demo.load_colour_photos(TRAIN_PHOTOS), demo.load_colour_photos(TEST_PHOTOS)
 
     def write_pair(stem, pixels):
-        reference = to_uint8(local_tone_operator(pixels))
+        reference = to_uint8(local_tone_operator(pixels), input_precision=True)
         _save_png(os.path.join(paths.input_dir, f"{stem}.png"), pixels)
         _save_png(os.path.join(paths.reference_dir, f"{stem}.png"), reference)
 

@@ -12,9 +12,9 @@ EXPOSURE before it, compares its outputs with expert C's versions; CAN-style tra
   exists directly in `<fivek_dir>`: `expert<X>`, `expert_<x>`, `<X>`, `FiveK_<X>` (EXPOSURE's
   name), all compared case-insensitively (`expertC`, `Expert_C`, `c`, `fivek_C` ...). The input
   folder is `input`, also case-insensitively. Two folders that differ only in case are an error.
-- Photos: the files directly in a folder (not recursive) with the extensions .jpg .jpeg .png
-  .tif .tiff in any case; hidden files are skipped. A photo and its retouch pair up by file
-  stem, whatever the extensions: `input/a0001-jmac_DSC1459.tif` with
+- Photos: the files directly in a folder (not recursive) with an extension of
+  `datasets.images.IMAGE_EXTENSIONS`, in any case; hidden files are skipped. A photo and its
+  retouch pair up by file stem, whatever the extensions: `input/a0001-jmac_DSC1459.tif` with
   `expertC/a0001-jmac_DSC1459.jpg`. Two files with one stem in one folder are an error.
 - FiveK numbers: the number of a photo is the integer at the start of its stem, after an
   optional "a": `a0001-jmac_DSC1459` -> 1, `0001` -> 1, `1` -> 1 (a stem that does not start
@@ -37,9 +37,10 @@ import re
 
 from absl import logging
 
+from datasets.images import is_image_name, natural_key
+
 __all__ = [
     "EXPERTS",
-    "IMAGE_EXTENSIONS",
     "INPUT_DIR",
     "expert_dir",
     "expert_dir_names",
@@ -49,19 +50,14 @@ __all__ = [
     "list_photos",
     "match_by_stem",
     "read_split_file",
+    "selector",
 ]
 
 EXPERTS = ("A", "B", "C", "D", "E")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 INPUT_DIR = "input"
 _FIRST_NAMES = 5  # how many names an error message lists
 _NUMBER = re.compile(r"a?(\d+)", re.IGNORECASE)
 _ID = re.compile(r"a?\d+", re.IGNORECASE)
-
-
-def _natural_key(name):
-    parts = re.split(r"(\d+)", name)
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
 
 
 def _stem(path):
@@ -131,9 +127,8 @@ def list_photos(directory):
         raise ValueError(f"photo directory {directory!r} does not exist or is not a directory")
     with os.scandir(directory) as entries:
         names = [e.name for e in entries
-                 if not e.name.startswith(".") and e.is_file()
-                 and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS]
-    names.sort(key=_natural_key)
+                 if is_image_name(e.name) and e.is_file()]
+    names.sort(key=natural_key)
     seen = {}
     for name in names:
         stem = _stem(name)
@@ -172,7 +167,7 @@ def read_split_file(path):
     return names
 
 
-def _selector(names):
+def selector(names):
     """A function stem -> the names in `names` that select it, and the names themselves."""
     ids, stems = {}, set()
     for name in names:
@@ -216,7 +211,7 @@ def match_by_stem(input_dir, reference_dir, names=None, names_source=None):
     input_dir, reference_dir = os.fspath(input_dir), os.fspath(reference_dir)
     inputs, references = list_photos(input_dir), list_photos(reference_dir)
     if names is not None:
-        select, wanted = _selector(names)
+        select, wanted = selector(names)
         used = set()
         kept = []
         for paths in (inputs, references):

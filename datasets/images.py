@@ -15,14 +15,45 @@ Alpha is DROPPED by both decoders (the colour under a transparent pixel is kept 
 that an RGBA image gives the same pixels at training time and at serving time.
 """
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+# The file extensions (lower case) taken for photos when a folder is listed.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # EXIF orientations 5..8 swap width and height.
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 _EXIF_ORIENTATION_TAG = 0x0112
+
+
+def is_image_name(name):
+    """True for a file name with an IMAGE_EXTENSIONS extension (any case) that is not hidden."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def natural_key(name):
+    """Sort key comparing the digit runs of `name` as numbers ("2.jpg" before "10.jpg"), ties
+    broken by the plain name."""
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
+
+
+def to_uint8(image, *, input_precision=False):
+    """round(clip(x, 0, 1) * 255) as uint8 (rounding half to even, as np.rint); NaN -> 0.
+
+    uint8 input is returned unchanged. The product is computed in float64, so the rounding is
+    exact. With `input_precision` it is computed in the input's own float dtype (float32 stays
+    float32, whose product can round onto k + 0.5): how the demo sets quantise, kept so that
+    they stay the same file for file.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    floating = input_precision and np.issubdtype(image.dtype, np.floating)
+    image = np.nan_to_num(image.astype(image.dtype if floating else np.float64), nan=0.0)
+    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def decode_image_tensor(image_bytes):

@@ -40,7 +40,7 @@ photos (width >= height) and to (width, height) = (640, 480) for portrait ones, 
 `tf.image.resize(..., "bilinear", antialias=True)`: the orientation is kept, not distorted.
 With batch_size > 1 the images of a batch must share one shape, so portrait pairs are first
 rotated by 90 degrees counter-clockwise (`np.rot90`, k = 1) to landscape and every example is
-`size`. Order, resumption and sharding are those of `datasets.ava`'s training stream (an epoch
+`size`. Order, resumption and sharding are those of `datasets.pipeline.index_stream` (an epoch
 is a seeded permutation of the pairs); no augmentation (the paper names none). Test pairs are
 loaded one by one at full size (`load_test_pair`).
 
@@ -57,18 +57,15 @@ Typical use:
 """
 import math
 import os
-import threading
-import time
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from datasets import fivek
-from datasets.ava import (_GIVE_UP_AFTER, DecodeFailures, _training_index_stream,
-                          check_stream_position, stream_options)
-from datasets.images import ImageDecodeError, load_rgb8
-from datasets.unpaired import _DECODERS, _EXITING
+from datasets.images import ImageDecodeError, load_rgb8, natural_key
+from datasets.pipeline import (GIVE_UP_AFTER, DecodeFailures, DecodeWorker,
+                               check_stream_position, index_stream, stream_options)
 
 __all__ = [
     "ASPECT_TOLERANCE",
@@ -157,7 +154,7 @@ def _by_input(pairs):
 def _select_by_list(stems, path):
     """The stems a split file selects; ValueError naming the file for names selecting none."""
     path = os.fspath(path)
-    select, wanted = fivek._selector(fivek.read_split_file(path))
+    select, wanted = fivek.selector(fivek.read_split_file(path))
     chosen, used = set(), set()
     for stem in stems:
         hits = select(stem)
@@ -218,7 +215,7 @@ def split_pairs(pairs, *, train_list=None, test_list=None):
             train = {s for s, n in zip(stems, numbers) if n <= FIVEK_SPLIT}
             rule = f"FiveK numbers 1-{FIVEK_SPLIT} / {FIVEK_SPLIT + 1}-{FIVEK_SIZE}"
         else:
-            ordered = sorted(stems, key=lambda s: fivek._natural_key(s))
+            ordered = sorted(stems, key=natural_key)
             train = set(ordered[:math.ceil(len(ordered) / 2)])
             rule = "first half / second half of the inputs in natural order"
         test = set(stems) - train
@@ -278,69 +275,40 @@ def load_test_pair(input_path, reference_path):
     return x, y
 
 
-class _PairDecoder:
-    """The Python side of the training stream: decode a pair, check it; never raises per pair.
+class _PairDecoder(DecodeWorker):
+    """Decodes and checks one pair: (input, reference, ok) as uint8 arrays, portrait pairs turned
+    to landscape when `rotate`; a bad pair is recorded in `failures` and skipped."""
 
-    Returns (input, reference, ok, stop): uint8 arrays (portrait pairs turned to landscape when
-    `rotate`), ok False for a pair that is skipped (recorded in `failures`), stop True once
-    the interpreter is exiting (it joins `datasets.unpaired`'s exit drain so that a live
-    iterator cannot hang the interpreter's exit).
-    """
+    stops_at_exit = True
 
     def __init__(self, pairs, failures, min_size, rotate):
+        super().__init__(failures, min(len(pairs), GIVE_UP_AFTER))
         self.pairs = pairs
-        self.failures = failures
         self.min_size = min_size
         self.rotate = rotate
-        self.give_up_after = min(len(pairs), _GIVE_UP_AFTER)
-        self._lock = threading.Lock()
-        self._ok = 0
-        self._failed = 0
-        self.in_flight = 0
-        self.last_return = 0.0
-        _DECODERS.add(self)
 
-    def __call__(self, index):
-        if _EXITING.is_set():
-            empty = np.zeros((1, 1, 3), np.uint8)
-            return empty, empty, np.bool_(False), np.bool_(True)
-        with self._lock:
-            self.in_flight += 1
-        try:
-            x, y, ok = self._decode(int(index))
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-                self.last_return = time.monotonic()
-        return x, y, ok, np.bool_(False)
-
-    def _fail(self, path, reason):
-        self.failures.record(path, reason)
-        with self._lock:
-            self._failed += 1
-            dead = self._ok == 0 and self._failed >= self.give_up_after
-        if dead:  # An endless stream of nothing but failures would hang the trainer.
-            raise RuntimeError(
-                f"none of the first {self._failed} training pairs could be used (e.g. {path}: "
-                f"{reason}); are the input and reference folders right?")
+    def skipped(self):
         empty = np.zeros((1, 1, 3), np.uint8)
         return empty, empty, np.bool_(False)
 
-    def _decode(self, index):
-        input_path, reference_path = self.pairs[index]
+    def give_up_message(self, path, reason):
+        return (f"none of the first {self.failed} training pairs could be used (e.g. {path}: "
+                f"{reason}); are the input and reference folders right?")
+
+    def decode(self, index):
+        input_path, reference_path = self.pairs[int(index)]
         try:
             x = load_rgb8(input_path, min_size=self.min_size)
         except ImageDecodeError as e:
-            return self._fail(input_path, e.reason)
+            return self.fail(input_path, e.reason)
         try:
             y = load_rgb8(reference_path, min_size=self.min_size)
         except ImageDecodeError as e:
-            return self._fail(reference_path, f"{e.reason} (reference of {input_path})")
+            return self.fail(reference_path, f"{e.reason} (reference of {input_path})")
         if _aspect_gap(x.shape, y.shape) > ASPECT_TOLERANCE:
-            return self._fail(input_path, _aspect_message(input_path, x.shape, reference_path,
-                                                          y.shape))
-        with self._lock:
-            self._ok += 1
+            return self.fail(input_path, _aspect_message(input_path, x.shape, reference_path,
+                                                         y.shape))
+        self.succeed()
         if self.rotate and x.shape[0] > x.shape[1]:
             x = np.ascontiguousarray(np.rot90(x))
             y = np.ascontiguousarray(np.rot90(y))
@@ -358,7 +326,7 @@ def make_training_dataset(pairs, *, batch_size, seed, size=PAPER_SIZE, start_ste
         batch_size > 1 portrait pairs are rotated 90 degrees counter-clockwise and every batch
         is [batch_size, size[0], size[1], 3].
       seed: int; epoch e visits the pairs in the permutation stateless_shuffle(range(n),
-        seed=(seed, e)) (`datasets.ava`'s training stream).
+        seed=(seed, e)) (`datasets.pipeline.index_stream`).
       size: (height, width) for landscape photos; default 480x640 (section 4.2).
       start_step: batches already consumed: the first start_step * batch_size * num_shards
         global positions are skipped without decoding anything, so a run resumed at step k sees
@@ -367,7 +335,7 @@ def make_training_dataset(pairs, *, batch_size, seed, size=PAPER_SIZE, start_ste
       num_shards, shard_index: this input pipeline's share: global positions p with
         p % num_shards == shard_index (disjoint within every epoch; tf.data auto-sharding is
         switched off when num_shards > 1).
-      decode_failures: a `datasets.ava.DecodeFailures` (a private one if None). A pair whose
+      decode_failures: a `datasets.pipeline.DecodeFailures` (a private one if None). A pair whose
         input or reference cannot be decoded, or whose aspect ratios differ by more than 1%, is
         recorded there (naming the file, or both files) and skipped. If the first min(n, 1000)
         pairs all fail, iterating raises an error instead of spinning forever.
@@ -396,8 +364,8 @@ def make_training_dataset(pairs, *, batch_size, seed, size=PAPER_SIZE, start_ste
     rotate = batch_size > 1
     side = max(height, width)
     decoder = _PairDecoder(pairs, decode_failures, (side, side), rotate)
-    indices = _training_index_stream(n, seed, start_step * batch_size * num_shards, num_shards,
-                                     shard_index)
+    indices = index_stream(n, seed, start_step * batch_size * num_shards, num_shards,
+                           shard_index)
 
     def decode(index, position):
         del position

@@ -52,23 +52,18 @@ Because decoding runs in `tf.numpy_function`, the dataset runs in this Python pr
 tf.data service). At interpreter exit (atexit) every stream is ended before Python finalises, so
 that a script that exits with a live iterator does not hang on decodes still under way.
 """
-import atexit
 import hashlib
 import os
-import re
-import threading
-import time
-import weakref
 
 import numpy as np
 import tensorflow as tf
 
-from datasets.ava import DecodeFailures, check_stream_position, stream_options
-from datasets.images import ImageDecodeError, load_rgb8
+from datasets.images import (IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8,
+                             natural_key)
+from datasets.pipeline import (GIVE_UP_AFTER, DecodeFailures, DecodeWorker, check_stream_position,
+                               index_stream, stream_options)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _FIRST_NAMES = 5  # How many missing names an error message lists.
-_GIVE_UP_CAP = 1000
 _GIVE_UP_SLACK = 128  # Parallel decodes can finish out of order; failures may bunch up by this.
 
 
@@ -76,15 +71,6 @@ def derive_seed(seed, *keys):
     """A 63-bit seed derived from `seed` and string/int keys (SHA-256; stable across runs)."""
     text = "/".join([str(int(seed))] + [str(k) for k in keys])
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") >> 1
-
-
-def _natural_key(name):
-    parts = re.split(r"(\d+)", name)
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
-
-
-def _is_image_name(name):
-    return (not name.startswith(".")) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def list_images(directory):
@@ -102,10 +88,10 @@ def list_images(directory):
     if not os.path.isdir(directory):
         raise ValueError(f"image directory {directory!r} does not exist or is not a directory")
     with os.scandir(directory) as entries:
-        names = [e.name for e in entries if _is_image_name(e.name) and e.is_file()]
+        names = [e.name for e in entries if is_image_name(e.name) and e.is_file()]
     if not names:
         raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {directory!r}")
-    names.sort(key=_natural_key)
+    names.sort(key=natural_key)
     return [os.path.join(directory, name) for name in names]
 
 
@@ -146,8 +132,8 @@ def match_pairs(source_paths, target_dir_or_paths):
         return table
 
     sources, targets = by_name(source_paths, "source"), by_name(target_paths, "target")
-    only_source = sorted((s for s in sources if s not in targets), key=_natural_key)
-    only_target = sorted((t for t in targets if t not in sources), key=_natural_key)
+    only_source = sorted((s for s in sources if s not in targets), key=natural_key)
+    only_target = sorted((t for t in targets if t not in sources), key=natural_key)
     if only_source or only_target:
         problems = []
         for names, here, there in ((only_source, "source", "target"),
@@ -159,90 +145,43 @@ def match_pairs(source_paths, target_dir_or_paths):
     return [(path, targets[stem]) for stem, path in sources.items()]
 
 
-# Interpreter exit with a live iterator: once Python starts finalising, a tf.data thread that
-# calls into Python (numpy_function) never comes back, and the iterator's destructor then waits
-# for it forever. So at exit (atexit runs before finalisation) every patch stream is told to end:
-# decoders answer "stop" at once, the stream ends after the calls already under way, and we wait
-# (at most _EXIT_WAIT_S) until no decoder has been busy for _EXIT_QUIET_S.
-_EXITING = threading.Event()
-_DECODERS = weakref.WeakSet()
-_EXIT_QUIET_S = 0.2
-_EXIT_WAIT_S = 10.0
+class _PatchDecoder(DecodeWorker):
+    """Decodes one image and takes its crops (augmented): (crops, ok); a file that fails, or is
+    smaller than the patch, is recorded and skipped. Gives up after a long run of failures."""
 
-
-def _drain_at_exit():
-    _EXITING.set()
-    deadline = time.monotonic() + _EXIT_WAIT_S
-    while time.monotonic() < deadline:
-        decoders = list(_DECODERS)
-        if not any(d.in_flight or time.monotonic() - d.last_return < _EXIT_QUIET_S
-                   for d in decoders):
-            return
-        time.sleep(0.02)
-
-
-atexit.register(_drain_at_exit)
-
-
-class _PatchDecoder:
-    """The Python side of one stream: decode, crop, augment; never raises for a bad file."""
+    stops_at_exit = True
 
     def __init__(self, paths, failures, patch_size, patches_per_image, augment, crop_seed):
+        super().__init__(failures, min(2 * len(paths), GIVE_UP_AFTER) + _GIVE_UP_SLACK,
+                         in_a_row=True)
         self.paths = paths
-        self.failures = failures
         self.patch_size = patch_size
         self.count = 2 * patches_per_image  # own crops, then spares for failed neighbours
         self.augment = augment
         self.crop_seed = crop_seed
-        self.give_up_after = min(2 * len(paths), _GIVE_UP_CAP) + _GIVE_UP_SLACK
-        self._lock = threading.Lock()
-        self._failed_in_a_row = 0
-        self.in_flight = 0
-        self.last_return = 0.0
-        _DECODERS.add(self)
 
-    def __call__(self, index, position):
-        """(crops, ok, stop): stop is True once the interpreter is exiting (`_drain_at_exit`)."""
-        if _EXITING.is_set():
-            p = self.patch_size
-            return np.zeros((self.count, p, p, 3), np.uint8), np.bool_(False), np.bool_(True)
-        with self._lock:
-            self.in_flight += 1
-        try:
-            crops, ok = self._decode(index, position)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-                self.last_return = time.monotonic()
-        return crops, ok, np.bool_(False)
-
-    def _fail(self, path, reason):
-        self.failures.record(path, reason)
-        with self._lock:
-            self._failed_in_a_row += 1
-            dead = self._failed_in_a_row >= self.give_up_after
-        if dead:
-            examples = "; ".join(f"{p}: {r}" for p, r in self.failures.examples[:3])
-            raise RuntimeError(
-                f"the last {self._failed_in_a_row} images could not be used as "
-                f"{self.patch_size}x{self.patch_size} patch sources (e.g. {examples}); is the "
-                f"image directory right, and are the images at least as large as the patch?")
+    def skipped(self):
         p = self.patch_size
         return np.zeros((self.count, p, p, 3), np.uint8), np.bool_(False)
 
-    def _decode(self, index, position):
+    def give_up_message(self, path, reason):
+        examples = "; ".join(f"{p}: {r}" for p, r in self.failures.examples[:3])
+        return (f"the last {self.failed} images could not be used as "
+                f"{self.patch_size}x{self.patch_size} patch sources (e.g. {examples}); is the "
+                f"image directory right, and are the images at least as large as the patch?")
+
+    def decode(self, index, position):
         path = self.paths[int(index)]
         p = self.patch_size
         try:
             image = load_rgb8(path)
         except ImageDecodeError as e:
-            return self._fail(path, e.reason)
+            return self.fail(path, e.reason)
         height, width = image.shape[:2]
         if height < p or width < p:
-            return self._fail(path, f"the image ({width}x{height}) is smaller than the {p}x{p} "
-                                    f"patch")
-        with self._lock:
-            self._failed_in_a_row = 0
+            return self.fail(path, f"the image ({width}x{height}) is smaller than the {p}x{p} "
+                                   f"patch")
+        self.succeed()
         rng = np.random.default_rng([self.crop_seed, int(position)])
         # Drawn in a fixed order whether or not they are used: augment only changes the pixels.
         tops = rng.integers(0, height - p + 1, size=self.count)
@@ -258,33 +197,6 @@ class _PatchDecoder:
                     crop = crop[:, ::-1]
             out[i] = crop
         return out, np.bool_(True)
-
-
-def _position_stream(n, epoch_seed, first_group, images_per_group, num_shards, shard_index):
-    """Endless (path index, position q) of this shard's groups, from group `first_group` on.
-
-    Position q = e * n + j is element j of epoch e's permutation; this shard keeps the q with
-    (q // G) % S == shard_index. Only the epochs from the starting one on are materialised.
-    """
-    start = first_group * images_per_group
-    start_epoch = start // n
-    n_t = tf.constant(n, tf.int64)
-    seed_t = tf.constant(epoch_seed, tf.int64)
-    group_t = tf.constant(images_per_group, tf.int64)
-    shards = tf.constant(num_shards, tf.int64)
-    shard = tf.constant(shard_index, tf.int64)
-    start_t = tf.constant(start, tf.int64)
-
-    def epoch_elements(epoch):
-        permutation = tf.random.experimental.stateless_shuffle(
-            tf.range(n_t, dtype=tf.int64), seed=tf.stack([seed_t, epoch]))
-        q = epoch * n_t + tf.range(n_t, dtype=tf.int64)
-        keep = tf.logical_and(q >= start_t,
-                              tf.equal(tf.math.floormod(q // group_t, shards), shard))
-        return tf.data.Dataset.from_tensor_slices(
-            (tf.boolean_mask(permutation, keep), tf.boolean_mask(q, keep)))
-
-    return tf.data.Dataset.counter(start=start_epoch, dtype=tf.int64).flat_map(epoch_elements)
 
 
 def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num_shards=1,
@@ -304,7 +216,7 @@ def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num
       augment: random 90-degree rotations and left-right flips.
       images_per_group: images decoded together (G).
       patches_per_image: crops taken from each image (M); 1 for files that are patch-sized.
-      decode_failures: a `datasets.ava.DecodeFailures` that counts skipped files (a private one
+      decode_failures: a `datasets.pipeline.DecodeFailures` that counts skipped files (a private one
         if None).
 
     Returns:
@@ -357,7 +269,8 @@ def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num
         patches = tf.gather(patches, order)
         return patches[:tf.where(num_good > 0, per_group, 0)]
 
-    ds = _position_stream(len(paths), epoch_seed, first_group, group, num_shards, shard_index)
+    ds = index_stream(len(paths), epoch_seed, first_group * group, num_shards, shard_index,
+                      group=group)
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.take_while(lambda crops, ok, position, stop: tf.logical_not(stop))
     ds = ds.map(lambda crops, ok, position, stop: (crops, ok, position))

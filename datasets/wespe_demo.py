@@ -20,7 +20,8 @@ The cheap camera (`cheap_camera`), on float [0, 1] RGB, in this order:
      clipped to [0, 1];
   3. low contrast: x -> 0.5 + 0.6 (x - 0.5), i.e. black lifted to 0.2, white lowered to 0.8;
   4. noise: additive Gaussian, sigma 0.03, independent per pixel and channel, clipped to [0, 1];
-then quantised to 8 bits (round(255 x)). A mid-grey 0.5 becomes (0.545, 0.5, 0.44).
+then quantised to 8 bits (round(255 x) in float32: `to_uint8(..., input_precision=True)`).
+A mid-grey 0.5 becomes (0.545, 0.5, 0.44).
 
 Patches, each a crop at full resolution (no resampling), for the patch with index i (0-based)
 and seed s; the crop is drawn by numpy default_rng([s, stream, i, 0]), the noise by
@@ -34,8 +35,8 @@ default_rng([s, stream, i, 1]) (`noise_generator`), streams 0 train phone, 1 tra
                                 up, as WESPE's weak supervision wants);
   test_data/patches/canon/<i>.png   a random crop of a held-out photo, clean;
   test_data/patches/phone/<i>.png   that clean patch through the cheap camera: exactly
-                                    to_uint8(cheap_camera(clean, noise_generator(s, "test", i)))
-                                    (aligned pairs for PSNR/SSIM);
+                                    to_uint8(cheap_camera(clean, noise_generator(s, "test", i)),
+                                    input_precision=True) (aligned pairs for PSNR/SSIM);
   test_data/full_size_test_images/<k>.png   held-out photo k (chelsea, coffee) through the
                                     cheap camera at full size.
   crops.csv       stream, index, photo, top, left of every patch (ground truth of the recipe).
@@ -55,6 +56,7 @@ import numpy as np
 from PIL import Image
 
 from datasets import demo
+from datasets.images import to_uint8
 
 RECIPE_VERSION = 1
 PHONE = "phone"
@@ -111,11 +113,6 @@ def cheap_camera(image, rng=None):
     if rng is not None:
         x = x + np.float32(NOISE_SIGMA) * rng.standard_normal(x.shape, dtype=np.float32)
     return np.clip(x, 0.0, 1.0).astype(np.float32)
-
-
-def to_uint8(image):
-    """float [0, 1] -> uint8 by round(255 x), clipped."""
-    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def noise_generator(seed, stream, index):
@@ -228,7 +225,8 @@ def build_wespe_demo(output_dir, *, patch_size=100, num_train_patches=3000, num_
         phone = stream == "train_phone"
         which, top, left, crop = _random_crop(train_photos, patch_size,
                                               _crop_generator(seed, stream, i), 0 if phone else 1)
-        pixels = to_uint8(cheap_camera(crop, noise_generator(seed, stream, i))) if phone else crop
+        pixels = to_uint8(cheap_camera(crop, noise_generator(seed, stream, i)),
+                          input_precision=True) if phone else crop
         _save_png(os.path.join(layout[stream], f"{i}.png"), pixels)
         return stream, i, TRAIN_PHOTOS[which], top, left
 
@@ -236,12 +234,14 @@ def build_wespe_demo(output_dir, *, patch_size=100, num_train_patches=3000, num_
         which, top, left, crop = _random_crop(test_photos, patch_size,
                                               _crop_generator(seed, "test", i), None)
         _save_png(os.path.join(layout["test_canon"], f"{i}.png"), crop)
-        degraded = to_uint8(cheap_camera(crop, noise_generator(seed, "test", i)))
+        degraded = to_uint8(cheap_camera(crop, noise_generator(seed, "test", i)),
+                            input_precision=True)
         _save_png(os.path.join(layout["test_phone"], f"{i}.png"), degraded)
         return "test", i, TEST_PHOTOS[which], top, left
 
     def full_size(k):
-        degraded = to_uint8(cheap_camera(test_photos[k], noise_generator(seed, "full_size", k)))
+        degraded = to_uint8(cheap_camera(test_photos[k], noise_generator(seed, "full_size", k)),
+                            input_precision=True)
         _save_png(os.path.join(layout["full_size"], f"{k}.png"), degraded)
         return "full_size", k, TEST_PHOTOS[k], 0, 0
 

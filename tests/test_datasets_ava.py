@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.ava import (AvaRecords, DecodeFailures, load_ava, make_dataset, read_ava_txt,
-                          read_split_file, split_ava, write_split_file)
+from datasets.ava import (AvaRecords, load_ava, make_dataset, read_ava_txt, read_split_file,
+                          split_ava, write_split_file)
+from datasets.pipeline import DecodeFailures
 
 AVA_TXT = """\
 1 953619 0 1 5 17 38 36 15 6 5 1 1 22 1396

@@ -1,4 +1,5 @@
-"""datasets.images.load_rgb8: every pixel format a photo collection throws at it."""
+"""datasets.images: load_rgb8 on every pixel format a photo collection throws at it, to_uint8,
+and the photo file names (IMAGE_EXTENSIONS, natural order)."""
 import struct
 import zlib
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.images import ImageDecodeError, load_rgb8
+from datasets.images import (IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8,
+                             natural_key, to_uint8)
 
 
 def _write_png16(path, array):
@@ -133,3 +135,34 @@ def test_non_image_raises(tmp_path, content):
 def test_missing_file_raises_decode_error(tmp_path):
     with pytest.raises(ImageDecodeError, match="nothere.jpg"):
         load_rgb8(tmp_path / "nothere.jpg")
+
+
+def test_to_uint8_rounds_and_clips():
+    values = np.array([-0.5, 0.0, 0.4 / 255, 0.6 / 255, 127.4 / 255, 0.5, 1.0, 1.7, np.nan])
+    np.testing.assert_array_equal(
+        to_uint8(values), [0, 0, 0, 1, 127, 128, 255, 255, 0]
+    )
+    assert to_uint8(values).dtype == np.uint8
+    pixels = np.arange(256, dtype=np.uint8)
+    np.testing.assert_array_equal(to_uint8(pixels.astype(np.float32) / 255), pixels)
+    assert to_uint8(pixels) is pixels
+
+
+def test_to_uint8_input_precision_rounds_the_float32_product():
+    # 255 x is 0.50000003, but 0.5 in float32 arithmetic, which rounds to even.
+    x = np.float32(0.5 / 255)
+    assert float(x) * 255 > 0.5 and np.float32(x) * np.float32(255) == 0.5
+    assert to_uint8(np.array([x]))[0] == 1
+    assert to_uint8(np.array([x]), input_precision=True)[0] == 0
+    values = np.array([0.2, 0.6 / 255, 1.7, np.nan])  # float64 input: the same either way
+    np.testing.assert_array_equal(to_uint8(values, input_precision=True), to_uint8(values))
+
+
+def test_image_names_and_natural_order():
+    assert {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"} == set(
+        IMAGE_EXTENSIONS)
+    assert is_image_name("a.JPG") and is_image_name("b.TiFF") and is_image_name("c.gif")
+    assert not is_image_name(".hidden.jpg") and not is_image_name("notes.txt")
+    names = ["10.jpg", "b.png", "2.jpg", "a10.png", "a9.png", "1.jpg"]
+    assert sorted(names, key=natural_key) == ["1.jpg", "2.jpg", "10.jpg", "a9.png", "a10.png",
+                                              "b.png"]

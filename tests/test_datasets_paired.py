@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from datasets import paired
-from datasets.ava import DecodeFailures
+from datasets.pipeline import DecodeFailures
 from datasets.images import ImageDecodeError
 
 H, W = 12, 16  # landscape test photos; portrait ones are W x H

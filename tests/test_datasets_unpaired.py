@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from datasets import unpaired
-from datasets.ava import DecodeFailures
+from datasets.pipeline import DecodeFailures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P = 16  # patch size

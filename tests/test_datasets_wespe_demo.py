@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from datasets import dped, wespe_demo
-from datasets.images import load_rgb8
+from datasets.images import load_rgb8, to_uint8
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCH = 32
@@ -66,8 +66,9 @@ def test_test_pairs_are_the_documented_cheap_camera(tiny):
         assert os.path.basename(degraded_path) == os.path.basename(clean_path) == f"{i}.png"
         clean, degraded = load_rgb8(clean_path), load_rgb8(degraded_path)
         # Exactly the cheap camera of the clean partner, with the documented noise generator.
-        expected = wespe_demo.to_uint8(
-            wespe_demo.cheap_camera(clean, wespe_demo.noise_generator(0, "test", i)))
+        expected = to_uint8(
+            wespe_demo.cheap_camera(clean, wespe_demo.noise_generator(0, "test", i)),
+            input_precision=True)
         np.testing.assert_array_equal(degraded, expected)
         noiseless = wespe_demo.cheap_camera(clean)
         residuals.append(degraded / 255.0 - noiseless)

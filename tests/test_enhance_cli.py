@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from datasets.images import load_rgb8
-from tools import enhance, evaluate, export
+from datasets.images import load_rgb8, to_uint8
+from tools import enhance, export
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_export_enhancer import expected_output, tiny_enhancer  # noqa: E402
@@ -192,7 +192,7 @@ def _run_cli(*args):
 
 
 def _expected_pixels(model, path):
-    return evaluate.to_uint8(expected_output(model, load_rgb8(path)[None] / np.float32(255))[0])
+    return to_uint8(expected_output(model, load_rgb8(path)[None] / np.float32(255))[0])
 
 
 def test_cli_base_dir_all_kinds_and_a_corrupt_file(cli_case):

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import nima
-from datasets.images import load_rgb8
+from datasets.images import load_rgb8, to_uint8
 from tools import evaluate, evaluate_can, export
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,8 +71,8 @@ def photos(tmp_path):
         base = 0.5 + 0.3 * np.sin(x[..., None] / (4.0 + k) + y[..., None] / 5.0 + np.arange(3))
         reference = np.clip(base + 0.05 * rng.standard_normal(shape + (3,)), 0, 1)
         source = reference ** 1.5 * 0.8
-        pairs.append((_save(evaluate.to_uint8(source), tmp_path / "in" / f"p{k}.png"),
-                      _save(evaluate.to_uint8(reference), tmp_path / "ref" / f"p{k}.png")))
+        pairs.append((_save(to_uint8(source), tmp_path / "in" / f"p{k}.png"),
+                      _save(to_uint8(reference), tmp_path / "ref" / f"p{k}.png")))
     return pairs
 
 
@@ -216,8 +216,8 @@ def test_output_files_box_plot_and_no_overwrite(photos, nima_model, tmp_path):
     assert strip.shape[1:] == (4 * w + 3 * gap, 3) and band > 12
     assert (strip[:band] != 255).any()  # names written
     source = load_rgb8(photos[1][0])
-    panels = [source, evaluate.to_uint8(np.clip(ENHANCERS["CAN(L2)"](source / np.float32(255)), 0, 1)),
-              evaluate.to_uint8(np.clip(ENHANCERS["CAN(L2+NIMA)"](source / np.float32(255)), 0, 1)),
+    panels = [source, to_uint8(np.clip(ENHANCERS["CAN(L2)"](source / np.float32(255)), 0, 1)),
+              to_uint8(np.clip(ENHANCERS["CAN(L2+NIMA)"](source / np.float32(255)), 0, 1)),
               load_rgb8(photos[1][1])]
     for k, panel in enumerate(panels):
         np.testing.assert_array_equal(strip[band:, k * (w + gap):k * (w + gap) + w], panel)
@@ -334,8 +334,8 @@ def test_cli_on_two_folders_with_exported_models_and_a_nima_file(tmp_path):
     stems = ["p0", "p1", "p2", "p3"]
     for stem in stems:
         reference = rng.uniform(0.1, 0.9, (32, 40, 3))
-        _save(evaluate.to_uint8(reference * 0.7), tmp_path / "raw" / f"{stem}.png")
-        _save(evaluate.to_uint8(reference), tmp_path / "retouched" / f"{stem}.png")
+        _save(to_uint8(reference * 0.7), tmp_path / "raw" / f"{stem}.png")
+        _save(to_uint8(reference), tmp_path / "retouched" / f"{stem}.png")
     (tmp_path / "test.txt").write_text("p1\np3\n")
     export.export_enhancer(_pointwise_enhancer(1.0, "identity"), str(tmp_path / "identity"))
     export.export_enhancer(_pointwise_enhancer(1.3, "brighter"), str(tmp_path / "brighter"))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from datasets.images import to_uint8
 from tools import evaluate
 
 
@@ -213,7 +214,7 @@ def test_identical_sets_give_one_disjoint_ones_zero(rng):
     assert evaluate.histogram_intersections(images, images) == {
         "luminance": 1.0, "contrast": 1.0, "saturation": 1.0}
     # uint8 images are read as v / 255.
-    pixels = [evaluate.to_uint8(image) for image in images]
+    pixels = [to_uint8(image) for image in images]
     as_float = [p / 255.0 for p in pixels]
     assert evaluate.histogram_intersections(pixels, iter(as_float)) == {
         "luminance": 1.0, "contrast": 1.0, "saturation": 1.0}

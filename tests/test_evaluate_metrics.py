@@ -14,6 +14,7 @@ from skimage.measure import shannon_entropy
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import nima
+from datasets.images import to_uint8
 from tools import evaluate
 
 
@@ -38,16 +39,6 @@ def _skimage_ssim(a, b):
     )
 
 
-def test_to_uint8_rounds_and_clips():
-    values = np.array([-0.5, 0.0, 0.4 / 255, 0.6 / 255, 127.4 / 255, 0.5, 1.0, 1.7, np.nan])
-    np.testing.assert_array_equal(
-        evaluate.to_uint8(values), [0, 0, 0, 1, 127, 128, 255, 255, 0]
-    )
-    assert evaluate.to_uint8(values).dtype == np.uint8
-    pixels = np.arange(256, dtype=np.uint8)
-    np.testing.assert_array_equal(evaluate.to_uint8(pixels.astype(np.float32) / 255), pixels)
-
-
 @pytest.mark.parametrize("noise", [0.02, 0.1, 0.3])
 def test_psnr_matches_skimage(rng, noise):
     a, b = _pair(rng, noise=noise)
@@ -58,7 +49,7 @@ def test_psnr_matches_skimage(rng, noise):
         peak_signal_noise_ratio(a, b, data_range=1), abs=1e-4)
     assert evaluate.psnr(2 * a, 2 * b, data_range=2.0) == pytest.approx(
         evaluate.psnr(a, b), abs=1e-10)
-    a8, b8 = evaluate.to_uint8(a), evaluate.to_uint8(b)
+    a8, b8 = to_uint8(a), to_uint8(b)
     assert evaluate.psnr(a8, b8) == pytest.approx(
         peak_signal_noise_ratio(a8, b8, data_range=255), abs=1e-10)
 
@@ -103,7 +94,7 @@ def test_ssim_identity_and_limits(rng):
 
 def test_entropy_matches_skimage_on_pillow_luma(rng):
     image = rng.random((30, 40, 3))
-    gray = np.asarray(Image.fromarray(evaluate.to_uint8(image)).convert("L"))
+    gray = np.asarray(Image.fromarray(to_uint8(image)).convert("L"))
     assert evaluate.entropy(image) == pytest.approx(shannon_entropy(gray, base=2), abs=1e-12)
 
 
@@ -133,10 +124,10 @@ def test_png_bits_per_pixel(rng):
     assert 24.0 < evaluate.png_bits_per_pixel(noise) < 24.6
     # It is the size of the Pillow PNG file (compress_level 6), and that file is lossless.
     buffer = io.BytesIO()
-    Image.fromarray(evaluate.to_uint8(noise)).save(buffer, format="PNG", compress_level=6)
+    Image.fromarray(to_uint8(noise)).save(buffer, format="PNG", compress_level=6)
     assert evaluate.png_bits_per_pixel(noise) == 8 * len(buffer.getvalue()) / (64 * 64)
     np.testing.assert_array_equal(
-        np.asarray(Image.open(io.BytesIO(buffer.getvalue()))), evaluate.to_uint8(noise))
+        np.asarray(Image.open(io.BytesIO(buffer.getvalue()))), to_uint8(noise))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import nima
-from datasets.images import load_rgb8
+from datasets.images import load_rgb8, to_uint8
 from enhancers import piea
 from tools import evaluate, evaluate_piea
 
@@ -78,7 +78,7 @@ def test_figures_match_an_independent_computation(fivek_dir, tmp_path, guide):
     for image, written in zip(inputs, outputs):
         result = piea.enhance(image[None] / np.float32(255), guide, iterations=2,
                               learning_rate=1e-2)
-        assert np.abs(written.astype(int) - evaluate.to_uint8(result.images[0])).max() <= 1
+        assert np.abs(written.astype(int) - to_uint8(result.images[0])).max() <= 1
         assert written.mean() > image.mean() + 5  # the guide wants brighter photos
 
     # Table 1: the metric on the three sets of files, each set with default_rng(seed).

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from datasets.images import to_uint8
 from tools import evaluate, export
 
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -47,7 +48,7 @@ def _smooth_pixels(rng, height, width):
     """An 8-bit photo-like image (gradients and a little noise) that JPEG keeps well."""
     y, x = np.mgrid[:height, :width]
     base = 0.5 + 0.35 * np.sin(x[..., None] / 6.0 + y[..., None] / 9.0 + np.arange(3) * 2.0)
-    return evaluate.to_uint8(base + 0.01 * rng.standard_normal((height, width, 3)))
+    return to_uint8(base + 0.01 * rng.standard_normal((height, width, 3)))
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def test_fresh_process_bytes_signature_different_sizes(case, reloaded):
         # ... and exactly that output, rounded to 8 bits, JPEG-encoded at quality 95 (up to a
         # rounding flip where the reloaded model differs from the in-memory one by an ulp).
         reference = tf.io.decode_jpeg(
-            tf.io.encode_jpeg(evaluate.to_uint8(expected), quality=95)).numpy()
+            tf.io.encode_jpeg(to_uint8(expected), quality=95)).numpy()
         difference = np.abs(decoded.astype(np.int32) - reference)
         assert difference.max() <= 2 and difference.mean() < 0.05
 

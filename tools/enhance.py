@@ -63,11 +63,9 @@ from absl import logging
 from PIL import Image
 
 import nima
-from datasets.images import ImageDecodeError, load_rgb8
-from tools.evaluate import to_uint8
+from datasets.images import IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8, to_uint8
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "OUTPUT_FORMATS",
     "Enhanced",
     "EnhanceReport",
@@ -78,7 +76,6 @@ __all__ = [
     "resolve_saved_model_dir",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg"}
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
@@ -224,10 +221,6 @@ class EnhanceReport:
         return "\n".join(lines)
 
 
-def _is_image_name(name):
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
 def expand_inputs(paths):
     """Files to enhance from files and directories; returns (files, failures).
 
@@ -248,7 +241,7 @@ def expand_inputs(paths):
         if os.path.isdir(path):
             names = sorted(
                 name for name in os.listdir(path)
-                if _is_image_name(name) and os.path.isfile(os.path.join(path, name))
+                if is_image_name(name) and os.path.isfile(os.path.join(path, name))
             )
             if not names:
                 failures.append((path, "directory holds no images "

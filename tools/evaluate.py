@@ -64,6 +64,7 @@ import numpy as np
 from PIL import Image
 
 import nima
+from datasets.images import to_uint8
 from enhancers.filters import LUMINANCE_WEIGHTS  # EXPOSURE's luminance, one definition
 
 __all__ = [
@@ -81,7 +82,6 @@ __all__ = [
     "png_bits_per_pixel",
     "psnr",
     "ssim",
-    "to_uint8",
 ]
 
 SSIM_WINDOW = 11
@@ -120,18 +120,6 @@ def _check_rgb(image):
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
     return image
-
-
-def to_uint8(image):
-    """round(clip(x, 0, 1) * 255) as uint8 (rounding half to even, as np.rint); NaN -> 0.
-
-    uint8 input is returned unchanged.
-    """
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    image = np.nan_to_num(image.astype(np.float64), nan=0.0)
-    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def psnr(a, b, data_range=1.0):

@@ -52,7 +52,7 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageDraw, ImageFont
 
-from datasets.images import ImageDecodeError
+from datasets.images import ImageDecodeError, to_uint8
 from tools import evaluate as metrics
 
 __all__ = [
@@ -496,7 +496,7 @@ def _write_side_by_side(images, row_names, output_dir, image_file):
     for k, row in enumerate(order):
         x = k * (w + gap)
         draw.text((x + 4, 4), row, fill=_INK, font=font)
-        canvas.paste(Image.fromarray(metrics.to_uint8(images[row])), (x, band))
+        canvas.paste(Image.fromarray(to_uint8(images[row])), (x, band))
     directory = os.path.join(output_dir, SIDE_BY_SIDE_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, image_file)

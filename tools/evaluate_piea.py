@@ -30,7 +30,7 @@ What is reported, in the layout of Table 1:
 - The mean NIMA score (of the same model) of the unmodified inputs (not PIEA's iteration 0,
   which already has the +1 EV exposure initialisation), of the PIEA outputs and of the
   references, each photo scored at its own size.
-- The PIEA outputs are measured as 8-bit images (`tools.evaluate.to_uint8`), i.e. exactly as the
+- The PIEA outputs are measured as 8-bit images (`datasets.images.to_uint8`), i.e. exactly as the
   PNG files written to `--output_dir`, so the figures can be recomputed from the files.
 
 Photos that cannot be read (`datasets.images.load_rgb8`: grayscale, palette, RGBA and 16-bit
@@ -64,7 +64,7 @@ from absl import logging
 from PIL import Image
 
 from datasets import fivek
-from datasets.images import ImageDecodeError, load_rgb8
+from datasets.images import ImageDecodeError, load_rgb8, to_uint8
 from tools import evaluate as metrics
 
 __all__ = ["RESULTS_FILE", "ROWS", "evaluate", "find_pairs", "format_table"]
@@ -204,7 +204,7 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
             failures.append((input_path, f"enhancement failed: {type(error).__name__}: {error}"))
             logging.error("Skipping %s: %s", *failures[-1])
             continue
-        enhanced = metrics.to_uint8(result.images[0])
+        enhanced = to_uint8(result.images[0])
         if output_path is not None:
             try:
                 _write_png(enhanced, output_path)

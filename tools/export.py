@@ -212,7 +212,8 @@ def export_nima(model, export_dir, version=None, metadata=None):
 
 
 def _encode_jpeg(image, quality):
-    """One float image [h, w, 3] -> scalar JPEG tf.string, pixels as `tools.evaluate.to_uint8`."""
+    """One float image [h, w, 3] -> scalar JPEG tf.string; pixels as
+    `datasets.images.to_uint8(image, input_precision=True)` (round(255 x) in float32)."""
     with tf.device("/cpu:0"):
         pixels = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
         return tf.io.encode_jpeg(pixels, quality=quality)

@@ -15,7 +15,7 @@ import tensorflow as tf
 from absl import logging
 
 import nima
-from datasets import ava, demo
+from datasets import ava, demo, pipeline
 from nima.demo import DEMO_SETTINGS
 from nima.emd import emd_loss
 from nima.metrics import nima_metrics
@@ -163,7 +163,7 @@ class NimaTask(Task):
     def evaluate(self, models):
         """Accuracy, LCC, SRCC and EMD (r = 1) on the test split (section 4.1, Table 1)."""
         model, config = models["model"], self.config
-        failures = ava.DecodeFailures()
+        failures = pipeline.DecodeFailures()
         dataset = ava.make_dataset(
             self.splits[1], batch_size=config.eval_batch_size, training=False,
             augmentation=config.augmentation, crop_size=config.crop_size,

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from datasets.ava import DecodeFailures
+from datasets.pipeline import DecodeFailures
 from tools import export as export_tools
 from tools import report as reports
 from train import loop, strategies
