@@ -26,10 +26,6 @@ from absl import logging
 
 import nima
 from datasets import can_demo, paired
-<<<<<<< HEAD
-=======
-from datasets.pipeline import DecodeFailures
->>>>>>> h-data
 from enhancers import can
 from losses import FIDELITY_LOSSES, HUBER_DELTA, fidelity_loss, nima_loss
 from tools import evaluate_can
