@@ -55,9 +55,9 @@ def modified_generator_loss(fake_probability):
 def modified_discriminator_loss(real_probability, fake_probability):
     """WESPE equations 3-4, the discriminator's side: -log D(y) - log(1 - D(G(x))) per example
     (binary cross-entropy with labels 1 for real and 0 for enhanced), each averaged over a map."""
-    real = per_example_mean(-_log(real_probability))
-    fake = per_example_mean(-_log(1.0 - ops.cast(fake_probability, "float32")))
-    return real + fake
+    real = -_log(real_probability)
+    fake = -_log(1.0 - ops.cast(fake_probability, "float32"))
+    return per_example_mean(real + fake)
 
 
 def discriminator_accuracy(real_probability, fake_probability):
