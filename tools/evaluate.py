@@ -64,7 +64,7 @@ import numpy as np
 from PIL import Image
 
 import nima
-from enhancers.filters import LUMINANCE_WEIGHTS  # EXPOSURE's luminance, one definition
+from datasets.images import LUMINANCE_WEIGHTS  # EXPOSURE's luminance, one definition
 
 __all__ = [
     "area_downscale",
