@@ -50,11 +50,12 @@ def test_demo_cli_trains_resumes_evaluates_exports_and_enhances(tmp_path):
     rows = outcome["eval"]
     assert list(rows) == ["input", "reference", "CAN(L2+NIMA)"]
     for name in ("input", "CAN(L2+NIMA)"):
-        assert np.isfinite(rows[name]["psnr_mean"]) and np.isfinite(rows[name]["ssim_mean"])
+        assert np.isfinite(rows[name]["psnr"]) and np.isfinite(rows[name]["ssim"])
     for name in rows:
         assert 1.0 <= rows[name]["nima_mean"] <= 10.0 and rows[name]["nima_std"] >= 0
     results = json.loads((model_dir / "eval" / "results.json").read_text())
-    assert results["count"] == 2
+    assert results["system"] == "can" and results["num_images"] == 2
+    assert {row["name"]: row["metrics"] for row in results["rows"]} == rows
     assert (model_dir / "eval" / "nima_box_plot.png").exists()
     exported_weights = tmp_path / "exported.weights.h5"  # the resumed run replaces the file
     exported_weights.write_bytes((model_dir / "can.weights.h5").read_bytes())
@@ -240,8 +241,8 @@ def test_demo_preset_learns_the_reference_operator(tmp_path):
                       f"--demo_dir={tmp_path / 'demo'}", timeout=1800)
     assert done.returncode == 0, done.stderr[-4000:]
     rows = last_json(done.stdout)["eval"]
-    assert rows["CAN(L2+NIMA)"]["psnr_mean"] > rows["input"]["psnr_mean"] + 5.0, rows
-    assert rows["CAN(L2+NIMA)"]["ssim_mean"] > rows["input"]["ssim_mean"], rows
+    assert rows["CAN(L2+NIMA)"]["psnr"] > rows["input"]["psnr"] + 5.0, rows
+    assert rows["CAN(L2+NIMA)"]["ssim"] > rows["input"]["ssim"], rows
     assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
 
 

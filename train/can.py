@@ -72,9 +72,9 @@ def main(argv):
     rows = outcome.get("eval")
     if rows and config.model_name() in rows:
         before, after = rows["input"], rows[config.model_name()]
-        print(f"Test PSNR before (input) {before['psnr_mean']:.2f} dB, after "
-              f"({config.model_name()}) {after['psnr_mean']:.2f} dB; SSIM {before['ssim_mean']:.3f}"
-              f" -> {after['ssim_mean']:.3f}")
+        print(f"Test PSNR before (input) {before['psnr']:.2f} dB, after "
+              f"({config.model_name()}) {after['psnr']:.2f} dB; SSIM {before['ssim']:.3f}"
+              f" -> {after['ssim']:.3f}")
 
 
 if __name__ == "__main__":

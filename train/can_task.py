@@ -262,9 +262,10 @@ def enhance_fn(model):
 def evaluate(config, model=None):
     """Section 4.2 / Figure 6 on the test pairs at full size; writes <model_dir>/eval/.
 
-    Returns `tools.evaluate_can.compare`'s results, or None when the split has no test pairs.
+    Returns `tools.evaluate_can.compare`'s report (`tools.report` layout), or None when the
+    split has no test pairs.
     """
-    from tools import evaluate_can
+    from tools import evaluate_can, report
     from tools.enhance import load_saved_model_enhancer
 
     _, test_pairs, missing = load_pairs(config)
@@ -280,17 +281,16 @@ def evaluate(config, model=None):
         test_pairs, enhancers, nima_model=nima_model, nima_description=description,
         output_dir=os.path.join(config.model_dir, "eval"), save_images=config.eval_save_images,
         max_images=config.eval_max_images, overwrite=True, missing=missing)
-    logging.info("CAN evaluation:\n%s", evaluate_can.format_table(results))
+    logging.info("CAN evaluation:\n%s", report.format_table(results))
     return results
 
 
 def summary(results):
-    """The evaluation's per-row means, for the run's printed outcome (None without results)."""
+    """The evaluation's figures per row, {row name: {metric: value}}, for the run's printed
+    outcome (None without results)."""
     if results is None:
         return None
-    return {row["name"]: row["summary"] and {k: v for k, v in row["summary"].items()
-                                             if k != "nima_box"}
-            for row in results["rows"]}
+    return {row["name"]: row["metrics"] for row in results["rows"]}
 
 
 def export(config, model=None, train_step=None):
