@@ -53,15 +53,15 @@ def test_demo_cli_trains_resumes_evaluates_and_exports(tmp_path):
     outcome = last_json(first.stdout)
     assert outcome["step"] == 2 and "images/s" in first.stderr
     report = outcome["eval"]
-    assert report["full_reference"]["num_pairs"] == 3
-    assert report["no_reference"]["num_images"] == 1
-    for section, keys in (("full_reference", ("psnr", "ssim")),
-                          ("no_reference", ("entropy", "png_bpp"))):
-        for key in keys:
-            assert np.isfinite(report[section]["input"][key])
-            assert np.isfinite(report[section]["enhanced"][key])
-    assert os.path.exists(report["side_by_side"])
+    assert report["system"] == "wespe" and report["num_images"] == 3 + 1
+    assert report["num_images_per_metric"] == {"psnr": 3, "ssim": 3, "entropy": 1, "png_bpp": 1}
+    assert [row["name"] for row in report["rows"]] == ["input", "WESPE G(x)"]
+    for row in report["rows"]:
+        assert set(row["metrics"]) == {"psnr", "ssim", "entropy", "png_bpp"}
+        assert all(np.isfinite(value) for value in row["metrics"].values()), row
+    assert os.path.exists(report["figures"]["side_by_side"])
     assert json.loads((model_dir / "eval.json").read_text()) == report
+    assert "How to read:" in first.stdout and "WESPE G(x)" in first.stdout
     version_dir = export_dir / "1"
     assert (version_dir / "saved_model.pb").exists()
     metadata = json.loads((version_dir / "assets.extra" / "metadata.json").read_text())
@@ -235,7 +235,8 @@ def test_demo_preset_improves_the_degraded_test_patches(tmp_path):
                    f"--export_dir={tmp_path / 'export'}", f"--demo_dir={tmp_path / 'demo'}",
                    timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
-    figures = last_json(done.stdout)["eval"]["full_reference"]
-    assert figures["num_pairs"] == 100
-    assert figures["enhanced"]["ssim"] > figures["input"]["ssim"] + 0.05, figures
+    report = last_json(done.stdout)["eval"]
+    assert report["num_images_per_metric"]["ssim"] == 100
+    figures = {row["name"]: row["metrics"] for row in report["rows"]}
+    assert figures["WESPE G(x)"]["ssim"] > figures["input"]["ssim"] + 0.05, figures
     assert (tmp_path / "export" / "1" / "saved_model.pb").exists()

@@ -10,7 +10,8 @@ from absl import app, flags
 
 from datasets import dped
 from train import flags as common_flags
-from train.wespe_task import DATASETS, WespeConfig, format_report, run
+from tools.report import format_table
+from train.wespe_task import DATASETS, WespeConfig, run
 
 common_flags.define_common_flags()
 flags.DEFINE_enum("dataset", "dped", DATASETS, "DPED on disk, two photo folders, or the demo.")
@@ -62,7 +63,7 @@ def main(argv):
     outcome = run(config_from_flags())
     print(json.dumps(outcome, indent=2))
     if outcome.get("eval"):
-        print(format_report(outcome["eval"]))
+        print(format_table(outcome["eval"]))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ never used (weak supervision, section 4.1).
 """
 import dataclasses
 import hashlib
-import json
 import os
 
 import keras
@@ -25,7 +24,6 @@ from absl import logging
 
 from datasets import dped, unpaired, wespe_demo
 from datasets.ava import DecodeFailures
-from datasets.images import ImageDecodeError, load_rgb8
 from enhancers import wespe
 from losses import (build_vgg19_features, content_loss, discriminator_accuracy,
                     discriminator_loss, generator_adversarial_loss, total_variation_loss)
@@ -354,117 +352,24 @@ def load_nima(config):
     return nima.load_nima_model(config.nima_weights, config.nima_backbone)[0]
 
 
-def _to_float(image_uint8):
-    return image_uint8.astype(np.float32) / 255.0
-
-
-def _side_by_side(images):
-    """Concatenates same-height float images left to right, with a 4-pixel white gap."""
-    height = images[0].shape[0]
-    gap = np.ones((height, 4, 3), np.float32)
-    parts = []
-    for image in images:
-        parts.extend([image, gap])
-    return np.concatenate(parts[:-1], axis=1)
-
-
-def _save_png(path, image):
-    from PIL import Image
-    from tools.evaluate import to_uint8
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(to_uint8(image)).save(path)
-
-
 def evaluate(config, generator=None):
-    """Section 4.1-4.2: PSNR/SSIM on aligned test pairs, entropy, PNG bits per pixel and the NIMA
-    mean score on the evaluation photos; each for the input and for G(x), side by side.
+    """Section 4.1-4.2 (`tools.evaluate_wespe`): PSNR/SSIM on the aligned test pairs; entropy,
+    PNG bits per pixel and the NIMA mean score on the evaluation photos; for the input and G(x).
 
-    Writes <model_dir>/eval.json, a side-by-side PNG (input | G(x) [| reference]) and the first
-    `eval_save_images` enhanced photos into <model_dir>/eval/.
+    Writes <model_dir>/eval.json (the `tools.report` layout), a side-by-side PNG and the first
+    `eval_save_images` enhanced photos into <model_dir>/eval/; returns the report.
     """
-    from tools import evaluate as metrics
+    from tools import evaluate_wespe, report
 
     data = load_data(config)
     generator = generator or restore_generator(config)
-    nima_model = load_nima(config)
-    enhance = tf.function(lambda images: tf.clip_by_value(generator(images, training=False), 0, 1),
-                          input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-    out_dir = os.path.join(config.model_dir, "eval")
-    report = {"vgg_weights": config.vgg_weights or "random", "skipped_files": []}
-    side_by_side = None
-
-    if data.test_pairs:
-        rows = {"input": {"psnr": [], "ssim": []}, "enhanced": {"psnr": [], "ssim": []}}
-        for source_path, reference_path in data.test_pairs:
-            try:
-                source = _to_float(load_rgb8(source_path))
-                reference = _to_float(load_rgb8(reference_path))
-            except ImageDecodeError as error:
-                report["skipped_files"].append(str(error))
-                continue
-            if source.shape != reference.shape:
-                raise ValueError(f"Test pair sizes differ: {source_path} {source.shape[:2]} vs "
-                                 f"{reference_path} {reference.shape[:2]}")
-            enhanced = enhance(source[None]).numpy()[0]
-            for name, image in (("input", source), ("enhanced", enhanced)):
-                rows[name]["psnr"].append(metrics.psnr(image, reference))
-                rows[name]["ssim"].append(metrics.ssim(image, reference))
-            if side_by_side is None:
-                side_by_side = ("pair_" + os.path.basename(source_path),
-                                [source, enhanced, reference])
-        report["full_reference"] = {
-            name: {k: float(np.mean(v)) for k, v in figures.items()}
-            for name, figures in rows.items()
-        }
-        report["full_reference"]["num_pairs"] = len(rows["input"]["psnr"])
-
-    if data.eval_images:
-        rows = {"input": [], "enhanced": []}
-        for index, path in enumerate(data.eval_images):
-            try:
-                source = _to_float(load_rgb8(path))
-            except ImageDecodeError as error:
-                report["skipped_files"].append(str(error))
-                continue
-            enhanced = enhance(source[None]).numpy()[0]
-            for name, image in (("input", source), ("enhanced", enhanced)):
-                rows[name].append(image)
-            stem = os.path.splitext(os.path.basename(path))[0]
-            if index < config.eval_save_images:
-                _save_png(os.path.join(out_dir, "enhanced", stem + ".png"), enhanced)
-            if index == 0:
-                side_by_side = (stem, [source, enhanced])
-        report["no_reference"] = {
-            name: metrics.no_reference_figures(images, nima_model=nima_model)
-            for name, images in rows.items()
-        }
-        report["no_reference"]["num_images"] = len(rows["input"])
-
-    if side_by_side is not None:
-        name, images = side_by_side
-        path = os.path.join(out_dir, os.path.splitext(name)[0] + "_side_by_side.png")
-        _save_png(path, _side_by_side(images))
-        report["side_by_side"] = path
-    os.makedirs(config.model_dir, exist_ok=True)
-    with open(os.path.join(config.model_dir, "eval.json"), "w") as handle:
-        json.dump(report, handle, indent=2)
-    logging.info("WESPE evaluation:\n%s", format_report(report))
-    return report
-
-
-def format_report(report):
-    """The evaluation figures as a small text table: input vs G(x)."""
-    lines = [f"{'':22s}{'input':>10s}{'WESPE G(x)':>12s}"]
-    for section in ("full_reference", "no_reference"):
-        figures = report.get(section)
-        if not figures:
-            continue
-        count = figures.get("num_pairs", figures.get("num_images"))
-        lines.append(f"{section.replace('_', '-')} ({count} images)")
-        for key in figures["input"]:
-            lines.append(f"  {key:20s}{figures['input'][key]:10.4f}{figures['enhanced'][key]:12.4f}")
-    return "\n".join(lines)
+    results = evaluate_wespe.evaluate_wespe(
+        generator, data.test_pairs, data.eval_images, nima_model=load_nima(config),
+        output_dir=os.path.join(config.model_dir, "eval"), save_images=config.eval_save_images,
+        extras={"vgg_weights": config.vgg_weights or "random"})
+    results = report.write_report(os.path.join(config.model_dir, "eval.json"), results)
+    logging.info("WESPE evaluation:\n%s", report.format_table(results))
+    return results
 
 
 def export(config, generator=None, train_step=None):
