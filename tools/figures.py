@@ -16,6 +16,7 @@ returns the drawn image as uint8 (H, W, 3).
   tools: enhancers may not import tools, and the score curve is this module's line plot.
 """
 import os
+import textwrap
 import uuid
 
 import numpy as np
@@ -211,8 +212,9 @@ def piea_figure(original, result, index, *, thumbnail_height=180, iterations=Non
                   result.photo_parameters(index, t).items()}
         rendered = np.asarray(filters.apply(original[np.newaxis], params))[0]
         panels.append((f"iteration {t}\nS = {scores[t]:.2f}", np.clip(rendered, 0, 1)))
-    lines = [f"{number}. {line}" for number, line in
-             enumerate(filters.describe(result.photo_parameters(index)), 1)]
+    lines = [wrapped for number, line in
+             enumerate(filters.describe(result.photo_parameters(index)), 1)
+             for wrapped in textwrap.wrap(f"{number}. {line}", 80, subsequent_indent="     ")]
 
     aspect = original.shape[1] / original.shape[0]
     strip_width = len(panels) * (thumbnail_height * aspect + 16)
@@ -224,7 +226,7 @@ def piea_figure(original, result, index, *, thumbnail_height=180, iterations=Non
     figure.text(16 / width, 1 - 16 / height, "Interpretable adjusting strategy",
                 fontsize=12, weight="bold", va="top")
     figure.text(16 / width, 1 - 44 / height, "\n".join(lines), fontsize=8, va="top",
-                wrap=True, linespacing=1.45)
+                linespacing=1.45)
     curve = figure.add_axes((56 / width, 44 / height, left_fraction - 72 / width,
                              200 / height))
     draw_lines(curve, {"S": scores}, ylabel="NIMA mean score",

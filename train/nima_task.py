@@ -210,7 +210,10 @@ def restore_model(config):
 
 
 def evaluate(config, model=None):
-    """Accuracy, LCC, SRCC and EMD (r = 1) on the test split; written to model_dir/eval.json."""
+    """Accuracy, LCC, SRCC and EMD (r = 1) on the test split; written to model_dir/eval.json as
+    a `tools.report` report (`nima_report`); returns `nima_metrics`' flat dict."""
+    from tools import report
+
     _, test_records = load_splits(config)
     model = model or restore_model(config)
     failures = ava.DecodeFailures()
@@ -226,8 +229,9 @@ def evaluate(config, model=None):
     metrics = nima_metrics(np.concatenate(targets), np.concatenate(predictions))
     metrics["undecodable_images"] = failures.count
     logging.info("Test split: %s", json.dumps(metrics))
-    with open(os.path.join(config.model_dir, "eval.json"), "w") as handle:
-        json.dump(metrics, handle, indent=2)
+    results = report.write_report(os.path.join(config.model_dir, "eval.json"),
+                                  report.nima_report(metrics, f"NIMA({config.backbone})"))
+    logging.info("NIMA evaluation:\n%s", report.format_table(results))
     return metrics
 
 
