@@ -41,14 +41,14 @@ def _pixels(figure):
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
-def _write_png(path, pixels):
-    """Writes uint8 `pixels` to the PNG `path` via a temporary file in the same folder."""
+def _write_atomic(path, write):
+    """Calls write(tmp) for a temporary file next to `path`, then renames it to `path`."""
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
+    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}.png")
     try:
-        Image.fromarray(pixels).save(tmp, format="PNG")
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -56,9 +56,10 @@ def _write_png(path, pixels):
 
 
 def _finish(figure, path):
+    """The figure's pixels; with a path, matplotlib writes them as PNG there."""
     pixels = _pixels(figure)
     if path is not None:
-        _write_png(path, pixels)
+        _write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
     return pixels
 
 
@@ -183,7 +184,7 @@ def side_by_side(images, path=None):
         x += panel.shape[1] + gap
     result = np.asarray(canvas)
     if path is not None:
-        _write_png(path, result)
+        _write_atomic(path, lambda tmp: canvas.save(tmp, format="PNG"))
     return result
 
 

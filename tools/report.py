@@ -63,11 +63,12 @@ METRIC_GUIDES = {
     "psnr": "PSNR in dB against the reference; higher is better",
     "ssim": "SSIM with the reference, -1..1 (1: identical); higher is better",
     "nima_mean": "mean NIMA aesthetic score, 1..10; higher is better",
-    "nima_std": "population std of the NIMA score over the images; spread, neither direction "
-                "is better",
-    "entropy": "Shannon entropy of the 8-bit gray histogram in bits, 0..8; higher is more "
-               "tonal detail",
-    "png_bpp": "lossless PNG bits per pixel; higher is more fine detail (or noise)",
+    "nima_std": "population std of the NIMA score over the images; a spread: neither higher "
+                "nor lower is better",
+    "entropy": "Shannon entropy of the 8-bit gray histogram in bits, 0..8; higher is better "
+               "(more tonal detail; WESPE section 4.2)",
+    "png_bpp": "lossless PNG bits per pixel; higher is better (more fine detail, though noise "
+               "raises it too; WESPE section 4.2)",
     "luminance": "histogram intersection of patch luminance with the reference set, 0..1; "
                  "higher is better",
     "contrast": "histogram intersection of patch contrast with the reference set, 0..1; "
