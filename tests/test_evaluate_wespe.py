@@ -8,13 +8,12 @@ import sys
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
 from datasets.images import load_rgb8
 from tools import evaluate, evaluate_wespe, report
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_evaluate_can import numpy_nima, tiny_nima  # noqa: E402
+from test_evaluate_can import _save, numpy_nima, tiny_nima  # noqa: E402
 
 
 def _generator():
@@ -24,12 +23,6 @@ def _generator():
 
 def _g(image):
     return np.clip(image * np.float32(0.8) + np.float32(0.15), 0, 1)
-
-
-def _save(pixels, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return str(path)
 
 
 @pytest.fixture

@@ -94,6 +94,9 @@ def test_table_shows_every_row_and_metric_na_and_a_guide_per_metric():
         assert "better" in line  # the direction
     assert "Note: NIMA model: tiny" in lines
     assert "Note: rows/2/metrics/psnr was nan, written as null" in lines
+    assert "Skipped" not in table
+    listed = report.format_table(results, list_skipped=True).splitlines()
+    assert listed[-2:] == ["Skipped (1):", "  in/p7.png: truncated"]
     for metric, guide in report.METRIC_GUIDES.items():  # every guide says how to read it
         assert "better" in guide, metric
 

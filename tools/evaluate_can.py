@@ -394,11 +394,7 @@ def main(argv):
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         logging.error("%s", error)
         return 1
-    print(report.format_table(results))
-    if results["skipped"]:
-        print(f"Skipped ({len(results['skipped'])}):")
-        for entry in results["skipped"]:
-            print(f"  {entry['file']}: {entry['reason']}")
+    print(report.format_table(results, list_skipped=True))
     return 1 if results["skipped"] else 0
 
 

@@ -298,11 +298,7 @@ def main(argv):
     except (FileNotFoundError, ValueError) as error:
         logging.error("%s", error)
         return 1
-    print(report.format_table(results))
-    if results["skipped"]:
-        print(f"Skipped ({len(results['skipped'])}):")
-        for failure in results["skipped"]:
-            print(f"  {failure['file']}: {failure['reason']}")
+    print(report.format_table(results, list_skipped=True))
     return 1 if results["skipped"] else 0
 
 

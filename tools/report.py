@@ -223,11 +223,12 @@ def _cell(metric, value):
     return f"{value:.{digits}f}" if digits is not None else f"{value:.4g}"
 
 
-def format_table(report):
+def format_table(report, *, list_skipped=False):
     """The report as text: a title line (system, images, skipped), one line per row with its
     figure for every metric ("n/a" where it has none), then one reading-guide line per metric
     (what it measures and which direction is better, with its own image count where that
-    differs), then the report's notes."""
+    differs), then the report's notes; with `list_skipped`, then "Skipped (n):" and one
+    "  file: reason" line per skipped file."""
     metrics = list(report["metrics"])
     lines = [["", *metrics]]
     for row in report["rows"]:
@@ -250,6 +251,9 @@ def format_table(report):
         out.append(f"Note: {note}")
     for entry in report.get("non_finite", []):
         out.append(f"Note: {entry['at']} was {entry['value']}, written as null")
+    if list_skipped and skipped:
+        out.append(f"Skipped ({skipped}):")
+        out.extend(f"  {entry['file']}: {entry['reason']}" for entry in report["skipped"])
     return "\n".join(out)
 
 
