@@ -20,6 +20,7 @@ setup(
         "h5py>=3.10",
         "scikit-image>=0.22",
         "scipy>=1.11",
+        "matplotlib>=3.8",  # evaluation figures (tools.figures), Agg canvas only
     ],
     extras_require={
         "test": ["pytest>=8", "tf-slim==1.1.0"],

@@ -23,6 +23,10 @@ from PIL import Image, ImageOps
 
 # The file extensions (lower case) taken for photos when a folder is listed.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# EXPOSURE's rgb2lum (Hu et al. 2018; PIEA's filters and its histogram metric): luminance =
+# 0.27 R + 0.67 G + 0.06 B. Defined here, at the bottom layer, so that enhancers.filters and
+# tools.evaluate share one definition without tools depending on enhancers for it.
+LUMINANCE_WEIGHTS = (0.27, 0.67, 0.06)
 # EXIF orientations 5..8 swap width and height.
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 _EXIF_ORIENTATION_TAG = 0x0112

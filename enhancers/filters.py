@@ -31,10 +31,11 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from datasets.images import LUMINANCE_WEIGHTS  # EXPOSURE's rgb2lum, one definition
+
 FILTER_NAMES = ("exposure", "gamma", "white_balance", "saturation", "tone", "contrast",
                 "black_and_white", "color")
 CURVE_STEPS = 8
-LUMINANCE_WEIGHTS = (0.27, 0.67, 0.06)  # EXPOSURE's rgb2lum
 EXPOSURE_RANGE = 3.5  # EV
 GAMMA_RANGE = 3.0
 WHITE_BALANCE_LOG_RANGE = 0.5

@@ -17,7 +17,7 @@ from PIL import Image
 import nima
 from datasets.images import load_rgb8, to_uint8
 from enhancers import piea
-from tools import evaluate, evaluate_piea
+from tools import evaluate, evaluate_piea, report
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_piea import brightness_nima  # noqa: E402
@@ -68,7 +68,11 @@ def test_figures_match_an_independent_computation(fivek_dir, tmp_path, guide):
     pairs = _pairs(fivek_dir)
     results = evaluate_piea.evaluate(pairs, guide, output_dir=str(out),
                                      reference_label="Expert C", **SETTINGS)
-    assert results["photos"] == 3 and results["failed"] == []
+    assert results["system"] == "piea"
+    assert results["num_images"] == 3 and results["skipped"] == []
+    assert [row["name"] for row in results["rows"]] == ["input", "reference", "PIEA"]
+    assert list(results["metrics"]) == ["luminance", "contrast", "saturation", "nima_mean"]
+    rows = {row["name"]: row["metrics"] for row in results["rows"]}
     assert sorted(os.listdir(out)) == sorted([f"{s}.png" for s in STEMS] + ["results.json"])
 
     inputs = [load_rgb8(a) for a, _ in pairs]
@@ -82,14 +86,14 @@ def test_figures_match_an_independent_computation(fivek_dir, tmp_path, guide):
         assert written.mean() > image.mean() + 5  # the guide wants brighter photos
 
     # Table 1: the metric on the three sets of files, each set with default_rng(seed).
-    figures = results["histogram_intersection"]
-    assert figures["Input"] == pytest.approx(
-        evaluate.histogram_intersections(inputs, references, seed=0), abs=1e-12)
-    assert figures["PIEA"] == pytest.approx(
-        evaluate.histogram_intersections(outputs, references, seed=0), abs=1e-12)
-    assert results["nima"]["PIEA"] > results["nima"]["Input"] + 0.1  # the guide's direction
-    for name, images in (("Input", inputs), ("PIEA", outputs), ("Expert C", references)):
-        assert results["nima"][name] == pytest.approx(
+    histogram = ("luminance", "contrast", "saturation")
+    for name, images in (("input", inputs), ("PIEA", outputs)):
+        assert {k: rows[name][k] for k in histogram} == pytest.approx(
+            evaluate.histogram_intersections(images, references, seed=0), abs=1e-12)
+    assert all(rows["reference"][k] is None for k in histogram)
+    assert rows["PIEA"]["nima_mean"] > rows["input"]["nima_mean"] + 0.1  # the guide's direction
+    for name, images in (("input", inputs), ("PIEA", outputs), ("reference", references)):
+        assert rows[name]["nima_mean"] == pytest.approx(
             evaluate.nima_mean_scores(guide, images).mean(), abs=1e-6), name
 
     # Per photo: the input's own score, not iteration 0 (already +1 EV brighter).
@@ -99,7 +103,8 @@ def test_figures_match_an_independent_computation(fivek_dir, tmp_path, guide):
             evaluate.nima_mean_scores(guide, [image])[0], abs=1e-6)
         assert record["piea_scores"][0] > record["nima_input"] + 1e-3
         assert 1.0 < record["parameters"]["exposure"] < 1.5  # +1 EV, then brighter still
-    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert report.read_report(out / "results.json") == results
+    assert results["reference_label"] == "Expert C"
 
 
 def test_outputs_as_references_give_one(fivek_dir, tmp_path, guide):
@@ -109,10 +114,10 @@ def test_outputs_as_references_give_one(fivek_dir, tmp_path, guide):
     evaluate_piea.evaluate(_pairs(fivek_dir), guide, output_dir=str(first), **SETTINGS)
     pairs = [(a, str(first / f"{s}.png")) for (a, _), s in zip(_pairs(fivek_dir), STEMS)]
     results = evaluate_piea.evaluate(pairs, guide, **SETTINGS)
-    assert results["histogram_intersection"]["PIEA"] == {
-        "luminance": 1.0, "contrast": 1.0, "saturation": 1.0}
-    assert results["histogram_intersection"]["Input"]["luminance"] < 0.5
-    assert results["nima"]["PIEA"] == pytest.approx(results["nima"]["Reference"], abs=1e-6)
+    rows = {row["name"]: row["metrics"] for row in results["rows"]}
+    assert rows["PIEA"] == {"luminance": 1.0, "contrast": 1.0, "saturation": 1.0,
+                            "nima_mean": pytest.approx(rows["reference"]["nima_mean"], abs=1e-6)}
+    assert rows["input"]["luminance"] < 0.5
 
 
 def test_bad_photos_are_reported_by_name_and_skipped(fivek_dir, tmp_path, guide):
@@ -127,19 +132,21 @@ def test_bad_photos_are_reported_by_name_and_skipped(fivek_dir, tmp_path, guide)
     pairs += [(str(broken), pairs[0][1]), (small, pairs[1][1]), (pairs[2][0], missing_ref),
               (odd, str(fivek_dir / "expertC" / "a0007-rgba.jpg"))]
     results = evaluate_piea.evaluate(pairs, guide, **SETTINGS)
-    assert results["photos"] == 4
-    reasons = {f["path"]: f["reason"] for f in results["failed"]}
+    assert results["num_images"] == 4
+    reasons = {f["file"]: f["reason"] for f in results["skipped"]}
     assert set(reasons) == {str(broken), small, missing_ref}
     assert "cannot read image" in reasons[str(broken)]
     assert "120x60 is smaller than the 80x80" in reasons[small]
     assert "cannot read image" in reasons[missing_ref]
     # The figures are those of the pairs evaluated.
     good = _pairs(fivek_dir) + [pairs[-1]]
-    assert results["histogram_intersection"]["Input"] == pytest.approx(
+    (input_row,) = [row["metrics"] for row in results["rows"] if row["name"] == "input"]
+    assert {k: input_row[k] for k in ("luminance", "contrast", "saturation")} == pytest.approx(
         evaluate.histogram_intersections([load_rgb8(a) for a, _ in good],
                                          [load_rgb8(b) for _, b in good], seed=0), abs=1e-12)
-    table = evaluate_piea.format_table(results)
-    assert "Expert C" not in table and "Reference, 4 photos (3 skipped)" in table
+    table = report.format_table(results)
+    assert "Expert C" not in table and "piea: 4 images evaluated (3 skipped)" in table
+    assert "Note: reference: Reference" in table
 
     with pytest.raises(ValueError, match="none of the 1 pairs.*a0004-broken.tif"):
         evaluate_piea.evaluate(pairs[3:4], guide, **SETTINGS)
@@ -152,23 +159,22 @@ def test_output_dir_may_not_hold_the_photos(fivek_dir, guide):
 
 
 def test_format_table_layout():
-    results = {
-        "photos": 1000, "reference_label": "Expert C", "nima_model": "NIMA (inception_v2)",
-        "histogram_intersection": {
-            "Input": {"luminance": 0.71349, "contrast": 0.8365, "saturation": 0.6971},
-            "PIEA": {"luminance": 0.864, "contrast": 0.87849, "saturation": 1.0},
-        },
-        "nima": {"Input": 4.5, "PIEA": 5.25, "Expert C": 5.0004},
-        "failed": [],
-    }
-    assert evaluate_piea.format_table(results) == "\n".join([
-        "Histogram intersection with Expert C, 1000 photos; NIMA mean score",
-        "NIMA model: NIMA (inception_v2)",
-        "Approach  Luminance  Contrast  Saturation   NIMA",
-        "Input         71.3%     83.7%       69.7%  4.500",
-        "PIEA          86.4%     87.8%      100.0%  5.250",
-        "Expert C          -         -           -  5.000",
-    ])
+    """A Table 1 report as tools.report prints it: rows x metrics, n/a, the reading guide."""
+    results = report.make_report(
+        "piea", [{"name": "input", "metrics": {"luminance": 0.71349, "contrast": 0.8365,
+                                               "saturation": 0.6971, "nima_mean": 4.5}},
+                 {"name": "reference", "metrics": {"nima_mean": 5.0004}},
+                 {"name": "PIEA", "metrics": {"luminance": 0.864, "contrast": 0.87849,
+                                              "saturation": 1.0, "nima_mean": 5.25}}],
+        ["luminance", "contrast", "saturation", "nima_mean"], num_images=1000,
+        notes=["reference: Expert C"])
+    assert report.format_table(results).splitlines()[:5] == [
+        "piea: 1000 images evaluated",
+        "           luminance  contrast  saturation  nima_mean",
+        "input          0.713     0.837       0.697      4.500",
+        "reference        n/a       n/a         n/a      5.000",
+        "PIEA           0.864     0.878       1.000      5.250",
+    ]
 
 
 def test_find_pairs(fivek_dir, tmp_path):
@@ -210,19 +216,19 @@ def test_command_line_with_a_nima_weights_file(fivek_dir, tmp_path):
     )
     assert result.returncode == 1, result.stderr[-3000:]  # the broken photo was skipped
     lines = result.stdout.splitlines()
-    assert lines[0] == ("Histogram intersection with Expert C, 2 photos (1 skipped); "
-                        "NIMA mean score")
-    assert lines[1] == f"NIMA model: NIMA(mobilenet) from {weights}"
-    assert re.fullmatch(r"Approach +Luminance +Contrast +Saturation +NIMA", lines[2])
-    for row, line in zip(("Input", "PIEA", "Expert C"), lines[3:6]):
-        number = r"\d{1,3}\.\d%"
-        pattern = (rf"{row} +{number} +{number} +{number} +\d\.\d{{3}}" if row != "Expert C"
-                   else r"Expert C +- +- +- +\d\.\d{3}")
+    assert lines[0] == "piea: 2 images evaluated (1 skipped)"
+    assert re.fullmatch(r" +luminance +contrast +saturation +nima_mean", lines[1])
+    number = r"\d\.\d{3}"
+    for row, line in zip(("input", "reference", "PIEA"), lines[2:5]):
+        pattern = (rf"{row} +{number} +{number} +{number} +{number}" if row != "reference"
+                   else rf"reference +n/a +n/a +n/a +{number}")
         assert re.fullmatch(pattern, line), line
+    assert "Note: reference: Expert C" in lines
+    assert f"Note: NIMA model: NIMA(mobilenet) from {weights}" in lines
     assert "a0009-broken.tif: cannot read image" in result.stdout
-    saved = json.loads((out / "results.json").read_text())
-    assert saved["photos"] == 2 and saved["settings"]["iterations"] == 2
+    saved = report.read_report(out / "results.json")
+    assert saved["num_images"] == 2 and saved["settings"]["iterations"] == 2
     assert sorted(os.listdir(out)) == [f"{STEMS[0]}.png", f"{STEMS[1]}.png", "results.json"]
-    # The printed percentages are those of results.json.
-    luminance = saved["histogram_intersection"]["PIEA"]["luminance"]
-    assert f"{100 * luminance:.1f}%" in lines[4]
+    # The printed figures are those of results.json.
+    luminance = saved["rows"][2]["metrics"]["luminance"]
+    assert f"{luminance:.3f}" in lines[4]

@@ -1,4 +1,4 @@
-"""enhancers.piea (Algorithm 1) and enhancers.piea_report (recipe, replay, Figure 4).
+"""enhancers.piea (Algorithm 1), enhancers.piea_report (recipe, replay) and Figure 4.
 
 The guide is a toy NIMA whose score rises with the mean luminance of the photo, so the
 direction PIEA must move (brighter) is known, and whose score is smooth enough for finite
@@ -220,7 +220,9 @@ def test_figure_shows_every_selected_iteration(guide, dark_photos):
     result = piea.enhance(dark_photos, guide, iterations=20, learning_rate=1e-2)
     assert piea_report.shown_iterations(20) == [0, 5, 10, 15, 20]
     assert piea_report.shown_iterations(2) == [0, 1, 2]
-    figure = piea_report.figure(dark_photos[0], result, 0, thumbnail_height=60)
+    from tools import figures  # Figure 4 is drawn in tools (matplotlib), not in enhancers
+
+    figure = figures.piea_figure(dark_photos[0], result, 0, thumbnail_height=60)
     assert figure.dtype == np.uint8 and figure.ndim == 3 and figure.shape[2] == 3
     # Input + five iterations, each 60 px high and 84 px wide (20x28 photos), side by side.
     assert figure.shape[1] >= 6 * 84

@@ -167,6 +167,7 @@ def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rat
                     proxy_size=None):
     """`enhance_fn` for PIEA: the enhanced photo plus its recipe and figure as side files."""
     from enhancers import piea, piea_report
+    from tools import figures
 
     enhancer = piea.PieaEnhancer(nima_model, iterations=iterations, learning_rate=learning_rate,
                                  proxy_size=proxy_size)
@@ -180,7 +181,7 @@ def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rat
         logging.info("PIEA %s: NIMA score %.3f -> %.3f", source, recipe["score_before"],
                      recipe["score_after"])
         buffer = io.BytesIO()
-        Image.fromarray(piea_report.figure(image, result, 0)).save(buffer, format="PNG")
+        Image.fromarray(figures.piea_figure(image, result, 0)).save(buffer, format="PNG")
         return Enhanced(result.images[0], {
             ".recipe.json": piea_report.recipe_json(recipe).encode("utf-8"),
             ".figure.png": buffer.getvalue(),

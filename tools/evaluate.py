@@ -64,8 +64,7 @@ import numpy as np
 from PIL import Image
 
 import nima
-from datasets.images import to_uint8
-from enhancers.filters import LUMINANCE_WEIGHTS  # EXPOSURE's luminance, one definition
+from datasets.images import LUMINANCE_WEIGHTS, to_uint8
 
 __all__ = [
     "area_downscale",

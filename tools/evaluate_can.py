@@ -19,8 +19,8 @@ Enhancers: `--model NAME=DIR`, repeatable, each an exported enhancer (`tools.exp
 What is measured, per photo, with the rows "input", "reference" and then the enhancers:
 - PSNR and SSIM (`tools.evaluate.psnr`, `tools.evaluate.ssim`) of the input and of every
   enhancer's output against the reference (the reference row has none). Outputs are clipped to
-  [0, 1] first. PSNR of identical images is +inf (written `Infinity` in results.json, which
-  Python's json reads back).
+  [0, 1] first. PSNR of identical images is +inf: strict JSON has no infinity, so it is
+  written as null and listed under "non_finite" (`tools.report`).
 - With a NIMA model, the NIMA mean score (`tools.evaluate.nima_mean_scores`, each image at its
   own size) of the input, the reference and every output; over the test set its mean and
   population standard deviation (np.std), and the box-plot statistics of Figure 6
@@ -28,8 +28,12 @@ What is measured, per photo, with the rows "input", "reference" and then the enh
   paper's NIMA), or `--nima_weights=demo` for `nima.demo_model()` (a stand-in not trained on
   AVA, said in the log and the results). Without `--nima_weights` the NIMA columns are left out.
 
-`--output_dir` (created): `results.json` (`compare`'s dict), `nima_box_plot.png` (`box_plot`,
-with NIMA scores only) and, for the first `--save_images` photos evaluated,
+The results are a report in the common layout of `tools.report` (system "can"; rows input,
+reference, then the enhancers; metrics psnr, ssim and, with NIMA, nima_mean and nima_std), printed
+by `tools.report.format_table`.
+
+`--output_dir` (created): `results.json` (`compare`'s report), `nima_box_plot.png` (`box_plot`,
+matplotlib, with NIMA scores only) and, for the first `--save_images` photos evaluated,
 `side_by_side/<stem>.png`: input | each enhancer | reference, at full size, each under its row
 name. An existing results.json is never replaced without `--overwrite` (`overwrite=True`); the
 check comes before any photo is read. The table is printed; the exit status is 1 if any pair was
@@ -41,19 +45,17 @@ Library use (no flags involved):
     enhancers = {"CAN(L2)": enhance.load_saved_model_enhancer("exports/can_l2"),
                  "CAN(L2+NIMA)": enhance.load_saved_model_enhancer("exports/can_l2_nima")}
     results = evaluate_can.compare(pairs, enhancers, nima_model=nima_model, output_dir="out")
-    print(evaluate_can.format_table(results))
+    print(report.format_table(results))  # from tools import report
 """
-import json
 import os
 import time
-import uuid
 
 import numpy as np
 from absl import logging
-from PIL import Image, ImageDraw, ImageFont
 
-from datasets.images import ImageDecodeError, to_uint8
+from datasets.images import ImageDecodeError
 from tools import evaluate as metrics
+from tools import figures, report
 
 __all__ = [
     "BOX_PLOT_FILE",
@@ -62,7 +64,6 @@ __all__ = [
     "box_plot",
     "box_statistics",
     "compare",
-    "format_table",
     "parse_model_flags",
 ]
 
@@ -113,18 +114,18 @@ def box_statistics(values):
     }
 
 
-def _summary(psnrs, ssims, nimas):
-    summary = {
-        "psnr_mean": None if psnrs is None else float(np.mean(psnrs)),
-        "ssim_mean": None if ssims is None else float(np.mean(ssims)),
-        "nima_mean": None,
-        "nima_std": None,
-        "nima_box": None,
-    }
+def _row(name, psnrs, ssims, nimas):
+    """A report row: the means (and NIMA std) as metrics, the per-photo figures under
+    "per_image" and the NIMA box statistics under "nima_box" (None without NIMA scores)."""
+    metrics = {"psnr": None if psnrs is None else float(np.mean(psnrs)),
+               "ssim": None if ssims is None else float(np.mean(ssims))}
+    per_image = {"psnr": psnrs, "ssim": ssims}
+    box = None
     if nimas is not None:
         box = box_statistics(nimas)
-        summary.update(nima_mean=box["mean"], nima_std=box["std"], nima_box=box)
-    return summary
+        metrics.update(nima_mean=box["mean"], nima_std=box["std"])
+        per_image["nima"] = nimas
+    return {"name": name, "metrics": metrics, "per_image": per_image, "nima_box": box}
 
 
 # --------------------------------------------------------------------------- comparison
@@ -161,17 +162,6 @@ def _enhance(name, enhancer, image):
     return np.clip(output, 0.0, 1.0)
 
 
-def _write_atomic(path, write):
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def compare(pairs, enhancers, *, nima_model=None, output_dir=None, save_images=0, max_images=None,
             overwrite=False, nima_description=None, missing=()):
     """Scores the inputs, the references and every enhancer's outputs (module docstring).
@@ -189,16 +179,18 @@ def compare(pairs, enhancers, *, nima_model=None, output_dir=None, save_images=0
       missing: photos that found no partner, recorded as given.
 
     Returns:
-      A JSON-ready dict:
-        "count": the number of photos evaluated;
-        "photos": their names (input file names) and "pairs": their [input, reference] paths;
-        "rows": in the order input, reference, then `enhancers`, each a dict with "name",
-          "psnr" and "ssim" (per photo, against the reference; None for the reference row),
-          "nima" (per-photo NIMA mean scores, None without a model) and "summary"
-          {"psnr_mean", "ssim_mean", "nima_mean", "nima_std" (np.std, population),
-          "nima_box" (`box_statistics`)}, None where there is nothing to summarise;
-        "skipped": [{"input", "reference", "reason"}] for the pairs not evaluated;
-        "unpaired": `missing`; "nima_model": `nima_description` (or None without a model).
+      A report in the layout of `tools.report` (strict JSON), system "can":
+        "num_images": the number of photos evaluated;
+        "metrics": psnr, ssim (means over the photos, against the reference) and, with a NIMA
+          model, nima_mean and nima_std (np.std, population);
+        "rows": in the order input, reference, then `enhancers`, each with "name", "metrics"
+          (None where a row has no figure: the reference's PSNR and SSIM), "per_image"
+          {"psnr", "ssim" (per photo; None for the reference), "nima" (without a model: absent)}
+          and "nima_box" (`box_statistics`, None without a model);
+        "skipped": [{"file" (the input), "reference", "reason"}] for the pairs not evaluated;
+        extras: "photos" (names), "pairs" ([input, reference] paths), "unpaired" (`missing`),
+        "nima_model" (`nima_description`, None without a model), "figures" {"nima_box_plot":
+        path, "side_by_side": [paths]} (with `output_dir`).
 
     Raises:
       FileExistsError: results.json exists in `output_dir` and `overwrite` is false.
@@ -228,13 +220,13 @@ def compare(pairs, enhancers, *, nima_model=None, output_dir=None, save_images=0
 
     row_names = [INPUT, REFERENCE, *enhancers]
     scores = {name: {"psnr": [], "ssim": [], "nima": []} for name in row_names}
-    names, evaluated, skipped = [], [], []
+    names, evaluated, skipped, side_by_side_files = [], [], [], []
     for index, ((input_path, reference_path), (name, image_file)) in enumerate(
             zip(pairs, _photo_names(pairs)), 1):
         start = time.perf_counter()
 
         def skip(reason):
-            skipped.append({"input": input_path, "reference": reference_path, "reason": reason})
+            skipped.append({"file": input_path, "reference": reference_path, "reason": reason})
             logging.error("Skipping %s / %s: %s", os.path.basename(input_path),
                           os.path.basename(reference_path), reason)
 
@@ -275,7 +267,8 @@ def compare(pairs, enhancers, *, nima_model=None, output_dir=None, save_images=0
         names.append(name)
         evaluated.append([input_path, reference_path])
         if output_dir is not None and len(names) <= save_images:
-            _write_side_by_side(images, row_names, output_dir, image_file)
+            side_by_side_files.append(
+                _write_side_by_side(images, row_names, output_dir, image_file))
         parts = []
         for row in row_names:
             part = [row] + ([f"PSNR {figures[row][0]:.2f}", f"SSIM {figures[row][1]:.3f}"]
@@ -285,222 +278,52 @@ def compare(pairs, enhancers, *, nima_model=None, output_dir=None, save_images=0
                      source.shape[0], ", ".join(parts), time.perf_counter() - start)
 
     if not names:
-        shown = "; ".join(f"{os.path.basename(s['input'])}: {s['reason']}" for s in skipped[:3])
+        shown = "; ".join(f"{os.path.basename(s['file'])}: {s['reason']}" for s in skipped[:3])
         raise ValueError(f"none of the {len(pairs)} pairs could be evaluated ({shown})")
-    rows = []
-    for row in row_names:
-        psnrs = None if row == REFERENCE else scores[row]["psnr"]
-        ssims = None if row == REFERENCE else scores[row]["ssim"]
-        nimas = None if nima_model is None else scores[row]["nima"]
-        rows.append({"name": row, "psnr": psnrs, "ssim": ssims, "nima": nimas,
-                     "summary": _summary(psnrs, ssims, nimas)})
-    results = {
-        "count": len(names),
-        "photos": names,
-        "pairs": evaluated,
-        "rows": rows,
-        "nima_model": (nima_description or "given model") if nima_model is not None else None,
-        "skipped": skipped,
-        "unpaired": list(missing),
-    }
+    rows = [_row(row, None if row == REFERENCE else scores[row]["psnr"],
+                 None if row == REFERENCE else scores[row]["ssim"],
+                 None if nima_model is None else scores[row]["nima"]) for row in row_names]
+    description = (nima_description or "given model") if nima_model is not None else None
+    figure_files = {"side_by_side": side_by_side_files}
+    if output_dir is not None and nima_model is not None:
+        figure_files["nima_box_plot"] = os.path.join(output_dir, BOX_PLOT_FILE)
+        box_plot({"rows": rows, "num_images": len(names)}, figure_files["nima_box_plot"])
+    elif output_dir is not None:
+        logging.info("No NIMA model: no box plot.")
+    results = report.make_report(
+        "can", rows, ["psnr", "ssim"] + (["nima_mean", "nima_std"] if nima_model else []),
+        num_images=len(names), skipped=skipped,
+        notes=[f"NIMA model: {description}"] if description else (),
+        photos=names, pairs=evaluated, nima_model=description, unpaired=list(missing),
+        figures=figure_files if output_dir is not None else {})
     if output_dir is not None:
-        if nima_model is not None:
-            box_plot(results, os.path.join(output_dir, BOX_PLOT_FILE))
-        else:
-            logging.info("No NIMA model: no box plot.")
-
-        def write_json(tmp):
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=2)
-                f.write("\n")
-
-        _write_atomic(results_path, write_json)
+        results = report.write_report(results_path, results)
         logging.info("Wrote %s to %s", RESULTS_FILE, output_dir)
     return results
 
 
-# --------------------------------------------------------------------------- table
-
-
-def _number(value, digits):
-    if value is None:
-        return "-"
-    return "inf" if value == float("inf") else f"{value:.{digits}f}"
-
-
-def format_table(results):
-    """One line per row (input, reference, the enhancers): PSNR (dB), SSIM, NIMA mean and NIMA
-    std (population, over the test set), under a title line; "-" where a row has no figure (the
-    reference's PSNR and SSIM). The NIMA columns are left out of results without NIMA scores."""
-    with_nima = results.get("nima_model") is not None
-    header = ["", "PSNR (dB)", "SSIM"] + (["NIMA mean", "NIMA std"] if with_nima else [])
-    lines = [header]
-    for row in results["rows"]:
-        summary = row["summary"]
-        cells = [row["name"], _number(summary["psnr_mean"], 2), _number(summary["ssim_mean"], 4)]
-        if with_nima:
-            cells += [_number(summary["nima_mean"], 3), _number(summary["nima_std"], 3)]
-        lines.append(cells)
-    widths = [max(len(cells[k]) for cells in lines) for k in range(len(header))]
-
-    def line(cells):
-        return "  ".join([cells[0].ljust(widths[0])]
-                         + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]).rstrip()
-
-    skipped = len(results.get("skipped", []))
-    title = [f"{results['count']} test photos" + (f" ({skipped} skipped)" if skipped else "")
-             + "; PSNR and SSIM against the reference"
-             + ("; NIMA mean score: mean and std over the photos" if with_nima else "")]
-    if with_nima:
-        title.append(f"NIMA model: {results['nima_model']}")
-    return "\n".join(title + [line(cells) for cells in lines])
-
-
-# --------------------------------------------------------------------------- drawing
-
-_BACKGROUND = (255, 255, 255)
-_INK = (20, 20, 20)
-_GRID = (225, 225, 225)
-_MEAN = (30, 140, 60)
-_FILLS = [(200, 200, 200), (150, 185, 225), (240, 180, 130), (160, 215, 160), (215, 170, 215),
-          (230, 215, 140)]
-
-
-def _font(size):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _text_size(draw, text, font):
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    return right - left, bottom - top
-
-
-def nice_ticks(low, high, count=6):
-    """Round tick values (steps 1, 2, 2.5 or 5 times a power of ten) covering [low, high]."""
-    if not high > low:
-        low, high = low - 0.5, high + 0.5
-    raw = (high - low) / max(count - 1, 1)
-    power = 10.0 ** np.floor(np.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    first = np.floor(low / step) * step
-    last = np.ceil(high / step) * step
-    return [float(round(v, 10)) for v in np.arange(first, last + step / 2, step)]
+# --------------------------------------------------------------------------- figures
 
 
 def box_plot(results, path, *, width=None, height=480):
-    """Draws Figure 6 (module docstring) into the PNG `path`; returns the (height, width, 3) uint8
-    image. One box per row of `results` (`compare`'s dict, or one read back from results.json):
-    the box from the first to the third quartile, the median as a line, whiskers to the
-    furthest scores within 1.5 IQR, the other scores as hollow dots, the mean as a diamond;
-    the row names and "mean ± std" under the boxes, a labelled score axis with ticks. `width`
-    defaults to 160 + 150 per row. Pillow only."""
-    rows = [row for row in results["rows"] if row.get("nima")]
-    if not rows:
+    """Figure 6 (`tools.figures.box_plot`) of a `compare` report (or one read back with
+    `tools.report.read_report`): one box per row with NIMA scores, the per-photo NIMA scores of
+    its "per_image". Writes the PNG `path`; returns the uint8 (height, width, 3) image."""
+    scores = {row["name"]: row["per_image"]["nima"] for row in results["rows"]
+              if (row.get("per_image") or {}).get("nima")}
+    if not scores:
         raise ValueError("no NIMA scores to plot (the results were made without a NIMA model)")
-    boxes = [box_statistics(row["nima"]) for row in rows]
-    width = 160 + 150 * len(rows) if width is None else int(width)
-    height = int(height)
-    font, title_font = _font(13), _font(17)
-    canvas = Image.new("RGB", (width, height), _BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-
-    title = f"NIMA scores ({results['count']} test photos)"
-    title_w, title_h = _text_size(draw, title, title_font)
-    draw.text(((width - title_w) / 2, 12), title, fill=_INK, font=title_font)
-    plot = (84, 24 + title_h + 16, width - 20, height - 76)  # left, top, right, bottom
-    low = min(b["min"] for b in boxes)
-    high = max(b["max"] for b in boxes)
-    ticks = nice_ticks(low, high)
-    low, high = ticks[0], ticks[-1]
-
-    def y_of(value):
-        return plot[3] - (plot[3] - plot[1]) * (value - low) / (high - low)
-
-    for tick in ticks:
-        y = y_of(tick)
-        draw.line((plot[0], y, plot[2], y), fill=_GRID)
-        draw.line((plot[0] - 5, y, plot[0], y), fill=_INK)
-        label = f"{tick:g}"
-        label_w, label_h = _text_size(draw, label, font)
-        draw.text((plot[0] - 9 - label_w, y - label_h / 2 - 2), label, fill=_INK, font=font)
-    draw.line((plot[0], plot[1], plot[0], plot[3]), fill=_INK)
-    draw.line((plot[0], plot[3], plot[2], plot[3]), fill=_INK)
-    axis_label = "NIMA mean score"
-    label_w, label_h = _text_size(draw, axis_label, font)
-    label_image = Image.new("RGB", (label_w + 4, label_h + 6), _BACKGROUND)
-    ImageDraw.Draw(label_image).text((2, 0), axis_label, fill=_INK, font=font)
-    label_image = label_image.rotate(90, expand=True)
-    canvas.paste(label_image, (12, int((plot[1] + plot[3] - label_image.height) / 2)))
-
-    slot = (plot[2] - plot[0]) / len(rows)
-    half = min(40.0, slot * 0.3)
-    for k, (row, box) in enumerate(zip(rows, boxes)):
-        x = plot[0] + slot * (k + 0.5)
-        fill = _FILLS[k % len(_FILLS)]
-        for end, edge in ((box["whisker_low"], box["q1"]), (box["whisker_high"], box["q3"])):
-            draw.line((x, y_of(edge), x, y_of(end)), fill=_INK, width=1)
-            draw.line((x - half / 2, y_of(end), x + half / 2, y_of(end)), fill=_INK, width=1)
-        top, bottom = y_of(box["q3"]), y_of(box["q1"])
-        draw.rectangle((x - half, top, x + half, max(bottom, top + 1)), fill=fill, outline=_INK)
-        draw.line((x - half, y_of(box["median"]), x + half, y_of(box["median"])), fill=_INK,
-                  width=3)
-        for value in box["outliers"]:
-            y = y_of(value)
-            draw.ellipse((x - 3, y - 3, x + 3, y + 3), outline=_INK)
-        y = y_of(box["mean"])
-        draw.polygon([(x, y - 6), (x + 6, y), (x, y + 6), (x - 6, y)], fill=_MEAN, outline=_INK)
-        for line_no, text in enumerate(
-                (row["name"], f"{box['mean']:.3f} \u00b1 {box['std']:.3f}")):
-            text_w, _ = _text_size(draw, text, font)
-            draw.text((x - text_w / 2, plot[3] + 10 + 20 * line_no), text, fill=_INK, font=font)
-
-    # Legend, bottom right: shapes drawn, not glyphs (the default font lacks some).
-    grey = (110, 110, 110)
-    y = height - 12
-    x = width - 20
-    for text, marker in (("beyond 1.5 IQR", "dot"), ("mean", "diamond"), ("median", "bar")):
-        text_w, text_h = _text_size(draw, text, font)
-        x -= text_w
-        draw.text((x, y - text_h / 2 - 3), text, fill=grey, font=font)
-        x -= 6
-        if marker == "dot":
-            draw.ellipse((x - 6, y - 3, x, y + 3), outline=_INK)
-        elif marker == "diamond":
-            draw.polygon([(x - 5, y - 5), (x, y), (x - 5, y + 5), (x - 10, y)], fill=_MEAN,
-                         outline=_INK)
-        else:
-            draw.line((x - 14, y, x, y), fill=_INK, width=3)
-        x -= 26
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _write_atomic(os.fspath(path), lambda tmp: canvas.save(tmp, format="PNG"))
-    return np.asarray(canvas)
+    return figures.box_plot(scores, path, title=f"NIMA scores ({results['num_images']} test "
+                            "photos)", width=width, height=height)
 
 
 def _write_side_by_side(images, row_names, output_dir, image_file):
-    """input | each enhancer | reference at full size, each under its row name (on a band above
-    the photos, its font 1/30 of the photo height, at least 13 px unless the names need less)."""
+    """input | each enhancer | reference at full size, each under its row name
+    (`tools.figures.side_by_side`); returns the file's path."""
     order = [INPUT] + [r for r in row_names if r not in (INPUT, REFERENCE)] + [REFERENCE]
-    h, w = images[INPUT].shape[:2]
-    gap = max(4, w // 100)
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    size = max(13, h // 30)
-    while size > 6 and max(_text_size(measure, row, _font(size))[0] for row in order) > w - 8:
-        size -= 1  # small photos: the names must not run into the next panel
-    font = _font(size)
-    band = size + 12
-    canvas = Image.new("RGB", (len(order) * w + (len(order) - 1) * gap, h + band), _BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    for k, row in enumerate(order):
-        x = k * (w + gap)
-        draw.text((x + 4, 4), row, fill=_INK, font=font)
-        canvas.paste(Image.fromarray(to_uint8(images[row])), (x, band))
-    directory = os.path.join(output_dir, SIDE_BY_SIDE_DIR)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, image_file)
-    _write_atomic(path, lambda tmp: canvas.save(tmp, format="PNG"))
+    path = os.path.join(output_dir, SIDE_BY_SIDE_DIR, image_file)
+    figures.side_by_side({row: images[row] for row in order}, path)
+    return path
 
 
 # --------------------------------------------------------------------------- command line
@@ -571,11 +394,7 @@ def main(argv):
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         logging.error("%s", error)
         return 1
-    print(format_table(results))
-    if results["skipped"]:
-        print(f"Skipped ({len(results['skipped'])}):")
-        for entry in results["skipped"]:
-            print(f"  {entry['input']}: {entry['reason']}")
+    print(report.format_table(results, list_skipped=True))
     return 1 if results["skipped"] else 0
 
 

@@ -19,11 +19,13 @@ guided by the NIMA of `--nima_weights` (a whole-NIMA weights file, `model.save_w
 (`nima.demo_model()`, not trained on AVA; the output says so). `--proxy_size` scores a
 downscaled copy instead (`enhancers.piea`; off by default, as the paper).
 
-What is reported, in the layout of Table 1:
+What is reported, Table 1's figures in the common report layout (`tools.report`: rows input,
+reference, PIEA; printed by `tools.report.format_table`):
 - Histogram intersections (`tools.evaluate.histogram_intersections`, EXPOSURE's protocol: 16
   random 64 x 64 patches of 80 x 80 area-downscaled square crops per photo, 32 bins on [0, 1])
-  of luminance, contrast and saturation, in percent, for the rows "Input" (the unprocessed
-  inputs against the references) and "PIEA" (the enhanced photos against the references).
+  of luminance, contrast and saturation, as fractions in [0, 1] (Table 1 prints percent), for
+  the rows "input" (the unprocessed inputs against the references) and "PIEA" (the enhanced
+  photos against the references); the reference row has none.
   Each of the three sets (inputs, outputs, references) draws its crops from its own
   `np.random.default_rng(--seed)`, photo after photo, so an input and its enhanced version
   (same size) are cropped at the same places.
@@ -39,7 +41,7 @@ fails are reported by name and skipped: the figures are over the pairs evaluated
 table states. The exit status is 1 if any pair was skipped.
 
 `--output_dir` (optional, created): `<stem>.png` for every enhanced photo and `results.json`
-(the table's figures, settings, skipped and unpaired photos, and per photo the three NIMA
+(the report: the table's figures, settings, skipped and unpaired photos, and per photo the three NIMA
 scores, PIEA's score at every iteration and its final filter parameters). Files there are
 replaced; it may not be a folder of the inputs or references.
 
@@ -52,9 +54,8 @@ Library use (no flags involved):
     model, _ = piea.load_nima("nima.weights.h5", "inception_v2")
     results = evaluate_piea.evaluate(pairs, model, iterations=20, learning_rate=1e-3,
                                      proxy_size=None, seed=0)
-    print(evaluate_piea.format_table(results))
+    print(report.format_table(results))  # from tools import report
 """
-import json
 import os
 import time
 import uuid
@@ -66,12 +67,13 @@ from PIL import Image
 from datasets import fivek
 from datasets.images import ImageDecodeError, load_rgb8, to_uint8
 from tools import evaluate as metrics
+from tools import report
 
-__all__ = ["RESULTS_FILE", "ROWS", "evaluate", "find_pairs", "format_table"]
+__all__ = ["RESULTS_FILE", "ROWS", "evaluate", "find_pairs"]
 
 RESULTS_FILE = "results.json"
-ROWS = ("Input", "PIEA")  # Table 1's rows: what is compared with the references
-_COLUMNS = (("Luminance", "luminance"), ("Contrast", "contrast"), ("Saturation", "saturation"))
+INPUT, REFERENCE, PIEA = "input", "reference", "PIEA"
+ROWS = (INPUT, REFERENCE, PIEA)  # Table 1's rows (the reference row has NIMA scores only)
 _MIN_SIDE = metrics.HIST_DOWNSCALED
 
 
@@ -160,10 +162,11 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
       missing: unpaired photos (`match_by_stem`'s lines), recorded in the results.
 
     Returns:
-      A JSON-ready dict: "photos" (pairs evaluated), "histogram_intersection" {row: {statistic:
-      fraction in [0, 1]}} for ROWS, "nima" {"Input", "PIEA", reference_label: mean score},
-      "reference_label", "nima_model", "settings", "failed" [{"path", "reason"}], "unpaired",
-      "per_photo" [...].
+      A report in the layout of `tools.report`, system "piea": "num_images" (pairs evaluated);
+      rows ROWS = input, reference, PIEA with the metrics luminance, contrast, saturation
+      (histogram intersection with the references, a fraction in [0, 1]; None for the reference
+      row) and nima_mean; "skipped" [{"file", "reason"}]; extras "reference_label",
+      "nima_model", "settings", "unpaired", "per_photo" [...].
 
     Raises:
       ValueError: no pair could be evaluated (the message says why for the first ones), or
@@ -239,63 +242,31 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
         raise ValueError(f"none of the {len(pairs)} pairs could be evaluated"
                          + (f" ({shown})" if shown else ""))
     references = np.asarray(statistics["reference"])
-    results = {
-        "photos": len(per_photo),
-        "reference_label": reference_label,
-        "nima_model": nima_description,
-        "histogram_intersection": {
-            row: metrics.intersect_statistics(np.asarray(statistics[name]), references)
-            for row, name in zip(ROWS, ("input", "piea"))
-        },
-        "nima": {
-            "Input": float(np.mean([r["nima_input"] for r in per_photo])),
-            "PIEA": float(np.mean([r["nima_piea"] for r in per_photo])),
-            reference_label: float(np.mean([r["nima_reference"] for r in per_photo])),
-        },
-        "settings": {"iterations": int(iterations), "learning_rate": float(learning_rate),
-                     "proxy_size": proxy_size, "seed": int(seed),
-                     "patches_per_photo": metrics.HIST_SQUARE_CROPS * metrics.HIST_PATCH_CROPS,
-                     "bins": metrics.HIST_BINS},
-        "failed": [{"path": path, "reason": reason} for path, reason in failures],
-        "unpaired": list(missing),
-        "per_photo": per_photo,
-    }
+    intersections = {row: metrics.intersect_statistics(np.asarray(statistics[name]), references)
+                     for row, name in ((INPUT, "input"), (PIEA, "piea"))}
+    intersections[REFERENCE] = {}  # the references against themselves: not a figure
+    nima_means = {row: float(np.mean([r[key] for r in per_photo])) for row, key in
+                  ((INPUT, "nima_input"), (REFERENCE, "nima_reference"), (PIEA, "nima_piea"))}
+    results = report.make_report(
+        "piea", [{"name": row, "metrics": {**intersections[row], "nima_mean": nima_means[row]}}
+                 for row in ROWS],
+        [*metrics.HIST_STATISTICS, "nima_mean"], num_images=len(per_photo),
+        skipped=[{"file": path, "reason": reason} for path, reason in failures],
+        notes=[f"reference: {reference_label}"]
+        + ([f"NIMA model: {nima_description}"] if nima_description else []),
+        reference_label=reference_label,
+        nima_model=nima_description,
+        settings={"iterations": int(iterations), "learning_rate": float(learning_rate),
+                  "proxy_size": proxy_size, "seed": int(seed),
+                  "patches_per_photo": metrics.HIST_SQUARE_CROPS * metrics.HIST_PATCH_CROPS,
+                  "bins": metrics.HIST_BINS},
+        unpaired=list(missing),
+        per_photo=per_photo,
+    )
     if output_dir is not None:
-        path = os.path.join(output_dir, RESULTS_FILE)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
+        results = report.write_report(os.path.join(output_dir, RESULTS_FILE), results)
         logging.info("Wrote %d photos and %s to %s", len(per_photo), RESULTS_FILE, output_dir)
     return results
-
-
-def format_table(results):
-    """Table 1's layout: rows Input and PIEA (and the references' NIMA score), columns
-    Luminance, Contrast, Saturation (histogram intersection in percent, one decimal) and NIMA
-    (mean score, three decimals), under a title line (and a line naming the NIMA model if
-    `results` has one)."""
-    label = results.get("reference_label", "Reference")
-    rows = []
-    for row in ROWS:
-        figures = results["histogram_intersection"][row]
-        rows.append([row] + [f"{100 * figures[key]:.1f}%" for _, key in _COLUMNS]
-                    + [f"{results['nima'][row]:.3f}"])
-    rows.append([label] + ["-"] * len(_COLUMNS) + [f"{results['nima'][label]:.3f}"])
-    header = ["Approach"] + [name for name, _ in _COLUMNS] + ["NIMA"]
-    widths = [max(len(r[k]) for r in rows + [header]) for k in range(len(header))]
-
-    def line(cells):
-        return "  ".join([cells[0].ljust(widths[0])]
-                         + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]).rstrip()
-
-    skipped = len(results.get("failed", []))
-    lines = [f"Histogram intersection with {label}, {results['photos']} photos"
-             + (f" ({skipped} skipped)" if skipped else "") + "; NIMA mean score"]
-    if results.get("nima_model"):
-        lines.append(f"NIMA model: {results['nima_model']}")
-    return "\n".join(lines + [line(header)] + [line(r) for r in rows])
 
 
 # --------------------------------------------------------------------------- command line
@@ -327,12 +298,8 @@ def main(argv):
     except (FileNotFoundError, ValueError) as error:
         logging.error("%s", error)
         return 1
-    print(format_table(results))
-    if results["failed"]:
-        print(f"Skipped ({len(results['failed'])}):")
-        for failure in results["failed"]:
-            print(f"  {failure['path']}: {failure['reason']}")
-    return 1 if results["failed"] else 0
+    print(report.format_table(results, list_skipped=True))
+    return 1 if results["skipped"] else 0
 
 
 def _define_flags():

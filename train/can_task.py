@@ -268,6 +268,15 @@ class CanTask(Task):
             save_images=config.eval_save_images, max_images=config.eval_max_images,
             overwrite=True, missing=missing)
 
+    def headline(self, report):
+        rows = {row["name"]: row["metrics"] for row in report["rows"]}
+        before, after = rows["input"], rows.get(self.config.model_name())
+        if after is None or before["psnr"] is None or after["psnr"] is None:
+            return None
+        return (f"Test PSNR before (input) {before['psnr']:.2f} dB, after "
+                f"({self.config.model_name()}) {after['psnr']:.2f} dB; SSIM "
+                f"{before['ssim']:.3f} -> {after['ssim']:.3f}")
+
     def export(self, models, train_step=None):
         """The CAN with the enhancer signatures (`tools.export.export_enhancer`)."""
         config = self.config

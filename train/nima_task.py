@@ -19,6 +19,7 @@ from datasets import ava, demo, pipeline
 from nima.demo import DEMO_SETTINGS
 from nima.emd import emd_loss
 from nima.metrics import nima_metrics
+from tools import report as reports
 from train.config import RunConfig, setting
 from train.task import Export, Task
 
@@ -175,15 +176,15 @@ class NimaTask(Task):
             predictions.append(predict(images).numpy())
             targets.append(target.numpy())
         metrics = nima_metrics(np.concatenate(targets), np.concatenate(predictions))
-        metrics["undecodable_images"] = failures.count
-        return metrics
+        return reports.nima_report(metrics, f"NIMA({config.backbone})",
+                                   undecodable_images=failures.count)
 
     def export(self, models, train_step=None):
         return Export("nima", models["model"])
 
     def headline(self, report):
-        if report.get("srcc") is not None:
-            return f"Test SRCC {report['srcc']:.3f} on {report['num_images']} test images"
-        if "correlation_note" in report:
-            return f"Test SRCC {report['correlation_note']}"
-        return None
+        (row,) = report["rows"]
+        srcc = row["metrics"]["srcc"]
+        if srcc is None:
+            return f"Test SRCC {report.get('correlation_note', 'undefined')}"
+        return f"Test SRCC {srcc:.3f} on {report['num_images']} test images"

@@ -1,0 +1,241 @@
+"""The evaluation figures of every system, drawn with matplotlib (the field's standard).
+
+Figures are made with `matplotlib.figure.Figure` and the Agg canvas directly, never through
+pyplot, so no backend is switched and nothing needs a display. Every function writes a PNG and
+returns the drawn image as uint8 (H, W, 3).
+
+- `box_plot(scores, path, ...)`: one box per method of a score distribution (NIMA Figure 6):
+  quartile box, median line, Tukey whiskers (1.5 IQR), outliers, the mean as a diamond, and
+  "mean ± std" under each method's name.
+- `line_plot(series, path, ...)`: one line per series against the iteration or step (PIEA's
+  NIMA score per iteration); `draw_lines(axes, ...)` draws the same into an existing axes.
+- `side_by_side(images, path)`: photos at full size left to right, each under its name.
+- `piea_figure(original, result, index)`: PIEA's Figure 4 (the filters' final parameters in
+  words, the score curve, the photo after selected iterations). It lives here, not in
+  `enhancers.piea_report`, because packages layer datasets, nima -> losses -> enhancers ->
+  tools: enhancers may not import tools, and the score curve is this module's line plot.
+"""
+import os
+import textwrap
+import uuid
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
+
+from datasets.images import to_uint8
+
+__all__ = ["box_plot", "draw_lines", "line_plot", "piea_figure", "side_by_side"]
+
+DPI = 100
+_MEAN_COLOUR = "#1e8c3c"
+
+
+def _new_figure(width, height):
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _pixels(figure):
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def _write_atomic(path, write):
+    """Calls write(tmp) for a temporary file next to `path`, then renames it to `path`."""
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}.png")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _finish(figure, path):
+    """The figure's pixels; with a path, matplotlib writes them as PNG there."""
+    pixels = _pixels(figure)
+    if path is not None:
+        _write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
+    return pixels
+
+
+def box_plot(scores, path, *, title="NIMA scores", ylabel="NIMA mean score", width=None,
+             height=480):
+    """Box plots of score distributions, one per method, in the order of `scores`.
+
+    Args:
+      scores: an ordered mapping method name -> non-empty sequence of finite scores.
+      path: the PNG to write (folders created), or None to only draw.
+      title, ylabel: texts of the figure.
+      width, height: in pixels; `width` defaults to 160 + 150 per method.
+
+    Returns:
+      The image, uint8 (height, width, 3).
+    """
+    scores = {name: np.asarray(values, np.float64).ravel() for name, values in scores.items()}
+    if not scores:
+        raise ValueError("no score distributions to plot")
+    for name, values in scores.items():
+        if values.size == 0 or not np.all(np.isfinite(values)):
+            raise ValueError(f"{name}: a box plot needs finite scores, got {values.tolist()}")
+    width = 160 + 150 * len(scores) if width is None else int(width)
+    figure = _new_figure(width, int(height))
+    axes = figure.add_subplot()
+    axes.boxplot(list(scores.values()), whis=1.5, showmeans=True, patch_artist=True,
+                 medianprops={"color": "black", "linewidth": 2},
+                 meanprops={"marker": "D", "markerfacecolor": _MEAN_COLOUR,
+                            "markeredgecolor": "black"},
+                 boxprops={"facecolor": "#96b9e1"})
+    axes.set_xticks(range(1, len(scores) + 1),
+                    [f"{name}\n{values.mean():.3f} \u00b1 {values.std():.3f}"
+                     for name, values in scores.items()])
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(axis="y", color="0.9")
+    axes.set_axisbelow(True)
+    figure.tight_layout()
+    return _finish(figure, path)
+
+
+def draw_lines(axes, series, *, xlabel="iteration", ylabel="NIMA mean score", title=None,
+               markers=True):
+    """Draws each sequence of `series` (name -> values at x = 0, 1, ...) as a line on `axes`;
+    a legend when there is more than one."""
+    for name, values in series.items():
+        values = np.asarray(values, np.float64)
+        axes.plot(np.arange(len(values)), values, marker="o" if markers else None,
+                  markersize=3, linewidth=1.5, label=name)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    if title:
+        axes.set_title(title)
+    axes.grid(color="0.9")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    if len(series) > 1:
+        axes.legend(fontsize="small")
+
+
+def line_plot(series, path, *, title="NIMA mean score per iteration", xlabel="iteration",
+              ylabel="NIMA mean score", width=640, height=400):
+    """Line plot of one or more score sequences against the iteration (`draw_lines`); writes
+    the PNG `path` (or only draws with None) and returns the uint8 (height, width, 3) image."""
+    series = dict(series)
+    if not series or not all(len(values) for values in series.values()):
+        raise ValueError("no scores to plot")
+    figure = _new_figure(int(width), int(height))
+    draw_lines(figure.add_subplot(), series, xlabel=xlabel, ylabel=ylabel, title=title,
+               markers=max(len(v) for v in series.values()) <= 60)
+    figure.tight_layout()
+    return _finish(figure, path)
+
+
+# --------------------------------------------------------------------------- photo strips
+
+
+def _font(size):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _text_width(draw, text, font):
+    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
+    return right - left
+
+
+def side_by_side(images, path=None):
+    """Same-height photos at full size, left to right in the order of `images` (name -> float
+    (h, w, 3) in [0, 1] or uint8), each under its name on a band above the photos (font 1/30 of
+    the photo height, at least 13 px unless the names need less), a white gap of max(4, w // 100)
+    px between them. Pillow, not matplotlib: the photos must keep their pixels. Writes the PNG
+    `path` if given; returns the uint8 image."""
+    names = list(images)
+    pixels = [to_uint8(images[name]) for name in names]
+    h, w = pixels[0].shape[:2]
+    if any(p.shape[0] != h for p in pixels):
+        raise ValueError(f"side by side needs photos of one height, got "
+                         f"{[p.shape[:2] for p in pixels]}")
+    gap = max(4, w // 100)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    size = max(13, h // 30)
+    while size > 6 and max(_text_width(measure, n, _font(size)) for n in names) > w - 8:
+        size -= 1  # small photos: the names must not run into the next panel
+    font = _font(size)
+    band = size + 12
+    canvas = Image.new("RGB", (sum(p.shape[1] for p in pixels) + (len(names) - 1) * gap,
+                               h + band), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for name, panel in zip(names, pixels):
+        draw.text((x + 4, 4), name, fill=(20, 20, 20), font=font)
+        canvas.paste(Image.fromarray(panel), (x, band))
+        x += panel.shape[1] + gap
+    result = np.asarray(canvas)
+    if path is not None:
+        _write_atomic(path, lambda tmp: canvas.save(tmp, format="PNG"))
+    return result
+
+
+# --------------------------------------------------------------------------- PIEA Figure 4
+
+
+def piea_figure(original, result, index, *, thumbnail_height=180, iterations=None, path=None):
+    """PIEA's Figure 4 for photo `index` of a `enhancers.piea.PieaResult`: uint8 (H, W, 3).
+
+    Top left, each filter's final parameters in words (Figure 4, left); below them the NIMA
+    score at every iteration (`draw_lines`); on the right the input and the photo after the
+    iterations in `iterations` (default: five evenly spaced from 0 to M,
+    `enhancers.piea_report.shown_iterations`) with their scores, re-rendered from the recorded
+    parameters (Figure 4, right: "the progressive enhancing process"). `original` is the
+    unprocessed input (h, w, 3) in [0, 1]. Writes the PNG `path` if given.
+    """
+    from enhancers import filters, piea_report
+
+    iterations = (piea_report.shown_iterations(result.iterations) if iterations is None
+                  else list(iterations))
+    scores = np.asarray(result.scores[index], np.float64)
+    original = np.asarray(original, np.float32)
+    panels = [("input", original)]
+    for t in iterations:
+        params = {name: value[np.newaxis] for name, value in
+                  result.photo_parameters(index, t).items()}
+        rendered = np.asarray(filters.apply(original[np.newaxis], params))[0]
+        panels.append((f"iteration {t}\nS = {scores[t]:.2f}", np.clip(rendered, 0, 1)))
+    lines = [wrapped for number, line in
+             enumerate(filters.describe(result.photo_parameters(index)), 1)
+             for wrapped in textwrap.wrap(f"{number}. {line}", 80, subsequent_indent="     ")]
+
+    aspect = original.shape[1] / original.shape[0]
+    strip_width = len(panels) * (thumbnail_height * aspect + 16)
+    text_width = 460
+    height = max(thumbnail_height + 120, 60 + 17 * len(lines) + 260)
+    figure = _new_figure(int(text_width + strip_width + 48), int(height))
+    width = figure.get_figwidth() * DPI
+    left_fraction = text_width / width
+    figure.text(16 / width, 1 - 16 / height, "Interpretable adjusting strategy",
+                fontsize=12, weight="bold", va="top")
+    figure.text(16 / width, 1 - 44 / height, "\n".join(lines), fontsize=8, va="top",
+                linespacing=1.45)
+    curve = figure.add_axes((56 / width, 44 / height, left_fraction - 72 / width,
+                             200 / height))
+    draw_lines(curve, {"S": scores}, ylabel="NIMA mean score",
+               title="NIMA mean score per iteration")
+    figure.text((text_width + 32) / width, 1 - 16 / height,
+                f"Progressive enhancement: NIMA score {scores[0]:.2f} -> {scores[-1]:.2f}",
+                fontsize=12, weight="bold", va="top")
+    panel_width = (strip_width / len(panels) - 16) / width
+    for k, (label, image) in enumerate(panels):
+        x = (text_width + 32) / width + k * strip_width / len(panels) / width
+        axes = figure.add_axes((x, 1 - (48 + thumbnail_height) / height, panel_width,
+                                thumbnail_height / height))
+        axes.imshow(image, interpolation="lanczos")
+        axes.set_axis_off()
+        figure.text(x, 1 - (56 + thumbnail_height) / height, label, fontsize=9, va="top")
+    return _finish(figure, path)
