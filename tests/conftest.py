@@ -20,3 +20,12 @@ def shared(tmp_path_factory):
     keras.utils.set_random_seed(0)
     nima.build_nima("mobilenet").save_weights(str(root / "nima.weights.h5"))
     return root
+
+
+@pytest.fixture(autouse=True)
+def absl_info_logs():
+    """absl's INFO lines (progress, resumption, precision) reach caplog in every test, also after
+    a test parsed absl's global flags (which sets their verbosity to WARNING)."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)

@@ -70,10 +70,11 @@ def config_from_flags(config_class, flag_values):
 HELP_ARGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 
 
-def parse_config(config_class, argv):
+def parse_config(config_class, argv, absl_flags=False):
     """Parses `argv` (argv[0] is the program) into a `config_class`.
 
-    Flags unknown to the config (absl's own, e.g. --verbosity) go to absl's global FLAGS; any
+    Flags unknown to the config go to absl's global FLAGS (its own, e.g. --verbosity), which are
+    parsed when there are any, or always with `absl_flags` (absl's app needs them parsed); any
     other unknown flag is an error. `--help` prints the config's flags and exits.
     Raises `flags.Error` with absl's message for bad flags.
     """
@@ -84,5 +85,6 @@ def parse_config(config_class, argv):
         print(flag_values.get_help())
         sys.exit(0)
     rest = flag_values(argv, known_only=True)
-    flags.FLAGS(rest)  # absl's own flags; raises UnrecognizedFlagError for the rest
+    if absl_flags or len(rest) > 1:
+        flags.FLAGS(rest)  # raises UnrecognizedFlagError for flags nobody defines
     return config_from_flags(config_class, flag_values)

@@ -115,13 +115,12 @@ def restore(task):
 
 
 def evaluate(task, models):
-    """Runs the task's evaluation, writes <model_dir>/eval.json and logs the table."""
+    """Runs the task's evaluation and writes <model_dir>/eval.json (strict JSON); returns the
+    report as written, or None when there was nothing to evaluate."""
     report = task.evaluate(models)
     if report is None:
         return None
-    reports.write_report(os.path.join(task.config.model_dir, "eval.json"), report)
-    logging.info("%s evaluation:\n%s", task.name.upper(), reports.format_table(report))
-    return report
+    return reports.write_report(os.path.join(task.config.model_dir, "eval.json"), report)
 
 
 def export(task, models, train_step=None):
@@ -183,7 +182,7 @@ def cli(task_class):
     `main`, with flag errors printed as absl prints them."""
     def parse(argv):
         try:
-            return parse_config(task_class.config_class, argv)
+            return parse_config(task_class.config_class, argv, absl_flags=True)
         except flags.Error as error:
             sys.stderr.write(f"FATAL Flags parsing error: {error}\n"
                              "Pass --help to see the flags.\n")
