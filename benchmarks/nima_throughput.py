@@ -32,7 +32,7 @@ FLAGS = flags.FLAGS
 def measure(backbone, height, width, batch, repeats):
     config = nima_task.NimaConfig(model_dir="unused", backbone=backbone, batch_size=batch)
     task = nima_task.NimaTask(config)
-    task.splits = ([None] * (1000 * batch), [])  # 1000 steps an epoch for the decay; no data
+    task.data = ([None] * (1000 * batch), [])  # 1000 steps an epoch for the decay; no data
     models, _, train_step = runner.build_training(task)
     model = models["model"]
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ does its own preprocessing inside, and returns the last feature map before the c
 import keras
 import numpy as np
 
-from nima import keras_h5
+from nima import inception_v2, keras_h5
 from nima.preprocessing import CaffePreprocess, SymmetricScale
 
 BACKBONES = ("mobilenet", "vgg16", "inception_v2")
@@ -83,8 +83,6 @@ def build_backbone(name, weights=None):
     if name == "vgg16":
         return build_vgg16(weights)
     if name == "inception_v2":
-        from nima import inception_v2
-
         model = inception_v2.build_inception_v2()
         if weights is not None:
             inception_v2.load_inception_v2_weights(model, weights)

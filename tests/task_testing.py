@@ -85,6 +85,18 @@ def parse(task_class, *args):
     return parse_config(task_class.config_class, [f"train.{task_class.name}", *args])
 
 
+def run_preset(task_class, preset, tmp_path, *extra_flags):
+    """Runs configs/<preset>.flags (plus `extra_flags`) into tmp_path; returns (outcome,
+    {row name: metrics} of its evaluation report)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = parse(task_class, f"--flagfile={repo}/configs/{preset}.flags",
+                   f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}",
+                   f"--demo_dir={tmp_path / 'demo'}", *extra_flags)
+    outcome = runner.run(task_class, config)
+    assert os.path.exists(os.path.join(config.export_dir, "1", "saved_model.pb"))
+    return outcome, {row["name"]: row["metrics"] for row in outcome["eval"]["rows"]}
+
+
 def tiny_config(name, shared, model_dir, **overrides):
     """A few-second configuration of each system (tiny networks and demo sets)."""
     common = dict(model_dir=str(model_dir), export_dir=str(model_dir / "export"), seed=0,

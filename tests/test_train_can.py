@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from losses import nima_loss
-from tests.task_testing import parse, tiny_config
+from tests.task_testing import parse, run_preset, tiny_config
 from tests.test_train_wespe import summary_tags
 from train import runner
 from train.can_task import CanConfig, CanTask
@@ -167,14 +167,9 @@ def test_demo_preset_learns_the_reference_operator(tmp_path):
     """configs/can_demo.flags exactly (about four CPU minutes, plus the demo NIMA's training if
     it is not cached): the CAN's outputs must be much closer to the operator's references than
     the inputs are, on the three held-out photos at full size."""
-    config = parse(CanTask, f"--flagfile={REPO}/configs/can_demo.flags",
-                   f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}",
-                   f"--demo_dir={tmp_path / 'demo'}")
-    report = runner.run(CanTask, config)["eval"]
-    rows = {row["name"]: row["metrics"] for row in report["rows"]}
+    _, rows = run_preset(CanTask, "can_demo", tmp_path)
     assert rows["CAN(L2+NIMA)"]["psnr"] > rows["input"]["psnr"] + 5.0, rows
     assert rows["CAN(L2+NIMA)"]["ssim"] > rows["input"]["ssim"], rows
-    assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
 
 
 def test_evaluation_is_skipped_without_test_pairs(tmp_path):

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.task_testing import parse
+from nima.demo import DEMO_SETTINGS
+from tests.task_testing import parse, run_preset
 from train import runner
 from train.nima_task import NimaConfig, NimaTask, demo_config
 
@@ -23,12 +24,6 @@ TINY = [
 
 def last_json(stdout):
     return json.JSONDecoder().raw_decode(stdout[stdout.index("{"):])[0]
-
-
-def report_metrics(report):
-    """The metrics of NIMA's one row in its evaluation report."""
-    (row,) = report["rows"]
-    return row["metrics"]
 
 
 def test_mixed_precision_trains_and_exports_in_float32(tmp_path, caplog):
@@ -115,11 +110,9 @@ def test_a_failed_demo_training_is_a_clear_error(tmp_path):
 @pytest.mark.long_demo
 def test_demo_preset_learns_the_demo_scores(tmp_path):
     """The README's main job, as configs/nima_demo.flags sets it (a few CPU minutes)."""
-    outcome = runner.run(NimaTask, demo_config(model_dir=str(tmp_path / "run")))
-    from nima.demo import DEMO_SETTINGS
-
+    outcome, rows = run_preset(NimaTask, "nima_demo", tmp_path)
     assert outcome["step"] == DEMO_SETTINGS["train_steps"]
-    assert report_metrics(outcome["eval"])["srcc"] > 0.5, outcome
+    assert rows["NIMA(mobilenet)"]["srcc"] > 0.5, outcome
 
 
 def free_ports(count):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.task_testing import parse, tiny_config
+from tests.task_testing import parse, run_preset, tiny_config
 from tests.test_train_nima import free_ports, last_json
 from train import runner
 from train.wespe_task import WespeConfig, WespeTask
@@ -171,15 +171,13 @@ def test_demo_preset_runs_end_to_end_briefly(tmp_path):
     """configs/wespe_demo.flags at its full sizes (G/F, patches, batch, losses), cut to a few
     steps and a small demo set so that CI can afford it: the README's main job parses, trains,
     evaluates every test pair and exports. Whether it helps is the long_demo test below."""
-    config = parse(WespeTask, f"--flagfile={REPO}/configs/wespe_demo.flags",
-                   f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}",
-                   f"--demo_dir={tmp_path / 'demo'}", "--train_steps=3",
-                   "--demo_num_train_patches=40", "--demo_num_test_patches=4",
-                   "--eval_max_images=1")
-    assert (config.patch_size, config.filters, config.batch_size) == (48, 16, 8)
-    outcome = runner.run(WespeTask, config)
-    assert outcome["step"] == 3 and outcome["eval"]["num_images"] >= 1
-    assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
+    outcome, rows = run_preset(WespeTask, "wespe_demo", tmp_path, "--train_steps=3",
+                               "--demo_num_train_patches=40", "--demo_num_test_patches=4",
+                               "--eval_max_images=1")
+    assert outcome["step"] == 3 and set(rows) == {"input", "WESPE G(x)"}
+    assert outcome["eval"]["num_images_per_metric"]["ssim"] == 4
+    preset = parse(WespeTask, f"--flagfile={REPO}/configs/wespe_demo.flags")
+    assert (preset.patch_size, preset.filters, preset.batch_size) == (48, 16, 8)  # full sizes
 
 
 @pytest.mark.slow
@@ -187,10 +185,5 @@ def test_demo_preset_runs_end_to_end_briefly(tmp_path):
 def test_demo_preset_improves_the_degraded_test_patches(tmp_path):
     """The README's main job, exactly as configs/wespe_demo.flags sets it (about 7 CPU minutes):
     G(x) must be structurally closer to the clean patches than the cheap camera's input is."""
-    config = parse(WespeTask, f"--flagfile={REPO}/configs/wespe_demo.flags",
-                   f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}",
-                   f"--demo_dir={tmp_path / 'demo'}")
-    report = runner.run(WespeTask, config)["eval"]
-    rows = {row["name"]: row["metrics"] for row in report["rows"]}
-    assert rows["WESPE G(x)"]["ssim"] > rows["input"]["ssim"] + 0.05, report
-    assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
+    _, rows = run_preset(WespeTask, "wespe_demo", tmp_path)
+    assert rows["WESPE G(x)"]["ssim"] > rows["input"]["ssim"] + 0.05, rows

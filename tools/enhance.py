@@ -64,6 +64,8 @@ from PIL import Image
 
 import nima
 from datasets.images import IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8, to_uint8
+from enhancers import piea, piea_report
+from tools import figures
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -166,9 +168,6 @@ def load_saved_model_enhancer(path, signature="serving_default"):
 def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rate=1e-3,
                     proxy_size=None):
     """`enhance_fn` for PIEA: the enhanced photo plus its recipe and figure as side files."""
-    from enhancers import piea, piea_report
-    from tools import figures
-
     enhancer = piea.PieaEnhancer(nima_model, iterations=iterations, learning_rate=learning_rate,
                                  proxy_size=proxy_size)
     settings = {"iterations": iterations, "learning_rate": learning_rate,
@@ -410,8 +409,6 @@ def _saved_model_method(FLAGS):
 
 
 def _piea_method(FLAGS):
-    from enhancers import piea
-
     nima_model, description = piea.load_nima(FLAGS.nima_weights, FLAGS.backbone)
     logging.info("PIEA guided by %s; %d iterations, learning rate %g, proxy size %s.",
                  description, FLAGS.iterations, FLAGS.learning_rate, FLAGS.proxy_size or "off")

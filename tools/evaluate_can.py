@@ -53,9 +53,11 @@ import time
 import numpy as np
 from absl import logging
 
+import nima
+from datasets import paired
 from datasets.images import ImageDecodeError
+from tools import enhance, figures, report
 from tools import evaluate as metrics
-from tools import figures, report
 
 __all__ = [
     "BOX_PLOT_FILE",
@@ -132,7 +134,6 @@ def _row(name, psnrs, ssims, nimas):
 
 
 def _load_pair(input_path, reference_path):
-    from datasets import paired  # only the evaluation itself needs it
 
     return paired.load_test_pair(input_path, reference_path)
 
@@ -347,8 +348,6 @@ def parse_model_flags(values):
 
 def _load_nima(weights, backbone):
     """(model, description) for --nima_weights: None -> (None, None); "demo"; or a file."""
-    import nima
-
     if weights is None:
         logging.warning("No --nima_weights: the NIMA columns and the box plot are left out.")
         return None, None
@@ -357,9 +356,6 @@ def _load_nima(weights, backbone):
 
 def main(argv):
     from absl import app, flags
-
-    from datasets import paired
-    from tools import enhance
 
     FLAGS = flags.FLAGS
     if len(argv) > 1:
@@ -401,8 +397,6 @@ def main(argv):
 def _define_flags():
     """Flags live here, not at import, so that tests can import this module next to others."""
     from absl import flags
-
-    import nima
 
     flags.DEFINE_string("fivek_dir", None, "FiveK folder: input/ and the experts' folders.")
     flags.DEFINE_string("experts", "C", "--fivek_dir: the reference experts, a comma list.")

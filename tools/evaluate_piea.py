@@ -64,8 +64,10 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+import nima
 from datasets import fivek
 from datasets.images import ImageDecodeError, load_rgb8, to_uint8
+from enhancers import piea
 from tools import evaluate as metrics
 from tools import report
 
@@ -172,8 +174,6 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
       ValueError: no pair could be evaluated (the message says why for the first ones), or
         `output_dir` holds inputs or references.
     """
-    from enhancers import piea
-
     pairs = [(os.fspath(a), os.fspath(b)) for a, b in pairs]
     if output_dir is not None:
         output_dir = os.fspath(output_dir)
@@ -275,8 +275,6 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
 def main(argv):
     from absl import app, flags
 
-    from enhancers import piea
-
     FLAGS = flags.FLAGS
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -304,8 +302,6 @@ def main(argv):
 
 def _define_flags():
     from absl import flags
-
-    import nima
 
     flags.DEFINE_string("fivek_dir", None, "FiveK folder: input/ and the experts' folders.")
     flags.DEFINE_enum("expert", "C", list(fivek.EXPERTS), "--fivek_dir: the reference expert.")

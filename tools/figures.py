@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from datasets.images import to_uint8
+from enhancers import filters, piea_report
 
 __all__ = ["box_plot", "draw_lines", "line_plot", "piea_figure", "side_by_side"]
 
@@ -196,8 +197,6 @@ def piea_figure(original, result, index, *, thumbnail_height=180, iterations=Non
     parameters (Figure 4, right: "the progressive enhancing process"). `original` is the
     unprocessed input (h, w, 3) in [0, 1]. Writes the PNG `path` if given.
     """
-    from enhancers import filters, piea_report
-
     iterations = (piea_report.shown_iterations(result.iterations) if iterations is None
                   else list(iterations))
     scores = np.asarray(result.scores[index], np.float64)

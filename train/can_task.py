@@ -16,7 +16,6 @@ references and the NIMA score distribution of input, reference and CAN output
 CAN(L2) next to CAN(L2+NIMA)).
 """
 import dataclasses
-import functools
 import os
 
 import keras
@@ -165,13 +164,9 @@ class CanTask(Task):
     config_class = CanConfig
     final_weights = {"can": FINAL_WEIGHTS}
 
-    @functools.cached_property
-    def pairs(self):
-        """(train_pairs, test_pairs, missing) of the dataset."""
+    def load_data(self):
+        """(train pairs, test pairs, photos without a partner) (`load_pairs`)."""
         return load_pairs(self.config)
-
-    def prepare_training(self):
-        self.pairs  # builds the demo set on first use
 
     def build_models(self, training):
         """The CAN; for training also the frozen NIMA of the loss (`self.quality`), or None
@@ -230,7 +225,7 @@ class CanTask(Task):
     def build_inputs(self, spec):
         config = self.config
         return paired.make_training_dataset(
-            self.pairs[0], batch_size=spec.batch_size, seed=config.seed,
+            self.data[0], batch_size=spec.batch_size, seed=config.seed,
             size=(config.train_height, config.train_width), start_step=spec.start_batch,
             num_shards=spec.num_shards, shard_index=spec.shard_index,
             decode_failures=spec.decode_failures)
@@ -239,7 +234,7 @@ class CanTask(Task):
         """Writes x | CAN(x) | reference for a fixed training pair."""
         config = self.config
         inputs, references = next(iter(paired.make_training_dataset(
-            self.pairs[0], batch_size=1, seed=config.seed + 1,
+            self.data[0], batch_size=1, seed=config.seed + 1,
             size=(config.train_height, config.train_width))))
 
         def write(step):
@@ -254,7 +249,7 @@ class CanTask(Task):
         """Section 4.2 / Figure 6 on the test pairs at full size, beside any --compare_models;
         writes the pictures to <model_dir>/eval/. None when the split has no test pairs."""
         config = self.config
-        _, test_pairs, missing = self.pairs
+        _, test_pairs, missing = self.data
         if not test_pairs:
             logging.warning("No test pairs (the split left none): nothing to evaluate.")
             return None

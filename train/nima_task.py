@@ -5,7 +5,6 @@ gradients are scaled by head / base learning rate (section 4.1: 3e-7 for the bas
 head). Evaluation reports two-class accuracy, LCC, SRCC and EMD (r = 1) on the test split.
 """
 import dataclasses
-import functools
 import math
 import os
 
@@ -103,12 +102,9 @@ class NimaTask(Task):
     config_class = NimaConfig
     final_weights = {"model": FINAL_WEIGHTS}
 
-    @functools.cached_property
-    def splits(self):
+    def load_data(self):
+        """(train records, test records) of AVA's split (`load_splits`)."""
         return load_splits(self.config)
-
-    def prepare_training(self):
-        self.splits  # builds the demo set and records the split before the model is built
 
     def build_models(self, training):
         config = self.config
@@ -123,7 +119,7 @@ class NimaTask(Task):
         """One momentum optimizer at the base rate with exponential decay every
         `lr_decay_epochs`; the head's rate comes from scaling its gradients (train step)."""
         config = self.config
-        steps_per_epoch = math.ceil(len(self.splits[0]) / config.batch_size)
+        steps_per_epoch = math.ceil(len(self.data[0]) / config.batch_size)
         schedule = keras.optimizers.schedules.ExponentialDecay(
             config.base_learning_rate,
             decay_steps=max(1, int(round(config.lr_decay_epochs * steps_per_epoch))),
@@ -156,7 +152,7 @@ class NimaTask(Task):
     def build_inputs(self, spec):
         config = self.config
         return ava.make_dataset(
-            self.splits[0], batch_size=spec.batch_size, training=True,
+            self.data[0], batch_size=spec.batch_size, training=True,
             augmentation=config.augmentation, crop_size=config.crop_size, seed=config.seed,
             start_step=spec.start_batch, num_shards=spec.num_shards,
             shard_index=spec.shard_index, decode_failures=spec.decode_failures)
@@ -166,7 +162,7 @@ class NimaTask(Task):
         model, config = models["model"], self.config
         failures = pipeline.DecodeFailures()
         dataset = ava.make_dataset(
-            self.splits[1], batch_size=config.eval_batch_size, training=False,
+            self.data[1], batch_size=config.eval_batch_size, training=False,
             augmentation=config.augmentation, crop_size=config.crop_size,
             decode_failures=failures)
         predict = tf.function(lambda images: model(images, training=False),

@@ -62,7 +62,7 @@ def train(task):
     keras.utils.set_random_seed(config.seed)
     logging.info("Precision policy: %s", loop.set_mixed_precision(config.mixed_precision))
     strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
-    task.prepare_training()
+    task.data  # read (and a demo set built) before the models, in a fixed order
     models, optimizers, train_step = build_training(task, strategy)
     failures = DecodeFailures()
 

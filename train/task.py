@@ -7,7 +7,7 @@ else once: seeding, precision, strategy and scope, optimizer building and loss s
 loop, checkpoints, resume, final weights, restoring, the mode dispatch and the export call.
 
 The runner calls, in this order:
-  training:  prepare_training(), then build_models(training=True) and build_optimizers(models) inside the strategy's
+  training:  data (load_data), then build_models(training=True) and build_optimizers(models) inside the strategy's
              scope, make_train_step(models, optimizers), build_inputs(InputSpec) per input
              pipeline, make_summary_fn(models) on the chief;
   afterwards (and for --mode=eval/export): build_models(training=False), restored from the
@@ -15,6 +15,7 @@ The runner calls, in this order:
 """
 import abc
 import dataclasses
+import functools
 
 import keras
 import tensorflow as tf
@@ -54,9 +55,14 @@ class Task(abc.ABC):
     def __init__(self, config):
         self.config = config
 
-    def prepare_training(self):
-        """Optional: loads or builds the training data before the models are built (a demo
-        set is built here on first use)."""
+    @abc.abstractmethod
+    def load_data(self):
+        """The system's data (file lists, splits); read once, on first use of `self.data`
+        (the runner reads it before building the models; a demo set is built then)."""
+
+    @functools.cached_property
+    def data(self):
+        return self.load_data()
 
     @abc.abstractmethod
     def build_models(self, training):

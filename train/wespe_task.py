@@ -11,7 +11,6 @@ Source and target patches are drawn independently: the pairing of DPED's trainin
 never used (weak supervision, section 4.1).
 """
 import dataclasses
-import functools
 import os
 
 import keras
@@ -162,16 +161,9 @@ class WespeTask(Task):
     final_weights = {"generator": GENERATOR_WEIGHTS,
                      "inverse_generator": INVERSE_GENERATOR_WEIGHTS}
 
-    @functools.cached_property
-    def data(self):
+    def load_data(self):
+        """The files of --dataset (`load_data`)."""
         return load_data(self.config)
-
-    def prepare_training(self):
-        self.data  # builds the demo set on first use
-        if self.config.vgg_weights is None:
-            logging.warning("*" * 80)
-            logging.warning(RANDOM_VGG_WARNING)
-            logging.warning("*" * 80)
 
     def build_models(self, training):
         """G, F, D_c and D_t (DPED's networks, section 3.5); for training also the frozen
@@ -186,6 +178,10 @@ class WespeTask(Task):
             "texture_discriminator": wespe.build_discriminator(1, config.patch_size),
         }
         if training:
+            if config.vgg_weights is None:
+                logging.warning("*" * 80)
+                logging.warning(RANDOM_VGG_WARNING)
+                logging.warning("*" * 80)
             self.vgg = build_vgg19_features(config.vgg_weights, layer=config.content_layer)
         return models
 
