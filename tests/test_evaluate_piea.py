@@ -4,7 +4,6 @@ In process with the toy brightness guide of tests/test_piea.py (its score rises 
 luminance, so PIEA's outputs must get brighter), and once on the command line with a MobileNet
 NIMA weights file written by the test.
 """
-import json
 import os
 import re
 import subprocess

@@ -2,7 +2,6 @@
 every flagfile in configs/ and in-process entry points."""
 import dataclasses
 import glob
-import logging
 import os
 
 import pytest
