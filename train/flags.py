@@ -5,12 +5,12 @@ into its own `flags.FlagValues`, so several entry points can be driven in one pr
 `train.<system>.main(argv)`).
 """
 import dataclasses
-import sys
 import types
 import typing
 
 from absl import flags
 
+from tools import cli
 from train.config import REQUIRED_FIELDS
 
 
@@ -67,24 +67,12 @@ def config_from_flags(config_class, flag_values):
     return config_class(**values)
 
 
-HELP_ARGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
-
-
 def parse_config(config_class, argv, absl_flags=False):
-    """Parses `argv` (argv[0] is the program) into a `config_class`.
-
-    Flags unknown to the config go to absl's global FLAGS (its own, e.g. --verbosity), which are
-    parsed when there are any, or always with `absl_flags` (absl's app needs them parsed); any
-    other unknown flag is an error. `--help` prints the config's flags and exits.
-    Raises `flags.Error` with absl's message for bad flags.
-    """
-    flag_values = flags.FlagValues()
-    define_flags(config_class, flag_values)
-    argv = list(argv)
-    if any(arg in HELP_ARGS for arg in argv[1:]):
-        print(flag_values.get_help())
-        sys.exit(0)
-    rest = flag_values(argv, known_only=True)
-    if absl_flags or len(rest) > 1:
-        flags.FLAGS(rest)  # raises UnrecognizedFlagError for flags nobody defines
+    """Parses `argv` (argv[0] is the program) into a `config_class` (`tools.cli.parse`: absl's
+    own flags accepted, any other unknown flag or positional argument an error, `--help`
+    printed). Raises `flags.Error` with absl's message for bad flags."""
+    flag_values = cli.new_flags(lambda values: define_flags(config_class, values))
+    args = cli.parse(flag_values, argv, absl_flags=absl_flags)
+    if args:
+        raise flags.Error(f"Unexpected arguments: {' '.join(args)} (every setting is a --flag)")
     return config_from_flags(config_class, flag_values)

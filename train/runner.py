@@ -13,13 +13,14 @@ import sys
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, logging
 
 from datasets.pipeline import DecodeFailures
+from tools import cli as tools_cli
 from tools import export as export_tools
 from tools import report as reports
 from train import loop, strategies
-from train.flags import parse_config
+from train.flags import config_from_flags, define_flags, parse_config
 from train.task import InputSpec
 
 EXPORTERS = {"nima": export_tools.export_nima, "enhancer": export_tools.export_enhancer}
@@ -178,17 +179,15 @@ def main(task_class, argv=None):
 
 
 def cli(task_class):
-    """The `__main__` of `train/<system>.py`: absl's app (logging, error handling) around
-    `main`, with flag errors printed as absl prints them."""
-    def parse(argv):
-        try:
-            return parse_config(task_class.config_class, argv, absl_flags=True)
-        except flags.Error as error:
-            sys.stderr.write(f"FATAL Flags parsing error: {error}\n"
-                             "Pass --help to see the flags.\n")
-            sys.exit(1)
+    """The `__main__` of `train/<system>.py` (`tools.cli.run_main`: absl's app around the run,
+    flag errors printed as absl prints them)."""
+    def define(flag_values):
+        define_flags(task_class.config_class, flag_values)
 
-    def run_parsed(config):
+    def run_parsed(flag_values, args):
+        if args:
+            raise app.UsageError(f"Unexpected arguments: {' '.join(args)}")
+        config = config_from_flags(task_class.config_class, flag_values)
         print_outcome(task_class, config, run(task_class, config))
 
-    app.run(run_parsed, flags_parser=parse)
+    tools_cli.run_main(define, run_parsed)
