@@ -7,9 +7,10 @@ else once: seeding, precision, strategy and scope, optimizer building and loss s
 loop, checkpoints, resume, final weights, restoring, the mode dispatch and the export call.
 
 The runner calls, in this order:
-  training:  data (load_data), then build_models(training=True) and build_optimizers(models) inside the strategy's
-             scope, make_train_step(models, optimizers), build_inputs(InputSpec) per input
-             pipeline, make_summary_fn(models) on the chief;
+  training:  data (load_data), then build_models(training=True) and
+             build_optimizers(models) inside the strategy's scope,
+             make_train_step(models, optimizers), build_inputs(InputSpec) per input pipeline,
+             make_summary_fn(models) on the chief;
   afterwards (and for --mode=eval/export): build_models(training=False), restored from the
              checkpoint or the final weights, then evaluate(models) and export(models).
 """
