@@ -1,4 +1,5 @@
-"""tools.enhance: the I/O loop in process, and `python -m tools.enhance` on an exported enhancer.
+"""tools.enhance: the I/O loop, and its command line (`main(argv)`, in process) on an exported
+enhancer.
 
 The command-line runs use real exports of tiny conv enhancers (tests/test_export_enhancer.py)
 and photos of the kinds users have: an EXIF-rotated JPEG, grayscale, 16-bit and RGBA PNGs, and a
@@ -9,7 +10,6 @@ import io
 import os
 import re
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -22,9 +22,6 @@ from tools import enhance, export
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_export_enhancer import expected_output, tiny_enhancer  # noqa: E402
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO_ROOT)
 
 
 def _digest(path):
@@ -186,25 +183,27 @@ def cli_case(tmp_path_factory):
             "photos": str(photos), "digests": {k: _digest(v) for k, v in inputs.items()}}
 
 
-def _run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tools.enhance", *args], capture_output=True,
-                          text=True, env=ENV, cwd=REPO_ROOT)
+def _run_cli(capsys, caplog, *args):
+    """`python -m tools.enhance ARGS` in this process: (exit code, stdout, stdout + the log)."""
+    code = enhance.main(["tools.enhance", *args])
+    stdout = capsys.readouterr().out
+    return code, stdout, stdout + caplog.text
 
 
 def _expected_pixels(model, path):
     return to_uint8(expected_output(model, load_rgb8(path)[None] / np.float32(255))[0])
 
 
-def test_cli_base_dir_all_kinds_and_a_corrupt_file(cli_case):
+def test_cli_base_dir_all_kinds_and_a_corrupt_file(cli_case, capsys, caplog):
     inputs = cli_case["inputs"]
     out = str(cli_case["root"] / "out")
-    result = _run_cli(f"--saved_model={cli_case['export_dir']}", cli_case["photos"],
-                      inputs["deep"], inputs["rgba"], inputs["broken"], f"--output_dir={out}")
-    log = result.stdout + result.stderr
-    assert result.returncode == 1, log
+    code, stdout, log = _run_cli(capsys, caplog, f"--saved_model={cli_case['export_dir']}",
+                                 cli_case["photos"], inputs["deep"], inputs["rgba"],
+                                 inputs["broken"], f"--output_dir={out}")
+    assert code == 1, log
     assert f"Using version 2 of {cli_case['export_dir']}" in log
-    assert "Enhanced 4 of 5 photos." in result.stdout
-    assert re.search(re.escape(inputs["broken"]) + ".*cannot read image", result.stdout), log
+    assert "Enhanced 4 of 5 photos." in stdout
+    assert re.search(re.escape(inputs["broken"]) + ".*cannot read image", stdout), log
     assert sorted(os.listdir(out)) == ["deep.png", "gray.png", "photo.png", "rgba.png"]
     for name in ("photo", "gray", "deep", "rgba"):
         written = np.asarray(Image.open(os.path.join(out, f"{name}.png")))
@@ -218,19 +217,19 @@ def test_cli_base_dir_all_kinds_and_a_corrupt_file(cli_case):
     assert {k: _digest(v) for k, v in inputs.items()} == cli_case["digests"]
 
 
-def test_cli_version_dir_jpeg_next_to_inputs(cli_case):
+def test_cli_version_dir_jpeg_next_to_inputs(cli_case, capsys, caplog):
     """`<export>/1`, JPEG output into the photos' own directory: photo.jpg itself is refused."""
     photos = str(cli_case["root"] / "photos_copy")
     shutil.copytree(cli_case["photos"], photos)
     inputs = {name: os.path.join(photos, os.path.basename(cli_case["inputs"][name]))
               for name in ("photo", "gray")}
     digests = {name: _digest(path) for name, path in inputs.items()}
-    result = _run_cli(f"--saved_model={os.path.join(cli_case['export_dir'], '1')}", photos,
-                      f"--output_dir={photos}", "--format=jpg", "--overwrite")
-    log = result.stdout + result.stderr
-    assert result.returncode == 1, log
-    assert f"refusing to overwrite input file {inputs['photo']}" in result.stdout, log
-    assert "Enhanced 1 of 2 photos." in result.stdout
+    code, stdout, log = _run_cli(
+        capsys, caplog, f"--saved_model={os.path.join(cli_case['export_dir'], '1')}", photos,
+        f"--output_dir={photos}", "--format=jpg", "--overwrite")
+    assert code == 1, log
+    assert f"refusing to overwrite input file {inputs['photo']}" in stdout, log
+    assert "Enhanced 1 of 2 photos." in stdout
     assert "Using version" not in log
     assert {name: _digest(path) for name, path in inputs.items()} == digests
     assert sorted(os.listdir(photos)) == ["gray.jpg", "gray.png", "photo.jpg"]

@@ -1,12 +1,11 @@
 """`tools.enhance --method=piea`: photo, JSON recipe and Figure-4 PNG per input, bad inputs.
 
-In process with a toy guide (tests/test_piea.py), and once on the command line with a
-MobileNet NIMA weights file written by the test.
+In process with a toy guide (tests/test_piea.py), and once through the command line
+(`tools.enhance.main(argv)`, in process) with a MobileNet NIMA weights file written by the test.
 """
 import io
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -21,8 +20,6 @@ from tools import enhance
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_piea import brightness_nima  # noqa: E402
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO_ROOT)
 SIDE_FILES = (".recipe.json", ".figure.png")
 
 
@@ -111,22 +108,20 @@ def test_an_enhancer_returning_undeclared_side_files_fails_that_photo(tmp_path):
     assert "side files" in report.failed[0][1]
 
 
-def test_command_line_with_a_nima_weights_file(photos, tmp_path):
+def test_command_line_with_a_nima_weights_file(photos, tmp_path, capsys, caplog):
     weights = str(tmp_path / "mobilenet_nima.weights.h5")
     nima.build_nima("mobilenet").save_weights(weights)
     # MobileNet's oneDNN gradient kernels need photos of more than a few dozen pixels.
     photo = str(tmp_path / "rgb.jpg")
     Image.fromarray(_dark(np.random.default_rng(3), (64, 96, 3))).save(photo)
     out = tmp_path / "cli_out"
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.enhance", "--method=piea", f"--nima_weights={weights}",
-         "--backbone=mobilenet", "--iterations=2", f"--output_dir={out}",
-         photo, str(photos / "broken.jpg")],
-        cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 1, result.stderr[-3000:]  # the corrupt file fails, the rest works
-    assert "Enhanced 1 of 2 photos." in result.stdout
-    assert "broken.jpg" in result.stdout and weights in result.stderr
+    code = enhance.main(["tools.enhance", "--method=piea", f"--nima_weights={weights}",
+                         "--backbone=mobilenet", "--iterations=2", f"--output_dir={out}",
+                         photo, str(photos / "broken.jpg")])
+    stdout = capsys.readouterr().out
+    assert code == 1, caplog.text[-3000:]  # the corrupt file fails, the rest works
+    assert "Enhanced 1 of 2 photos." in stdout
+    assert "broken.jpg" in stdout and weights in caplog.text
     assert sorted(os.listdir(out)) == ["rgb" + s for s in (".figure.png", ".png", ".recipe.json")]
     recipe = json.loads((out / "rgb.recipe.json").read_text())
     assert "mobilenet" in recipe["nima"] and len(recipe["scores"]) == 3

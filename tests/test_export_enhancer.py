@@ -23,6 +23,9 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 METADATA = {"system": "tiny", "steps": 3, "figures": {"psnr": 21.5}, "note": "ü"}
 
 
+# A separate process is the point here, not a way to run a tool: the export is reloaded by a
+# fresh Python process (no state shared with the exporting one) and by `saved_model_cli`, whose
+# session-based loader is TF Serving's. The command line itself runs in process (`main(argv)`).
 def _run(args, **kwargs):
     result = subprocess.run(args, capture_output=True, text=True, env=ENV, **kwargs)
     assert result.returncode == 0, f"{args[:3]} failed:\n{result.stdout}\n{result.stderr[-4000:]}"

@@ -59,13 +59,13 @@ import uuid
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
+from absl import app, flags, logging
 from PIL import Image
 
 import nima
 from datasets.images import IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8, to_uint8
 from enhancers import piea, piea_report
-from tools import figures
+from tools import cli, figures
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -401,8 +401,6 @@ def _output_problem(outputs, claimed, input_real_paths, input_ids, overwrite):
 
 
 def _saved_model_method(FLAGS):
-    from absl import app
-
     if not FLAGS.saved_model:
         raise app.UsageError("--method=saved_model needs --saved_model=<export dir>")
     return load_saved_model_enhancer(FLAGS.saved_model)
@@ -420,11 +418,36 @@ def _piea_method(FLAGS):
 _METHODS = {"saved_model": _saved_model_method, "piea": _piea_method}
 
 
-def main(argv):
-    from absl import app, flags
+def define_flags(flag_values):
+    flags.DEFINE_enum("method", "saved_model", list(_METHODS), "How to enhance.",
+                      flag_values=flag_values)
+    flags.DEFINE_string("saved_model", None, "Exported enhancer: a version directory or the "
+                        "base directory (then its largest version).", flag_values=flag_values)
+    flags.DEFINE_string("nima_weights", None, "--method=piea: whole-NIMA weights file "
+                        "(model.save_weights); default: the demo NIMA.", flag_values=flag_values)
+    flags.DEFINE_enum("backbone", "inception_v2", list(nima.BACKBONES),
+                      "--method=piea: the backbone of --nima_weights.", flag_values=flag_values)
+    flags.DEFINE_integer("iterations", 20, "--method=piea: M, the gradient steps per photo.",
+                         lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_float("learning_rate", 1e-3, "--method=piea: lambda of the gradient step.",
+                       flag_values=flag_values)
+    flags.DEFINE_integer("proxy_size", None, "--method=piea: score a copy with this longer "
+                         "side and apply the parameters found at full size (default: off, "
+                         "score at full size as the paper).", lower_bound=32,
+                         flag_values=flag_values)
+    flags.DEFINE_string("output_dir", None, "Where the enhanced photos go (created).",
+                        flag_values=flag_values)
+    flags.DEFINE_enum("format", "png", list(OUTPUT_FORMATS), "Output file format.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of --format=jpg.", lower_bound=1,
+                         upper_bound=100, flag_values=flag_values)
+    flags.DEFINE_bool("overwrite", False, "Replace existing output files (never input files).",
+                      flag_values=flag_values)
+    flags.mark_flag_as_required("output_dir", flag_values=flag_values)
 
-    FLAGS = flags.FLAGS
-    paths = argv[1:]
+
+def run(FLAGS, args):
+    paths = args
     if not paths:
         raise app.UsageError("Name at least one photo or directory to enhance.")
     try:
@@ -440,32 +463,10 @@ def main(argv):
     return 0 if report.ok else 1
 
 
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_enum("method", "saved_model", list(_METHODS), "How to enhance.")
-    flags.DEFINE_string("saved_model", None, "Exported enhancer: a version directory or the "
-                        "base directory (then its largest version).")
-    flags.DEFINE_string("nima_weights", None, "--method=piea: whole-NIMA weights file "
-                        "(model.save_weights); default: the demo NIMA.")
-    flags.DEFINE_enum("backbone", "inception_v2", list(nima.BACKBONES),
-                      "--method=piea: the backbone of --nima_weights.")
-    flags.DEFINE_integer("iterations", 20, "--method=piea: M, the gradient steps per photo.",
-                         lower_bound=0)
-    flags.DEFINE_float("learning_rate", 1e-3, "--method=piea: lambda of the gradient step.")
-    flags.DEFINE_integer("proxy_size", None, "--method=piea: score a copy with this longer "
-                         "side and apply the parameters found at full size (default: off, "
-                         "score at full size as the paper).", lower_bound=32)
-    flags.DEFINE_string("output_dir", None, "Where the enhanced photos go (created).")
-    flags.DEFINE_enum("format", "png", list(OUTPUT_FORMATS), "Output file format.")
-    flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of --format=jpg.", lower_bound=1,
-                         upper_bound=100)
-    flags.DEFINE_bool("overwrite", False, "Replace existing output files (never input files).")
-    flags.mark_flag_as_required("output_dir")
+def main(argv=None):
+    """`python -m tools.enhance` in this process: `argv` as sys.argv; returns the exit code."""
+    return cli.main(define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    cli.run_main(define_flags, run)

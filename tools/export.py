@@ -22,9 +22,11 @@ import uuid
 
 import keras
 import tensorflow as tf
+from absl import flags, logging
 
 import nima
 from datasets.images import decode_image_tensor
+from tools import cli
 
 __all__ = [
     "METADATA_FILE",
@@ -271,29 +273,31 @@ def export_enhancer(model, export_dir, version=None, metadata=None, jpeg_quality
     )
 
 
-def main(argv):
-    del argv
-    from absl import flags, logging
+def define_flags(flag_values):
+    flags.DEFINE_enum("backbone", "mobilenet", list(nima.BACKBONES), "NIMA backbone.",
+                      flag_values=flag_values)
+    flags.DEFINE_string("weights", None, "Whole NIMA model weights file (*.weights.h5).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("export_dir", None, "Model base path; versions go in <export_dir>/<N>/.",
+                        flag_values=flag_values)
+    flags.DEFINE_integer("version", None, "Version to write; default: next after the largest.",
+                         flag_values=flag_values)
+    flags.mark_flags_as_required(["weights", "export_dir"], flag_values=flag_values)
 
-    FLAGS = flags.FLAGS
+
+def run(FLAGS, args):
+    del args  # positional arguments are ignored, as they always were
     model = nima.build_nima(FLAGS.backbone, weights=FLAGS.weights)
     path = export_nima(model, FLAGS.export_dir, version=FLAGS.version)
     logging.info("Exported %s to %s", model.name, path)
     print(path)
+    return 0
 
 
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_enum("backbone", "mobilenet", list(nima.BACKBONES), "NIMA backbone.")
-    flags.DEFINE_string("weights", None, "Whole NIMA model weights file (*.weights.h5).")
-    flags.DEFINE_string("export_dir", None, "Model base path; versions go in <export_dir>/<N>/.")
-    flags.DEFINE_integer("version", None, "Version to write; default: next after the largest.")
-    flags.mark_flags_as_required(["weights", "export_dir"])
+def main(argv=None):
+    """`python -m tools.export` in this process: `argv` as sys.argv; returns the exit code."""
+    return cli.main(define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    cli.run_main(define_flags, run)

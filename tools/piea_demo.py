@@ -15,17 +15,16 @@ import os
 
 import numpy as np
 import skimage.data
-from absl import app, flags, logging
+from absl import flags, logging
 from PIL import Image
 
 import nima
 from enhancers import filters, piea
-from tools import enhance
+from tools import cli, enhance
 from tools.evaluate import nima_mean_scores
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 STOPS_DARKER = 1.0
-
 
 
 def darkened_photos(directory):
@@ -40,9 +39,20 @@ def darkened_photos(directory):
     return paths
 
 
-def main(argv):
-    del argv
-    FLAGS = flags.FLAGS
+def define_flags(flag_values):
+    flags.DEFINE_string("output_dir", "runs/piea_demo", "Where the photos go.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("nima_weights", None, "Whole-NIMA weights file; default: the demo NIMA.",
+                        flag_values=flag_values)
+    flags.DEFINE_enum("backbone", piea.PAPER_BACKBONE, list(nima.BACKBONES),
+                      "Backbone of --nima_weights.", flag_values=flag_values)
+    flags.DEFINE_integer("iterations", piea.ITERATIONS, "M.", lower_bound=0,
+                         flag_values=flag_values)
+    flags.DEFINE_float("learning_rate", piea.LEARNING_RATE, "lambda.", flag_values=flag_values)
+
+
+def run(FLAGS, args):
+    del args  # positional arguments are ignored, as they always were
     paths = darkened_photos(os.path.join(FLAGS.output_dir, "darkened"))
     nima_model, description = piea.load_nima(FLAGS.nima_weights, FLAGS.backbone)
     enhance_fn = enhance.piea_enhance_fn(nima_model, description, iterations=FLAGS.iterations,
@@ -66,16 +76,10 @@ def main(argv):
     return 0 if report.ok else 1
 
 
-def _define_flags():
-    """Flags live here, not at import, so that tests can import this module next to others."""
-    flags.DEFINE_string("output_dir", "runs/piea_demo", "Where the photos go.")
-    flags.DEFINE_string("nima_weights", None, "Whole-NIMA weights file; default: the demo NIMA.")
-    flags.DEFINE_enum("backbone", piea.PAPER_BACKBONE, list(nima.BACKBONES),
-                      "Backbone of --nima_weights.")
-    flags.DEFINE_integer("iterations", piea.ITERATIONS, "M.", lower_bound=0)
-    flags.DEFINE_float("learning_rate", piea.LEARNING_RATE, "lambda.")
+def main(argv=None):
+    """`python -m tools.piea_demo` in this process: `argv` as sys.argv; returns the exit code."""
+    return cli.main(define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    cli.run_main(define_flags, run)
