@@ -19,6 +19,10 @@ CLI_CASES = [
     ("tools.piea_demo", "nima_weights"),
     ("tools.export", "export_dir"),
     ("tools.build_wespe_demo", "num_train_patches"),
+    ("tools.build_demo_ava", "num_images"),
+    ("train.nima", "backbone"),
+    ("train.wespe", "phone"),
+    ("train.can", "fidelity"),
 ]
 
 
