@@ -2,14 +2,13 @@
 
 In process: tiny PNG pairs in tmp_path (read by `datasets.paired.load_test_pair`), two NumPy
 "enhancers" (one needs clipping) and a tiny Keras "NIMA" (global average pooling + Dense(10,
-softmax) with fixed weights) whose score distribution NumPy computes directly. On the command
-line: two exported 1x1-conv enhancers (one the identity) and a MobileNet NIMA weights file.
+softmax) with fixed weights) whose score distribution NumPy computes directly. Through the command
+line (`main(argv)`, in process too): two exported 1x1-conv enhancers (one the identity) and a
+MobileNet NIMA weights file.
 """
 import json
 import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -19,9 +18,6 @@ from PIL import Image
 import nima
 from datasets.images import load_rgb8, to_uint8
 from tools import evaluate, evaluate_can, export, report
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO_ROOT)
 
 SHAPES = [(24, 32), (30, 26), (24, 32)]
 ENHANCERS = {
@@ -324,13 +320,14 @@ def _lively_mobilenet_nima():
     return model
 
 
-def _run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tools.evaluate_can", *args],
-                          capture_output=True, text=True, env=ENV, cwd=REPO_ROOT)
+def _run_cli(capsys, *args):
+    """`python -m tools.evaluate_can ARGS`, in this process: (exit code, what it printed)."""
+    code = evaluate_can.main(["tools.evaluate_can", *args])
+    return code, capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_cli_on_two_folders_with_exported_models_and_a_nima_file(tmp_path):
+def test_cli_on_two_folders_with_exported_models_and_a_nima_file(tmp_path, capsys, caplog):
     rng = np.random.default_rng(3)
     stems = ["p0", "p1", "p2", "p3"]
     for stem in stems:
@@ -349,8 +346,8 @@ def test_cli_on_two_folders_with_exported_models_and_a_nima_file(tmp_path):
             f"--model=CAN(x1.3)={tmp_path / 'brighter'}", "--backbone=mobilenet",
             f"--nima_weights={tmp_path / 'nima.weights.h5'}", f"--output_dir={out}",
             "--save_images=1"]
-    result = _run_cli(*args)
-    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    code, printed = _run_cli(capsys, *args)
+    assert code == 0, printed + caplog.text[-4000:]
     with open(out / "results.json") as f:
         results = json.load(f)
     assert results["photos"] == ["p1.png", "p3.png"]
@@ -379,14 +376,15 @@ def test_cli_on_two_folders_with_exported_models_and_a_nima_file(tmp_path):
         assert rows[name]["metrics"]["nima_std"] == pytest.approx(np.std(scores), rel=1e-3)
     assert "NIMA(mobilenet)" in results["nima_model"]
     for name in rows:
-        assert name in result.stdout
-    assert "nima_std" in result.stdout and "How to read:" in result.stdout
+        assert name in printed
+    assert "nima_std" in printed and "How to read:" in printed
 
     # A second run may not replace results.json without --overwrite.
     before = (out / "results.json").read_bytes()
-    again = _run_cli(*args)
-    assert again.returncode == 1
-    assert str(out / "results.json") in again.stderr and "--overwrite" in again.stderr
+    caplog.clear()
+    again, _ = _run_cli(capsys, *args)
+    assert again == 1
+    assert str(out / "results.json") in caplog.text and "--overwrite" in caplog.text
     assert (out / "results.json").read_bytes() == before
 
 

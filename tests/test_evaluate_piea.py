@@ -1,12 +1,11 @@
 """tools.evaluate_piea: PIEA on FiveK-like folders, Table 1's figures recomputed independently.
 
 In process with the toy brightness guide of tests/test_piea.py (its score rises with the mean
-luminance, so PIEA's outputs must get brighter), and once on the command line with a MobileNet
-NIMA weights file written by the test.
+luminance, so PIEA's outputs must get brighter), and once through the command line (`main(argv)`,
+also in process) with a MobileNet NIMA weights file written by the test.
 """
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -21,8 +20,6 @@ from tools import evaluate, evaluate_piea, report
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_piea import brightness_nima  # noqa: E402
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO_ROOT)
 STEMS = ["a0001-jmac_DSC1459", "a0002-dgw_005", "a0003-NKIM_MG_8178"]
 SETTINGS = {"iterations": 2, "learning_rate": 1e-2, "proxy_size": None, "seed": 0}
 
@@ -199,7 +196,7 @@ def test_find_pairs(fivek_dir, tmp_path):
 # --------------------------------------------------------------------------- command line
 
 
-def test_command_line_with_a_nima_weights_file(fivek_dir, tmp_path):
+def test_command_line_with_a_nima_weights_file(fivek_dir, tmp_path, capsys, caplog):
     weights = str(tmp_path / "mobilenet_nima.weights.h5")
     nima.build_nima("mobilenet").save_weights(weights)
     (fivek_dir / "input" / "a0009-broken.tif").write_bytes(b"not an image")
@@ -207,14 +204,13 @@ def test_command_line_with_a_nima_weights_file(fivek_dir, tmp_path):
     split = tmp_path / "FiveK_test.txt"
     split.write_text("1\n2\n9\n")
     out = tmp_path / "cli_out"
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.evaluate_piea", f"--fivek_dir={fivek_dir}", "--expert=C",
+    code = evaluate_piea.main(
+        ["tools.evaluate_piea", f"--fivek_dir={fivek_dir}", "--expert=C",
          f"--split_file={split}", f"--nima_weights={weights}", "--backbone=mobilenet",
-         "--iterations=2", f"--output_dir={out}"],
-        cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 1, result.stderr[-3000:]  # the broken photo was skipped
-    lines = result.stdout.splitlines()
+         "--iterations=2", f"--output_dir={out}"])
+    printed = capsys.readouterr().out
+    assert code == 1, caplog.text[-3000:]  # the broken photo was skipped
+    lines = printed.splitlines()
     assert lines[0] == "piea: 2 images evaluated (1 skipped)"
     assert re.fullmatch(r" +luminance +contrast +saturation +nima_mean", lines[1])
     number = r"\d\.\d{3}"
@@ -224,7 +220,7 @@ def test_command_line_with_a_nima_weights_file(fivek_dir, tmp_path):
         assert re.fullmatch(pattern, line), line
     assert "Note: reference: Expert C" in lines
     assert f"Note: NIMA model: NIMA(mobilenet) from {weights}" in lines
-    assert "a0009-broken.tif: cannot read image" in result.stdout
+    assert "a0009-broken.tif: cannot read image" in printed
     saved = report.read_report(out / "results.json")
     assert saved["num_images"] == 2 and saved["settings"]["iterations"] == 2
     assert sorted(os.listdir(out)) == [f"{STEMS[0]}.png", f"{STEMS[1]}.png", "results.json"]

@@ -29,7 +29,11 @@ import math
 import os
 import re
 
-from absl import app, flags, logging
+import tensorflow as tf
+from absl import flags, logging
+
+from nima.inception_v2 import build_inception_v2, save_inception_v2_weights, slim_variable_map
+from tools import cli
 
 CLASSIFIER_PREFIX = "InceptionV2/Logits/"
 GLOBAL_STEP = "global_step"
@@ -82,8 +86,6 @@ class CheckpointMismatchError(ValueError):
 
 
 def _open_checkpoint(checkpoint_prefix):
-    import tensorflow as tf
-
     try:
         return tf.train.load_checkpoint(checkpoint_prefix)
     except (ValueError, tf.errors.OpError) as error:
@@ -119,8 +121,6 @@ def convert_checkpoint(checkpoint_prefix, output_path, use_moving_averages=False
     be read, and CheckpointMismatchError (a ValueError) listing every variable that does not
     correspond. Nothing is written unless the whole conversion succeeds.
     """
-    from nima.inception_v2 import build_inception_v2, save_inception_v2_weights, slim_variable_map
-
     checkpoint_prefix = os.fspath(checkpoint_prefix)
     output_path = os.fspath(output_path)
     if os.path.exists(output_path):
@@ -186,24 +186,28 @@ def convert_checkpoint(checkpoint_prefix, output_path, use_moving_averages=False
     }
 
 
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defines this tool's flags; called only when it runs as a program, so that importing
-    `convert_checkpoint` never collides with other modules' flags."""
-    flags.DEFINE_string("checkpoint", None, "TF-Slim inception_v2 checkpoint prefix (or directory).")
-    flags.DEFINE_string("output", None, "Weights file to write (must not exist), e.g. inception_v2.h5.")
+def define_flags(flag_values):
+    """Defines this tool's flags in `flag_values` (`tools.cli`)."""
+    flags.DEFINE_string(
+        "checkpoint", None, "TF-Slim inception_v2 checkpoint prefix (or directory).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "output", None, "Weights file to write (must not exist), e.g. inception_v2.h5.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_bool(
         "use_moving_averages",
         False,
         "Take every variable from its ExponentialMovingAverage shadow instead of its raw value.",
+        flag_values=flag_values,
     )
-    flags.mark_flags_as_required(["checkpoint", "output"])
+    flags.mark_flags_as_required(["checkpoint", "output"], flag_values=flag_values)
 
 
-def main(argv):
-    del argv
+def run(FLAGS, args):
+    """The command line's work: FLAGS are the parsed flags; positional arguments are ignored."""
+    del args
     report = convert_checkpoint(FLAGS.checkpoint, FLAGS.output, FLAGS.use_moving_averages)
     logging.info(
         "Wrote %s: %d variables (%d parameters, %d trainable) from %s%s.",
@@ -218,8 +222,12 @@ def main(argv):
         if names:
             logging.info("Ignored %d %s variable(s), e.g. %s", len(names), bucket, names[0])
     print(f"Wrote {report['output']} ({report['assigned']} variables).")
+    return 0
+
+
+def main(argv=None):
+    return cli.main(define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run_main(define_flags, run)

@@ -51,12 +51,12 @@ import os
 import time
 
 import numpy as np
-from absl import logging
+from absl import app, flags, logging
 
 import nima
 from datasets import paired
 from datasets.images import ImageDecodeError
-from tools import enhance, figures, report
+from tools import cli, enhance, figures, report
 from tools import evaluate as metrics
 
 __all__ = [
@@ -354,12 +354,10 @@ def _load_nima(weights, backbone):
     return nima.load_nima_model(weights, backbone)
 
 
-def main(argv):
-    from absl import app, flags
-
-    FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+def run(FLAGS, args):
+    """The command line's work: FLAGS are the parsed flags, args the positional arguments."""
+    if args:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(args)}")
     try:
         if FLAGS.output_dir is not None and not FLAGS.overwrite:
             existing = os.path.join(FLAGS.output_dir, RESULTS_FILE)
@@ -394,34 +392,44 @@ def main(argv):
     return 1 if results["skipped"] else 0
 
 
-def _define_flags():
-    """Flags live here, not at import, so that tests can import this module next to others."""
-    from absl import flags
-
-    flags.DEFINE_string("fivek_dir", None, "FiveK folder: input/ and the experts' folders.")
-    flags.DEFINE_string("experts", "C", "--fivek_dir: the reference experts, a comma list.")
-    flags.DEFINE_string("input_dir", None, "Input photos (instead of --fivek_dir).")
-    flags.DEFINE_string("reference_dir", None, "Their references, paired by file stem.")
-    flags.DEFINE_string("train_list", None, "Optional split file of the training photos.")
-    flags.DEFINE_string("test_list", None, "Optional split file of the test photos.")
+def define_flags(flag_values):
+    """Defines this tool's flags in `flag_values` (`tools.cli`)."""
+    flags.DEFINE_string("fivek_dir", None, "FiveK folder: input/ and the experts' folders.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("experts", "C", "--fivek_dir: the reference experts, a comma list.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("input_dir", None, "Input photos (instead of --fivek_dir).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("reference_dir", None, "Their references, paired by file stem.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("train_list", None, "Optional split file of the training photos.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("test_list", None, "Optional split file of the test photos.",
+                        flag_values=flag_values)
     flags.DEFINE_multi_string("model", [], "NAME=SAVED_MODEL_DIR of an exported enhancer, "
-                              "repeatable; the rows of the table, in this order.")
+                              "repeatable; the rows of the table, in this order.",
+                              flag_values=flag_values)
     flags.DEFINE_string("nima_weights", None, "Whole-NIMA weights file, or 'demo' for the demo "
-                        "NIMA; without it the NIMA columns are left out.")
+                        "NIMA; without it the NIMA columns are left out.", flag_values=flag_values)
     flags.DEFINE_enum("backbone", "inception_v2", list(nima.BACKBONES),
-                      "The backbone of --nima_weights (the paper: inception_v2).")
+                      "The backbone of --nima_weights (the paper: inception_v2).",
+                      flag_values=flag_values)
     flags.DEFINE_integer("max_images", None, "Evaluate the first N test pairs only.",
-                         lower_bound=1)
+                         lower_bound=1, flag_values=flag_values)
     flags.DEFINE_integer("save_images", 0, "Write the first N photos side by side "
-                         "(input | enhancers | reference) to --output_dir.", lower_bound=0)
+                         "(input | enhancers | reference) to --output_dir.", lower_bound=0,
+                         flag_values=flag_values)
     flags.DEFINE_string("output_dir", None, f"Optional: {RESULTS_FILE}, {BOX_PLOT_FILE} and "
-                        f"{SIDE_BY_SIDE_DIR}/ go here (created).")
-    flags.DEFINE_boolean("overwrite", False, f"Replace an existing {RESULTS_FILE}.")
-    flags.mark_flags_as_mutual_exclusive(["fivek_dir", "input_dir"], required=True)
+                        f"{SIDE_BY_SIDE_DIR}/ go here (created).", flag_values=flag_values)
+    flags.DEFINE_boolean("overwrite", False, f"Replace an existing {RESULTS_FILE}.",
+                         flag_values=flag_values)
+    flags.mark_flags_as_mutual_exclusive(["fivek_dir", "input_dir"], required=True,
+                                         flag_values=flag_values)
+
+
+def main(argv=None):
+    return cli.main(define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    cli.run_main(define_flags, run)

@@ -61,7 +61,7 @@ import time
 import uuid
 
 import numpy as np
-from absl import logging
+from absl import app, flags, logging
 from PIL import Image
 
 import nima
@@ -69,7 +69,7 @@ from datasets import fivek
 from datasets.images import ImageDecodeError, load_rgb8, to_uint8
 from enhancers import piea
 from tools import evaluate as metrics
-from tools import report
+from tools import cli, report
 
 __all__ = ["RESULTS_FILE", "ROWS", "evaluate", "find_pairs"]
 
@@ -272,12 +272,10 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
 # --------------------------------------------------------------------------- command line
 
 
-def main(argv):
-    from absl import app, flags
-
-    FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+def run(FLAGS, args):
+    """The command line's work: FLAGS are the parsed flags, args the positional arguments."""
+    if args:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(args)}")
     try:
         pairs, missing, label = find_pairs(
             fivek_dir=FLAGS.fivek_dir, expert=FLAGS.expert, split_file=FLAGS.split_file,
@@ -300,31 +298,41 @@ def main(argv):
     return 1 if results["skipped"] else 0
 
 
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("fivek_dir", None, "FiveK folder: input/ and the experts' folders.")
-    flags.DEFINE_enum("expert", "C", list(fivek.EXPERTS), "--fivek_dir: the reference expert.")
+def define_flags(flag_values):
+    """Defines this tool's flags in `flag_values` (`tools.cli`)."""
+    flags.DEFINE_string("fivek_dir", None, "FiveK folder: input/ and the experts' folders.",
+                        flag_values=flag_values)
+    flags.DEFINE_enum("expert", "C", list(fivek.EXPERTS), "--fivek_dir: the reference expert.",
+                      flag_values=flag_values)
     flags.DEFINE_string("split_file", None, "Only the photos listed (FiveK ids or stems, one a "
-                        "line), e.g. EXPOSURE's data/folds/FiveK_test.txt.")
-    flags.DEFINE_string("input_dir", None, "Input photos (instead of --fivek_dir).")
-    flags.DEFINE_string("reference_dir", None, "Their references, paired by file stem.")
+                        "line), e.g. EXPOSURE's data/folds/FiveK_test.txt.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("input_dir", None, "Input photos (instead of --fivek_dir).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("reference_dir", None, "Their references, paired by file stem.",
+                        flag_values=flag_values)
     flags.DEFINE_string("nima_weights", None, "Whole-NIMA weights file (model.save_weights); "
-                        "default: the demo NIMA.")
+                        "default: the demo NIMA.", flag_values=flag_values)
     flags.DEFINE_enum("backbone", "inception_v2", list(nima.BACKBONES),
-                      "The backbone of --nima_weights (the paper: inception_v2).")
-    flags.DEFINE_integer("iterations", 20, "M, PIEA's gradient steps per photo.", lower_bound=0)
-    flags.DEFINE_float("learning_rate", 1e-3, "lambda, PIEA's gradient step size.")
+                      "The backbone of --nima_weights (the paper: inception_v2).",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("iterations", 20, "M, PIEA's gradient steps per photo.", lower_bound=0,
+                         flag_values=flag_values)
+    flags.DEFINE_float("learning_rate", 1e-3, "lambda, PIEA's gradient step size.",
+                       flag_values=flag_values)
     flags.DEFINE_integer("proxy_size", None, "Score a copy with this longer side (default: off, "
-                         "full size as the paper).", lower_bound=32)
-    flags.DEFINE_integer("limit", None, "Evaluate the first N pairs only.", lower_bound=1)
+                         "full size as the paper).", lower_bound=32, flag_values=flag_values)
+    flags.DEFINE_integer("limit", None, "Evaluate the first N pairs only.", lower_bound=1,
+                         flag_values=flag_values)
     flags.DEFINE_string("output_dir", None, "Optional: write <stem>.png per enhanced photo and "
-                        f"{RESULTS_FILE} here (created; files replaced).")
-    flags.DEFINE_integer("seed", 0, "Seed of the histogram patches' random crops.")
+                        f"{RESULTS_FILE} here (created; files replaced).", flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "Seed of the histogram patches' random crops.",
+                         flag_values=flag_values)
+
+
+def main(argv=None):
+    return cli.main(define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    cli.run_main(define_flags, run)
