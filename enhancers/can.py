@@ -22,6 +22,11 @@ by repeated mirroring then).
     can = build_can()                           # the paper's CAN
     chen = build_can(**CHEN_ET_AL)              # Chen et al.'s CAN24
     enhanced = can(images)                      # float32 [b, h, w, 3], no clipping
+    fast = inference_model(can)                 # the same variables, native dilated convs
+
+`build_can`'s Keras `Conv2D(dilation_rate=d)` layers train the CAN; `inference_model` runs the
+same variables at inference through `tf.nn.conv2d(..., dilations=d)`, which is bit-identical and
+faster (see its docstring): use it to evaluate and export.
 """
 import keras
 import numpy as np
@@ -191,3 +196,93 @@ def build_can(depth=None, width=WIDTH, dilations=None, padding="symmetric",
         3, 1, kernel_initializer=IdentityKernel() if identity_output else "glorot_uniform",
         name="conv_out", dtype="float32")(x)
     return keras.Model(images, outputs, name=name)
+
+
+def _native_conv(layer, x):
+    """Keras `Conv2D` `layer` on `x` as `tf.nn.conv2d(dilations=d)` + `tf.nn.bias_add`, with the
+    layer's own variables, cast to its compute dtype as Keras does."""
+    dtype = layer.compute_dtype
+    x = tf.cast(x, dtype)
+    outputs = tf.nn.conv2d(x, tf.cast(layer.kernel, dtype), strides=1,
+                           padding=layer.padding.upper(), dilations=list(layer.dilation_rate))
+    if layer.use_bias:
+        outputs = tf.nn.bias_add(outputs, tf.cast(layer.bias, dtype))
+    return layer.activation(outputs)
+
+
+class CanInference(keras.Model):
+    """A trained CAN (`build_can`) at inference, with native dilated convolutions.
+
+    Why: Keras `Conv2D(dilation_rate=d)` calls `tf.nn.convolution`, which runs every dilated
+    convolution as SpaceToBatchND -> Conv2D -> BatchToSpaceND. `tf.nn.conv2d(..., dilations=d)`
+    gives bit-identical outputs, and in a graph oneDNN also fuses it with the bias and the leaky
+    ReLU: measured on a 1-megapixel photo on CPU, the Keras path is about 1.2x slower
+    (benchmarks/can_speed.py). For training the Keras path is the faster one (about 6%), so
+    `build_can` keeps it and this model is only for inference (`training` is ignored: the
+    adaptive BN always uses its moving statistics).
+
+    It holds no variables of its own: it reads the trained model's (`self.can`) at every call,
+    so it never drifts from the weights being trained, restored or loaded, and exporting it
+    (`tools.export.export_enhancer`) saves exactly those variables. Symmetric padding stays
+    `symmetric_pad` (`tf.pad(mode="SYMMETRIC")`); zero padding is the convolution's "SAME", as
+    in the Keras layer.
+    """
+
+    def __init__(self, can, **kwargs):
+        super().__init__(name=kwargs.pop("name", f"{can.name}_inference"), **kwargs)
+        self.can = can
+        self._steps = _inference_steps(can)
+        self.built = True  # no variables of its own; the CAN's are built
+
+    def call(self, images, training=None):
+        del training
+        x = images
+        for kind, layer in self._steps:
+            if kind == "pad":
+                x = symmetric_pad(x, layer.pad)
+            elif kind == "conv":
+                x = _native_conv(layer, x)
+            elif kind == "norm":
+                x = layer(x, training=False)
+            else:
+                x = tf.nn.leaky_relu(tf.cast(x, layer.compute_dtype), alpha=layer.negative_slope)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return self.can.compute_output_shape(input_shape)
+
+
+def _inference_steps(model):
+    """[(kind, layer)] of `model`'s layers after its input, in order; ValueError unless they form
+    a chain of what `build_can` makes (stride-1, ungrouped Conv2D, SymmetricPadding2D,
+    AdaptiveBatchNormalization, LeakyReLU)."""
+    kinds = ((SymmetricPadding2D, "pad"), (keras.layers.Conv2D, "conv"),
+             (AdaptiveBatchNormalization, "norm"), (keras.layers.LeakyReLU, "lrelu"))
+    layers = model.layers
+    if not layers or not isinstance(layers[0], keras.layers.InputLayer):
+        raise ValueError(f"{model.name} is not a functional CAN (from enhancers.can.build_can)")
+    steps, previous = [], layers[0]
+    for layer in layers[1:]:
+        kind = next((kind for cls, kind in kinds if isinstance(layer, cls)), None)
+        if kind is None:
+            raise ValueError(f"inference_model: unsupported layer {layer.name} "
+                             f"({type(layer).__name__}) in {model.name}")
+        if kind == "conv" and (tuple(layer.strides) != (1, 1) or layer.groups != 1
+                               or layer.data_format != "channels_last"):
+            raise ValueError(f"inference_model: {layer.name} is not a stride-1, ungrouped, "
+                             "channels-last convolution")
+        if layer.input is not previous.output:
+            raise ValueError(f"inference_model: {model.name} is not a chain of layers "
+                             f"({layer.name} does not take {previous.name}'s output)")
+        steps.append((kind, layer))
+        previous = layer
+    if previous.output is not model.outputs[0] or len(model.outputs) != 1:
+        raise ValueError(f"inference_model: {model.name} does not end at {previous.name}")
+    return steps
+
+
+def inference_model(model):
+    """The inference path of a CAN from `build_can`: a `CanInference` reading `model`'s
+    variables, bit-identical to `model(images, training=False)` and faster (native dilated
+    convolutions; `CanInference` says why). Used for evaluation and export; train `model`."""
+    return CanInference(model)
