@@ -163,3 +163,91 @@ def test_saved_and_loaded_model_gives_the_same_output(tmp_path):
         loaded = keras.models.load_model(path)
         x = np.random.default_rng(8).random((1, 20, 30, 3)).astype("float32")
         np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def graph_op_types(function, *args):
+    """Op types of a tf.function's graph for `args`, nested functions included."""
+    graph_def = function.get_concrete_function(*args).graph.as_graph_def()
+    nodes = list(graph_def.node)
+    for nested in graph_def.library.function:
+        nodes.extend(nested.node_def)
+    return {node.op for node in nodes}
+
+
+def randomise_like_trained(model, seed=0):
+    """Random weights that keep activations of order 1 (He-like kernels, moving variances in
+    [0.5, 2]), so that a tolerance relative to the output means what it says."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        if "moving_variance" in weight.path:
+            weight.assign(rng.uniform(0.5, 2.0, weight.shape).astype("float32"))
+        else:
+            fan_in = int(np.prod(weight.shape[:-1])) if len(weight.shape) == 4 else 1
+            weight.assign(rng.normal(0, fan_in ** -0.5, weight.shape).astype("float32"))
+
+
+# Native dilated conv2d and Keras' SpaceToBatchND path add the same products; oneDNN may pick a
+# kernel that sums them in another order for some layer shapes, so outputs agree bit for bit in
+# most cases (the paper's tiny CAN here) and otherwise to a few float32 roundings: measured at
+# most 8.5e-7 x max|output| on the paper's full CAN (10 layers, 32 maps) at 240x320.
+INFERENCE_TOLERANCE = 2e-6
+INFERENCE_CASES = {
+    "paper_tiny": dict(depth=5, width=8),
+    "zero_padding": dict(depth=5, width=8, padding="zero"),
+    "chen_et_al_small": dict(can.CHEN_ET_AL, width=6),  # dilation 64 > these photos
+}
+
+
+@pytest.mark.parametrize("case", sorted(INFERENCE_CASES))
+@pytest.mark.parametrize("shape", [(1, 37, 53, 3), (2, 5, 70, 3)])
+def test_inference_model_equals_the_training_path(case, shape):
+    model = can.build_can(**INFERENCE_CASES[case])
+    randomise_like_trained(model)
+    inference = can.inference_model(model)
+    x = np.random.default_rng(9).random(shape).astype("float32")
+    expected = model(x, training=False).numpy()
+    traced = tf.function(lambda images: inference(images, training=False),
+                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    tolerance = INFERENCE_TOLERANCE * np.abs(expected).max()
+    for actual in (inference(x).numpy(), traced(tf.constant(x)).numpy()):
+        assert actual.shape == expected.shape and actual.dtype == np.float32
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance)
+
+
+def test_inference_model_reads_the_trained_variables():
+    model = can.build_can(**dict(can.CHEN_ET_AL, width=6))
+    inference = can.inference_model(model)
+    assert [id(w) for w in inference.weights] == [id(w) for w in model.weights]
+    randomise_like_trained(model, seed=10)  # trained on after inference_model: no stale copy
+    x = np.random.default_rng(11).random((1, 21, 17, 3)).astype("float32")
+    expected = model(x, training=False).numpy()
+    np.testing.assert_allclose(inference(x).numpy(), expected, rtol=0,
+                               atol=INFERENCE_TOLERANCE * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("padding", can.PADDINGS)
+def test_inference_graph_has_no_space_to_batch(padding):
+    """The speed of the inference path is its native dilated convolutions: Keras' path shows
+    SpaceToBatchND, the inference path must not."""
+    model = can.build_can(depth=4, width=4, padding=padding)
+    spec = tf.TensorSpec([1, None, None, 3], tf.float32)
+    training_path = graph_op_types(tf.function(lambda x: model(x, training=False)), spec)
+    inference = can.inference_model(model)
+    inference_path = graph_op_types(tf.function(lambda x: inference(x, training=False)), spec)
+    assert {"SpaceToBatchND", "BatchToSpaceND"} <= training_path
+    assert not {"SpaceToBatchND", "BatchToSpaceND"} & inference_path
+    assert "Conv2D" in inference_path
+
+
+def test_inference_model_refuses_other_models():
+    inputs = keras.Input((None, None, 3))
+    strided = keras.Model(inputs, keras.layers.Conv2D(3, 3, strides=2)(inputs))
+    with pytest.raises(ValueError, match="stride-1"):
+        can.inference_model(strided)
+    pooled = keras.Model(inputs, keras.layers.AveragePooling2D(2)(inputs))
+    with pytest.raises(ValueError, match="unsupported layer"):
+        can.inference_model(pooled)
+    first = keras.layers.Conv2D(3, 1)(inputs)
+    two_heads = keras.Model(inputs, [first, keras.layers.Conv2D(3, 1)(inputs)])
+    with pytest.raises(ValueError, match="not a chain"):
+        can.inference_model(two_heads)
