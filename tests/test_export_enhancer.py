@@ -184,3 +184,42 @@ def test_saved_model_cli_run(case):
     assert "Result for output key enhanced_images:" in result.stdout
     np.testing.assert_allclose(np.load(os.path.join(outdir, "enhanced_images.npy")),
                                case["expected"], rtol=0, atol=1e-6)
+
+
+def test_can_export_serves_the_inference_path_through_the_session_loader(tmp_path):
+    """`CanTask.export` exports `enhancers.can.inference_model`: the same signatures, the
+    trained CAN's clipped output (adaptive BN's moving statistics included, through the
+    session-based loader of TF Serving) and no SpaceToBatchND in the served graph."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from enhancers import can
+    from tests.test_can_model import INFERENCE_TOLERANCE, randomise_like_trained
+
+    model = can.build_can(**dict(can.CHEN_ET_AL, width=6))
+    randomise_like_trained(model, seed=12)
+    path = export.export_enhancer(can.inference_model(model), str(tmp_path / "can"))
+    images = np.random.default_rng(13).random((2, 37, 53, 3)).astype(np.float32)
+    np.save(str(tmp_path / "images.npy"), images)
+    expected = expected_output(model, images)
+    assert expected.min() == 0.0 and expected.max() == 1.0, "clipping should be exercised"
+
+    outdir = str(tmp_path / "cli")
+    _run([SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve",
+          "--signature_def", "serving_default",
+          "--inputs", f"images={tmp_path / 'images.npy'}", "--outdir", outdir])
+    served = np.load(os.path.join(outdir, "enhanced_images.npy"))
+    np.testing.assert_allclose(served, expected, rtol=0, atol=INFERENCE_TOLERANCE)
+
+    loaded = tf.saved_model.load(path)
+    assert sorted(loaded.signatures) == ["serve_image_bytes", "serving_default"]
+    _, inputs = loaded.signatures["serving_default"].structured_input_signature
+    assert list(inputs) == ["images"]
+    assert list(loaded.signatures["serving_default"].structured_outputs) == ["enhanced_images"]
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    graph = saved.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    ops.update(node.op for function in graph.library.function for node in function.node_def)
+    assert "Conv2D" in ops and "SpaceToBatchND" not in ops
