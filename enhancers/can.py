@@ -25,8 +25,8 @@ by repeated mirroring then).
     fast = inference_model(can)                 # the same variables, native dilated convs
 
 `build_can`'s Keras `Conv2D(dilation_rate=d)` layers train the CAN; `inference_model` runs the
-same variables at inference through `tf.nn.conv2d(..., dilations=d)`, which is bit-identical and
-faster (see its docstring): use it to evaluate and export.
+same variables at inference through `tf.nn.conv2d(..., dilations=d)`, which computes the same
+sums faster (see `CanInference`): use it to evaluate and export.
 """
 import keras
 import numpy as np
@@ -215,9 +215,11 @@ class CanInference(keras.Model):
 
     Why: Keras `Conv2D(dilation_rate=d)` calls `tf.nn.convolution`, which runs every dilated
     convolution as SpaceToBatchND -> Conv2D -> BatchToSpaceND. `tf.nn.conv2d(..., dilations=d)`
-    gives bit-identical outputs, and in a graph oneDNN also fuses it with the bias and the leaky
-    ReLU: measured on a 1-megapixel photo on CPU, the Keras path is about 1.2x slower
-    (benchmarks/can_speed.py). For training the Keras path is the faster one (about 6%), so
+    adds the same products, and in a graph oneDNN also fuses it with the bias and the leaky
+    ReLU: measured on a 1-megapixel photo on CPU, the Keras path is 1.2-1.5x slower
+    (benchmarks/can_speed.py). Outputs are bit-identical for most layer shapes; where oneDNN
+    picks kernels that sum in another order they differ by float32 rounding (at most 8.5e-7 x
+    max|output| measured on the paper's CAN; tests/test_can_model.py allows 2e-6). For training the Keras path is the faster one (about 6%), so
     `build_can` keeps it and this model is only for inference (`training` is ignored: the
     adaptive BN always uses its moving statistics).
 
@@ -283,6 +285,6 @@ def _inference_steps(model):
 
 def inference_model(model):
     """The inference path of a CAN from `build_can`: a `CanInference` reading `model`'s
-    variables, bit-identical to `model(images, training=False)` and faster (native dilated
+    variables, equal to `model(images, training=False)` up to float32 summation order and faster (native dilated
     convolutions; `CanInference` says why). Used for evaluation and export; train `model`."""
     return CanInference(model)
