@@ -37,14 +37,12 @@ def summary_lines(result, index):
     lines = [f"NIMA score {result.input_scores[index]:.3f} (input as given) -> "
              f"{result.output_scores[index]:.3f} (returned)",
              f"Returned: {result.selections[index]}."]
-    moved = adjustments(result, index)
-    if result.selected_iterations[index] is None:
-        lines.append("The photo was returned unchanged.")
-    elif not moved:
-        lines.append(f"No filter changes any colour by {filters.UNCHANGED_TOLERANCE * 255:g}/255 "
-                     "or more: the photo was returned unchanged.")
-    else:
+    if result.selected_iterations[index] is not None:  # else the reason says "unchanged"
+        moved = adjustments(result, index)
         lines.extend(f"{number}. {words}" for number, (_, words) in enumerate(moved, 1))
+        if not moved:
+            lines.append(f"No filter changes any colour by {filters.UNCHANGED_TOLERANCE * 255:g}"
+                         "/255 or more: the photo was returned unchanged.")
     lines.extend(f"Warning: {warning}" for warning in result.warnings[index])
     return lines
 
