@@ -15,7 +15,10 @@ NHWC RGB, nominally in [0, 1], of any size; parameters are per image in the batc
 - `apply(images, params)` runs the chain on natural parameters (the JSON recipe of PIEA);
 - `apply_raw(images, raw)` = `apply(images, natural_parameters(raw))`, the path PIEA optimises;
 - `initial_raw_parameters(batch)` leaves photos unchanged to within 1/255, except exposure,
-  which starts at +1 EV as in EXPOSURE.
+  which starts at +1 EV as in EXPOSURE;
+- `identity_parameters()` are natural parameters that leave a photo exactly as it is, and
+  `adjustments(params)` names, in a photographer's units, only the filters whose effect on
+  some colour reaches 1/255 (ours: the recipe lists what was done, not every setting).
 
 Speed (PIEA runs the chain forward and backward at every iteration, at full size): the filters
 compute in planar layout [batch, 3, h, w] (`to_planar`), where mixing the three channels of a
@@ -300,6 +303,28 @@ def _numbers(values):
     return " ".join(f"{v:.2f}" for v in np.ravel(values))
 
 
+UNCHANGED_TOLERANCE = 1 / 255  # an effect below one 8-bit level is no edit (`adjustments`)
+_CHANNELS = ("red", "green", "blue")
+
+
+def _curve_knots(points):
+    """A curve's output at the inputs i/8, i = 1..7 (in [0, 1]), and the largest |output - input|
+    there. The curve is piecewise linear between these knots and fixed at 0 and 1, so that is
+    its largest change of any value."""
+    points = np.asarray(points, np.float64)
+    levels = np.arange(1, CURVE_STEPS) / CURVE_STEPS
+    outputs = np.cumsum(points)[:-1] / points.sum()
+    return outputs, float(np.max(np.abs(outputs - levels)))
+
+
+def _moved_points(points):
+    """The knots of a curve that moved by UNCHANGED_TOLERANCE or more, as "input% -> output%"."""
+    outputs, _ = _curve_knots(points)
+    levels = np.arange(1, CURVE_STEPS) / CURVE_STEPS
+    return ", ".join(f"{100 * level:g}% -> {100 * out:.1f}%" for level, out in zip(levels, outputs)
+                     if abs(out - level) >= UNCHANGED_TOLERANCE)
+
+
 class Filter(abc.ABC):
     """One of EXPOSURE's filters; stateless. Subclasses define the mapping and the formula."""
 
@@ -307,6 +332,7 @@ class Filter(abc.ABC):
     title = None
     param_shape = ()
     initial_natural = None  # None: raw 0 (mid-range); else initial_raw() = raw_from_natural(it)
+    identity = None  # the natural value (per element) that leaves every photo as it is
 
     def initial_raw(self):
         if self.initial_natural is None:
@@ -331,7 +357,11 @@ class Filter(abc.ABC):
 
     @abc.abstractmethod
     def describe(self, natural):
-        """One photo's natural parameters in words and numbers."""
+        """One photo's natural parameters in words and numbers (EXPOSURE's notation)."""
+
+    @abc.abstractmethod
+    def adjustment(self, natural):
+        """One photo's natural parameters as an edit, in a photographer's units (`adjustments`)."""
 
     def __repr__(self):
         return f"<Filter {self.name}>"
@@ -340,7 +370,7 @@ class Filter(abc.ABC):
 class Exposure(Filter):
     """p = tanh_range(raw, -3.5, 3.5) EV; out = img * 2^p. Starts at +1 EV as in EXPOSURE."""
 
-    name, title, initial_natural = "exposure", "Exposure", 1.0
+    name, title, initial_natural, identity = "exposure", "Exposure", 1.0, 0.0
 
     def natural(self, raw):
         return tanh_range(tf.convert_to_tensor(raw, tf.float32), -EXPOSURE_RANGE, EXPOSURE_RANGE)
@@ -354,11 +384,14 @@ class Exposure(Filter):
     def describe(self, natural):
         return f"{self.title} {float(natural):+.2f} EV"
 
+    def adjustment(self, natural):
+        return self.describe(natural)
+
 
 class Gamma(Filter):
     """g = exp(tanh_range(raw, -ln 3, ln 3)); out = max(img, 0.001)^g."""
 
-    name, title = "gamma", "Gamma"
+    name, title, identity = "gamma", "Gamma", 1.0
 
     def natural(self, raw):
         log_range = math.log(GAMMA_RANGE)
@@ -376,6 +409,10 @@ class Gamma(Filter):
     def describe(self, natural):
         return f"{self.title} 1/{1 / float(natural):.2f}"  # EXPOSURE writes gamma as 1/(1/g)
 
+    def adjustment(self, natural):
+        g = float(natural)
+        return f"{self.title} {g:.2f} (midtones {'darker' if g > 1 else 'brighter'})"
+
 
 class WhiteBalance(Filter):
     """s = exp(tanh_range(raw * (0, 1, 1), -0.5, 0.5)); s /= 1e-5 + lum(s); out = img * s.
@@ -384,7 +421,7 @@ class WhiteBalance(Filter):
     parameters are the three gains after normalisation by their luminance.
     """
 
-    name, title, param_shape = "white_balance", "White balance", (3,)
+    name, title, param_shape, identity = "white_balance", "White balance", (3,), 1.0
     MASK = (0.0, 1.0, 1.0)
 
     def natural(self, raw):
@@ -407,6 +444,11 @@ class WhiteBalance(Filter):
         r, g, b = np.ravel(natural)
         return f"{self.title} R x{r:.2f} G x{g:.2f} B x{b:.2f}"
 
+    def adjustment(self, natural):
+        gains = ", ".join(f"{channel} {100 * (float(gain) - 1):+.1f}%"
+                          for channel, gain in zip(_CHANNELS, np.ravel(natural)))
+        return f"{self.title}: {gains}"
+
 
 class Saturation(Filter):
     """p = sigmoid(raw); x = min(img, 1); in HSV s' = s + (1 - s)(0.5 - |0.5 - v|) 0.8;
@@ -420,7 +462,7 @@ class Saturation(Filter):
     exactly as EXPOSURE's filter does.
     """
 
-    name, title, initial_natural = "saturation", "Saturation", 0.01
+    name, title, initial_natural, identity = "saturation", "Saturation", 0.01, 0.0
 
     def natural(self, raw):
         return tf.sigmoid(tf.convert_to_tensor(raw, tf.float32))
@@ -434,6 +476,9 @@ class Saturation(Filter):
     def describe(self, natural):
         return f"{self.title} +{100 * float(natural):.1f}%"
 
+    def adjustment(self, natural):
+        return self.describe(natural)
+
 
 class Tone(Filter):
     """t_i = tanh_range(raw_i, 0.5, 2), i < 8; out = sum_i clip(img - i/8, 0, 1/8) t_i 8 / sum t.
@@ -441,7 +486,7 @@ class Tone(Filter):
     Equal t_i (raw 0) is the identity on [0, 1]; the curve clips to [0, 1].
     """
 
-    name, title, param_shape = "tone", "Tone curve", (CURVE_STEPS,)
+    name, title, param_shape, identity = "tone", "Tone curve", (CURVE_STEPS,), 1.0
 
     def natural(self, raw):
         return tanh_range(tf.convert_to_tensor(raw, tf.float32), *TONE_RANGE)
@@ -455,12 +500,15 @@ class Tone(Filter):
     def describe(self, natural):
         return f"{self.title} {_numbers(natural)}"
 
+    def adjustment(self, natural):
+        return f"{self.title}: {_moved_points(natural)}"
+
 
 class Contrast(Filter):
     """p = tanh(raw); L = clip(lum, 0, 1); L' = -cos(pi L)/2 + 1/2;
     out = lerp(img, img / (L + 1e-6) * L', p)."""
 
-    name, title = "contrast", "Contrast"
+    name, title, identity = "contrast", "Contrast", 0.0
 
     def natural(self, raw):
         return tf.tanh(tf.convert_to_tensor(raw, tf.float32))
@@ -475,11 +523,14 @@ class Contrast(Filter):
     def describe(self, natural):
         return f"{self.title} {float(natural):+.2f}"
 
+    def adjustment(self, natural):
+        return f"{self.title} {100 * float(natural):+.1f}%"
+
 
 class BlackAndWhite(Filter):
     """p = sigmoid(raw); out = lerp(img, lum, p). Starts at p = 0.002."""
 
-    name, title, initial_natural = "black_and_white", "Black & white", 0.002
+    name, title, initial_natural, identity = "black_and_white", "Black & white", 0.002, 0.0
 
     def natural(self, raw):
         return tf.sigmoid(tf.convert_to_tensor(raw, tf.float32))
@@ -493,11 +544,14 @@ class BlackAndWhite(Filter):
     def describe(self, natural):
         return f"{self.title} {100 * float(natural):.1f}%"
 
+    def adjustment(self, natural):
+        return f"{self.title} {100 * float(natural):.1f}% (colours mixed towards gray)"
+
 
 class Color(Filter):
     """c_{k,i} = tanh_range(raw, 0.9, 1.1), 3 x 8: the tone curve per channel k."""
 
-    name, title, param_shape = "color", "Colour curves", (3, CURVE_STEPS)
+    name, title, param_shape, identity = "color", "Colour curves", (3, CURVE_STEPS), 1.0
 
     def natural(self, raw):
         return tanh_range(tf.convert_to_tensor(raw, tf.float32), *COLOR_RANGE)
@@ -512,6 +566,12 @@ class Color(Filter):
         curves = np.reshape(natural, self.param_shape)
         return f"{self.title} " + "  ".join(
             f"{channel}: {_numbers(curve)}" for channel, curve in zip("RGB", curves))
+
+    def adjustment(self, natural):
+        curves = np.reshape(natural, self.param_shape)
+        moved = [f"{channel} {_moved_points(curve)}" for channel, curve in zip(_CHANNELS, curves)
+                 if _curve_knots(curve)[1] >= UNCHANGED_TOLERANCE]
+        return f"{self.title}: " + "; ".join(moved)
 
 
 FILTERS = (Exposure(), Gamma(), WhiteBalance(), Saturation(), Tone(), Contrast(),
@@ -628,3 +688,46 @@ def from_jsonable(obj):
     """Inverse of to_jsonable: name -> float32 array of param_shape."""
     _check_names(obj)
     return {f.name: _one_photo(f.name, obj[f.name]) for f in FILTERS}
+
+
+def identity_parameters():
+    """One photo's natural parameters that leave it exactly as it is (exposure 0 EV, gamma 1,
+    white-balance gains 1, saturation 0, flat tone and colour curves, contrast 0, black & white
+    0): what PIEA returns when the input itself is the best candidate. `apply` with them
+    changes only values below 0.001 (gamma's floor). The initial parameters differ from these
+    by less than 1/255 in effect, exposure aside (`initial_raw_parameters`)."""
+    return {f.name: np.full(f.param_shape, f.identity, np.float32) for f in FILTERS}
+
+
+# Every colour of a 9 x 9 x 9 grid on [0, 1]: the curves' knots i/8 are among its levels.
+_REFERENCE_LEVELS = np.arange(CURVE_STEPS + 1, dtype=np.float32) / CURVE_STEPS
+_REFERENCE_COLOURS = np.stack(np.meshgrid(*[_REFERENCE_LEVELS] * 3, indexing="ij"),
+                              -1).reshape(1, 27, 27, 3)
+
+
+def effect(name, value):
+    """The largest change that filter `name` with one photo's natural parameters `value`,
+    alone (the other filters identity), makes to any colour of a 9-level RGB grid, after
+    clipping to [0, 1] as the written photo is; measured against the identity's rendering, so
+    gamma's floor of 0.001 (`identity_parameters`) counts for nothing."""
+    params = identity_parameters()
+    unchanged = np.asarray(apply(_REFERENCE_COLOURS, params))
+    params[name] = _one_photo(name, value)
+    rendered = np.asarray(apply(_REFERENCE_COLOURS, params))
+    return float(np.max(np.abs(np.clip(rendered, 0.0, 1.0) - np.clip(unchanged, 0.0, 1.0))))
+
+
+def adjustments(params, tolerance=UNCHANGED_TOLERANCE):
+    """One photo's natural parameters -> [(filter name, words)] for the filters whose `effect`
+    reaches `tolerance` (default one 8-bit level), in filter order and a photographer's units:
+    exposure in EV, gamma, white-balance gains and saturation, contrast and black & white in
+    percent, and tone and colour curves as the points that moved ("25% -> 28.3%": input level
+    -> output level). An empty list: the parameters leave the photo as it is (ours, beyond
+    EXPOSURE's `describe`, which lists every filter)."""
+    _check_names(params)
+    moved = []
+    for f in FILTERS:
+        value = _one_photo(f.name, params[f.name])
+        if effect(f.name, value) >= tolerance:
+            moved.append((f.name, f.adjustment(value)))
+    return moved

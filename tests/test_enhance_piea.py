@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 
 import nima
@@ -18,7 +19,7 @@ from enhancers import piea_report
 from tools import enhance
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_piea import brightness_nima  # noqa: E402
+from test_piea import brightness_nima, mid_gray_nima  # noqa: E402
 
 SIDE_FILES = (".recipe.json", ".figure.png")
 
@@ -61,7 +62,10 @@ def test_writes_photo_recipe_and_figure_for_every_readable_input(photos, tmp_pat
         recipe = json.loads((out / f"{stem}.recipe.json").read_text())
         assert recipe["source"] == source and recipe["nima"] == "toy guide"
         assert recipe["settings"]["iterations"] == 3 and len(recipe["scores"]) == 4
+        assert recipe["settings"]["select"] == "best"
+        assert recipe["settings"]["initial_exposure"] == 1.0
         assert recipe["score_after"] > recipe["score_before"]  # the toy guide likes light
+        assert recipe["returned"]["iteration"] == 3
         written = np.asarray(Image.open(out / f"{stem}.png"))
         original = load_rgb8(source).astype(np.float32) / 255
         assert written.shape == original.shape
@@ -108,6 +112,24 @@ def test_an_enhancer_returning_undeclared_side_files_fails_that_photo(tmp_path):
     assert "side files" in report.failed[0][1]
 
 
+def test_a_bright_photo_under_a_saturating_guide_comes_back_unchanged(tmp_path, caplog):
+    """The issue: +1 EV blows a well-exposed photo out and the guide scores that lower. The
+    written photo is the input, the recipe says so and the log warns, naming the file."""
+    photo = tmp_path / "landscape.png"
+    pixels = np.random.default_rng(4).integers(150, 230, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(photo)
+    enhance_fn = enhance.piea_enhance_fn(mid_gray_nima(), "mid-gray guide", iterations=2)
+    report = enhance.enhance_files(enhance_fn, [str(photo)], str(tmp_path / "out"))
+    assert report.ok
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "landscape.png")),
+                                  pixels)
+    recipe = json.loads((tmp_path / "out" / "landscape.recipe.json").read_text())
+    assert recipe["unchanged"] and recipe["adjustments"] == []
+    assert recipe["score_after"] == recipe["score_before"] > max(recipe["scores"])
+    assert recipe["returned"]["reason"].startswith("the input itself")
+    assert recipe["warnings"] and str(photo) in caplog.text and "saturated" in caplog.text
+
+
 def test_command_line_with_a_nima_weights_file(photos, tmp_path, capsys, caplog):
     weights = str(tmp_path / "mobilenet_nima.weights.h5")
     nima.build_nima("mobilenet").save_weights(weights)
@@ -117,6 +139,7 @@ def test_command_line_with_a_nima_weights_file(photos, tmp_path, capsys, caplog)
     out = tmp_path / "cli_out"
     code = enhance.main(["tools.enhance", "--method=piea", f"--nima_weights={weights}",
                          "--backbone=mobilenet", "--iterations=2", f"--output_dir={out}",
+                         "--piea_select=final", "--initial_exposure=auto",
                          photo, str(photos / "broken.jpg")])
     stdout = capsys.readouterr().out
     assert code == 1, caplog.text[-3000:]  # the corrupt file fails, the rest works
@@ -125,7 +148,16 @@ def test_command_line_with_a_nima_weights_file(photos, tmp_path, capsys, caplog)
     assert sorted(os.listdir(out)) == ["rgb" + s for s in (".figure.png", ".png", ".recipe.json")]
     recipe = json.loads((out / "rgb.recipe.json").read_text())
     assert "mobilenet" in recipe["nima"] and len(recipe["scores"]) == 3
+    assert recipe["settings"]["select"] == "final" and recipe["returned"]["iteration"] == 2
+    assert recipe["settings"]["initial_exposure"] == "auto"
+    assert 0 < recipe["initial_exposure"] <= 1  # a dark photo starts brighter
     Image.open(io.BytesIO((out / "rgb.figure.png").read_bytes())).verify()
+
+
+def test_bad_initial_exposure_flag_is_a_usage_error(tmp_path, photos):
+    with pytest.raises(flags.IllegalFlagValueError, match="initial_exposure"):
+        enhance.main(["tools.enhance", "--method=piea", "--initial_exposure=bright",
+                      f"--output_dir={tmp_path / 'o'}", str(photos / "rgb.jpg")])
 
 
 def test_demo_darkens_the_three_photos_by_one_stop(tmp_path):

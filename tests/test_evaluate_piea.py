@@ -99,6 +99,11 @@ def test_figures_match_an_independent_computation(fivek_dir, tmp_path, guide):
             evaluate.nima_mean_scores(guide, [image])[0], abs=1e-6)
         assert record["piea_scores"][0] > record["nima_input"] + 1e-3
         assert 1.0 < record["parameters"]["exposure"] < 1.5  # +1 EV, then brighter still
+        assert record["piea_selected_iteration"] == 2  # the guide's score rises every step
+        assert record["piea_selection"].startswith("iteration 2 of 2: highest NIMA score")
+        assert record["piea_warnings"] == []
+    assert results["settings"]["select"] == "best"
+    assert results["settings"]["initial_exposure"] == 1.0
     assert report.read_report(out / "results.json") == results
     assert results["reference_label"] == "Expert C"
 
@@ -207,7 +212,8 @@ def test_command_line_with_a_nima_weights_file(fivek_dir, tmp_path, capsys, capl
     code = evaluate_piea.main(
         ["tools.evaluate_piea", f"--fivek_dir={fivek_dir}", "--expert=C",
          f"--split_file={split}", f"--nima_weights={weights}", "--backbone=mobilenet",
-         "--iterations=2", f"--output_dir={out}"])
+         "--iterations=2", f"--output_dir={out}", "--piea_select=final",
+         "--initial_exposure=0.5"])
     printed = capsys.readouterr().out
     assert code == 1, caplog.text[-3000:]  # the broken photo was skipped
     lines = printed.splitlines()
@@ -223,6 +229,8 @@ def test_command_line_with_a_nima_weights_file(fivek_dir, tmp_path, capsys, capl
     assert "a0009-broken.tif: cannot read image" in printed
     saved = report.read_report(out / "results.json")
     assert saved["num_images"] == 2 and saved["settings"]["iterations"] == 2
+    assert saved["settings"]["select"] == "final" and saved["settings"]["initial_exposure"] == 0.5
+    assert [r["piea_selected_iteration"] for r in saved["per_photo"]] == [2, 2]
     assert sorted(os.listdir(out)) == [f"{STEMS[0]}.png", f"{STEMS[1]}.png", "results.json"]
     # The printed figures are those of results.json.
     luminance = saved["rows"][2]["metrics"]["luminance"]

@@ -324,6 +324,55 @@ def test_describe_gives_words_and_numbers():
     assert filters.describe(dict(params, exposure=-1.25))[0] == "Exposure -1.25 EV"
 
 
+def test_identity_parameters_leave_photos_as_they_are():
+    images = make_images(seed=30)
+    identity = filters.identity_parameters()
+    assert sorted(identity) == sorted(NAMES)
+    kept = filters.apply(images, identity).numpy()
+    # Only gamma's floor max(x, 0.001) touches values: black stays within 0.001.
+    np.testing.assert_allclose(kept, np.maximum(images, 0.001), atol=1e-6)
+
+
+def test_adjustments_name_only_the_filters_that_moved():
+    identity = filters.identity_parameters()
+    assert filters.adjustments(identity) == []
+    # The initial parameters with exposure 0: saturation 1% and black & white 0.2% change no
+    # colour by a whole 8-bit level, so nothing is an edit.
+    initial = {f.name: f.natural(f.initial_raw()[None]).numpy()[0] for f in filters.FILTERS}
+    assert filters.adjustments(dict(initial, exposure=np.float32(0))) == []
+    assert filters.adjustments(initial) == [("exposure", "Exposure +1.00 EV")]
+
+    tone = np.ones(8, np.float32)
+    tone[:2] = 1.3  # lifts the shadows: the curve's knots move up
+    moved = dict(identity, exposure=np.float32(0.35), tone=tone,
+                 saturation=np.float32(0.002), contrast=np.float32(-0.2),
+                 white_balance=np.array([1.0, 1.0, 0.96], np.float32))
+    words = dict(filters.adjustments(moved))
+    assert list(words) == ["exposure", "white_balance", "tone", "contrast"]
+    assert words["exposure"] == "Exposure +0.35 EV"
+    assert words["white_balance"] == "White balance: red +0.0%, green +0.0%, blue -4.0%"
+    assert words["contrast"] == "Contrast -20.0%"
+    outputs = np.cumsum(tone)[:-1] / tone.sum()  # the curve at 1/8 .. 7/8
+    assert words["tone"].startswith(f"Tone curve: 12.5% -> {100 * outputs[0]:.1f}%, "
+                                    f"25% -> {100 * outputs[1]:.1f}%")
+    assert "87.5%" in words["tone"]  # 7/8 -> 0.8889: moved by more than 1/255
+    # A change just below one 8-bit level is not listed, one just above is.
+    assert filters.adjustments(dict(identity, gamma=np.float32(1.005))) == []
+    assert filters.adjustments(dict(identity, gamma=np.float32(1.2))) == [
+        ("gamma", "Gamma 1.20 (midtones darker)")]
+    color = np.ones((3, 8), np.float32)
+    color[2, 4:] = 1.08  # blue highlights
+    (name, text), = filters.adjustments(dict(identity, color=color))
+    assert name == "color" and text.startswith("Colour curves: blue ")
+    assert "red" not in text and "green" not in text
+
+
+def test_effect_is_the_largest_change_of_any_colour():
+    assert filters.effect("exposure", 0.0) == 0.0
+    assert filters.effect("exposure", 1.0) == pytest.approx(0.5)  # 0.5 -> 1.0
+    assert filters.effect("black_and_white", 1.0) == pytest.approx(1 - 0.06, abs=2e-3)  # blue
+
+
 def test_json_round_trip_is_exact_and_reproduces_the_photo():
     images = make_images(seed=21)[:1]
     params = {n: v[0] for n, v in np_naturals(random_raw(seed=22)).items()}

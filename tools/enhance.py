@@ -33,10 +33,17 @@ Methods (`--method`):
   under the guidance of a NIMA model (`--nima_weights=<whole-NIMA weights file>` with its
   `--backbone`, default inception_v2 as in the paper; without `--nima_weights` the demo NIMA of
   `nima.demo_model()`, which the log says). `--iterations` (20), `--learning_rate` (1e-3) and
-  `--proxy_size` (off) as in `enhancers.piea`. Besides `<stem>.png` it writes
-  `<stem>.recipe.json` (filter order, final parameters in words and numbers, score per
-  iteration; `enhancers.piea_report.replay` re-renders the photo from it) and
-  `<stem>.figure.png` (the paper's Figure 4 for this photo).
+  `--proxy_size` (off) as in `enhancers.piea`. `--piea_select=best` (default, ours) returns
+  the highest-scoring of the input itself and the iterates, so a photo never comes back
+  scoring lower than it went in; `--piea_select=final` returns the last iterate (the paper).
+  `--initial_exposure` is the start's exposure in EV (default 1.0, the paper's) or `auto`
+  (chosen from the photo's luminance, ours: `enhancers.piea.auto_exposure`). The log gives the
+  input's score and the returned photo's, and warns (naming the photo) when the guide is
+  saturated. Besides `<stem>.png` it writes `<stem>.recipe.json` (the scores before and after,
+  which candidate was returned and why, the adjustments made in a photographer's units,
+  warnings, the parameters, score and parameters per iteration;
+  `enhancers.piea_report.replay` re-renders the photo from it) and `<stem>.figure.png` (the
+  paper's Figure 4 for this photo).
 
 To add a method, write a function that returns `enhance_fn(image) -> image` (float32 (h, w, 3)
 RGB in [0, 1] in and out) and register it in `_METHODS`; `enhance_files` does all the I/O. A
@@ -74,6 +81,7 @@ __all__ = [
     "enhance_files",
     "expand_inputs",
     "load_saved_model_enhancer",
+    "define_piea_choice_flags",
     "piea_enhance_fn",
     "resolve_saved_model_dir",
 ]
@@ -166,19 +174,22 @@ def load_saved_model_enhancer(path, signature="serving_default"):
 
 
 def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rate=1e-3,
-                    proxy_size=None):
-    """`enhance_fn` for PIEA: the enhanced photo plus its recipe and figure as side files."""
+                    proxy_size=None, initial_exposure=piea.INITIAL_EXPOSURE, select="best"):
+    """`enhance_fn` for PIEA: the returned photo plus its recipe and figure as side files."""
     enhancer = piea.PieaEnhancer(nima_model, iterations=iterations, learning_rate=learning_rate,
-                                 proxy_size=proxy_size)
+                                 proxy_size=proxy_size, initial_exposure=initial_exposure,
+                                 select=select)
     settings = {"iterations": iterations, "learning_rate": learning_rate,
-                "proxy_size": proxy_size, "optimizer": "plain gradient step"}
+                "proxy_size": proxy_size, "optimizer": "plain gradient step",
+                "initial_exposure": enhancer.initial_exposure, "select": select}
 
     def enhance_fn(image, source=None):
-        result = enhancer.enhance(np.asarray(image, np.float32)[np.newaxis])
+        result = enhancer.enhance(np.asarray(image, np.float32)[np.newaxis],
+                                  names=[source or "photo"])
         recipe = piea_report.recipe(result, 0, source=source, nima=nima_description,
                                     settings=settings)
-        logging.info("PIEA %s: NIMA score %.3f -> %.3f", source, recipe["score_before"],
-                     recipe["score_after"])
+        logging.info("PIEA %s: NIMA score %.3f (input) -> %.3f; returned %s", source,
+                     recipe["score_before"], recipe["score_after"], result.selections[0])
         buffer = io.BytesIO()
         Image.fromarray(figures.piea_figure(image, result, 0)).save(buffer, format="PNG")
         return Enhanced(result.images[0], {
@@ -408,10 +419,40 @@ def _saved_model_method(FLAGS):
 
 def _piea_method(FLAGS):
     nima_model, description = piea.load_nima(FLAGS.nima_weights, FLAGS.backbone)
-    logging.info("PIEA guided by %s; %d iterations, learning rate %g, proxy size %s.",
-                 description, FLAGS.iterations, FLAGS.learning_rate, FLAGS.proxy_size or "off")
+    logging.info("PIEA guided by %s; %d iterations, learning rate %g, proxy size %s, initial "
+                 "exposure %s, returning the %s candidate.", description, FLAGS.iterations,
+                 FLAGS.learning_rate, FLAGS.proxy_size or "off", FLAGS.initial_exposure,
+                 FLAGS.piea_select)
     return piea_enhance_fn(nima_model, description, iterations=FLAGS.iterations,
-                           learning_rate=FLAGS.learning_rate, proxy_size=FLAGS.proxy_size)
+                           learning_rate=FLAGS.learning_rate, proxy_size=FLAGS.proxy_size,
+                           initial_exposure=FLAGS.initial_exposure, select=FLAGS.piea_select)
+
+
+def _valid_initial_exposure(text):
+    try:
+        piea.parse_initial_exposure(text)
+    except ValueError:
+        return False
+    return True
+
+
+def define_piea_choice_flags(flag_values, prefix=""):
+    """--initial_exposure and --piea_select, PIEA's choices beyond the paper, shared by every
+    tool that runs PIEA (`prefix` starts their help)."""
+    flags.DEFINE_string(
+        "initial_exposure", str(piea.INITIAL_EXPOSURE),
+        f"{prefix}the exposure PIEA starts from, in EV (1.0: the paper's), or 'auto': chosen "
+        "from the photo's luminance (ours; enhancers.piea.auto_exposure).",
+        flag_values=flag_values)
+    flags.register_validator(
+        "initial_exposure", _valid_initial_exposure,
+        message="--initial_exposure must be 'auto' or a number of EV in (-3.5, 3.5)",
+        flag_values=flag_values)
+    flags.DEFINE_enum(
+        "piea_select", "best", list(piea.SELECTIONS),
+        f"{prefix}which candidate PIEA returns: 'best' (ours): the highest-scoring of the input "
+        "and the iterates, never a photo the guide scores lower than the input; 'final': the "
+        "last iterate (the paper's Algorithm 1).", flag_values=flag_values)
 
 
 # --method name -> function(FLAGS) returning enhance_fn.
@@ -435,6 +476,7 @@ def define_flags(flag_values):
                          "side and apply the parameters found at full size (default: off, "
                          "score at full size as the paper).", lower_bound=32,
                          flag_values=flag_values)
+    define_piea_choice_flags(flag_values, prefix="--method=piea: ")
     flags.DEFINE_string("output_dir", None, "Where the enhanced photos go (created).",
                         flag_values=flag_values)
     flags.DEFINE_enum("format", "png", list(OUTPUT_FORMATS), "Output file format.",

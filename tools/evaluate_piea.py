@@ -17,7 +17,10 @@ at its own size, M = `--iterations` (20) plain gradient steps of size `--learnin
 guided by the NIMA of `--nima_weights` (a whole-NIMA weights file, `model.save_weights`) with
 `--backbone` (default inception_v2, the paper's); without `--nima_weights` the demo NIMA
 (`nima.demo_model()`, not trained on AVA; the output says so). `--proxy_size` scores a
-downscaled copy instead (`enhancers.piea`; off by default, as the paper).
+downscaled copy instead (`enhancers.piea`; off by default, as the paper). `--piea_select` and
+`--initial_exposure` as in `tools.enhance`: by default (ours) each photo's output is the
+highest-scoring of the input and the iterates, from the paper's +1 EV start; the paper's
+Table 1 setting is `--piea_select=final` (the last iterate) with `--initial_exposure=1.0`.
 
 What is reported, Table 1's figures in the common report layout (`tools.report`: rows input,
 reference, PIEA; printed by `tools.report.format_table`):
@@ -53,7 +56,7 @@ Library use (no flags involved):
     pairs, _ = fivek.fivek_pairs("fivek", "C")
     model, _ = piea.load_nima("nima.weights.h5", "inception_v2")
     results = evaluate_piea.evaluate(pairs, model, iterations=20, learning_rate=1e-3,
-                                     proxy_size=None, seed=0)
+                                     proxy_size=None, seed=0, select="final")
     print(report.format_table(results))  # from tools import report
 """
 import os
@@ -69,7 +72,7 @@ from datasets import fivek
 from datasets.images import ImageDecodeError, load_rgb8, to_uint8
 from enhancers import piea
 from tools import evaluate as metrics
-from tools import cli, report
+from tools import cli, enhance, report
 
 __all__ = ["RESULTS_FILE", "ROWS", "evaluate", "find_pairs"]
 
@@ -150,13 +153,15 @@ def _nima(nima_model, image8):
 
 
 def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, output_dir=None,
-             reference_label="Reference", nima_description=None, missing=()):
+             reference_label="Reference", nima_description=None, missing=(),
+             initial_exposure=piea.INITIAL_EXPOSURE, select="best"):
     """Enhances every input of `pairs` with PIEA and measures Table 1 (module docstring).
 
     Args:
       pairs: [(input_path, reference_path)], e.g. from `datasets.fivek.fivek_pairs`.
       nima_model: the NIMA Keras model that guides PIEA and gives the NIMA scores.
-      iterations, learning_rate, proxy_size: PIEA's settings (`enhancers.piea.PieaEnhancer`).
+      iterations, learning_rate, proxy_size, initial_exposure, select: PIEA's settings
+        (`enhancers.piea.PieaEnhancer`).
       seed: of the histogram patches' crops.
       output_dir: None, or where `<stem>.png` per enhanced photo and `results.json` go.
       reference_label: the references' name in the table ("Expert C").
@@ -179,7 +184,8 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
         output_dir = os.fspath(output_dir)
         _check_output_dir(output_dir, pairs)
     enhancer = piea.PieaEnhancer(nima_model, iterations=iterations, learning_rate=learning_rate,
-                                 proxy_size=proxy_size)
+                                 proxy_size=proxy_size, initial_exposure=initial_exposure,
+                                 select=select)
     rngs = {name: np.random.default_rng(seed) for name in ("input", "piea", "reference")}
     statistics = {name: [] for name in rngs}
     failures, per_photo, outputs = [], [], {}
@@ -202,7 +208,8 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
                 logging.error("Skipping %s: %s", *failures[-1])
                 continue
         try:
-            result = enhancer.enhance(source[np.newaxis].astype(np.float32) / np.float32(255))
+            result = enhancer.enhance(source[np.newaxis].astype(np.float32) / np.float32(255),
+                                      names=[input_path])
         except Exception as error:  # one photo's failure must not stop the evaluation
             failures.append((input_path, f"enhancement failed: {type(error).__name__}: {error}"))
             logging.error("Skipping %s: %s", *failures[-1])
@@ -228,8 +235,11 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
             "nima_piea": _nima(nima_model, enhanced),
             "nima_reference": _nima(nima_model, reference),
             "piea_scores": [float(s) for s in result.scores[0]],
-            "parameters": {name: np.asarray(value[0], np.float64).tolist()
-                           for name, value in result.parameters[-1].items()},
+            "piea_selected_iteration": result.selected_iterations[0],
+            "piea_selection": result.selections[0],
+            "piea_warnings": list(result.warnings[0]),
+            "parameters": {name: np.asarray(value, np.float64).tolist()
+                           for name, value in result.selected_parameters(0).items()},
         }
         per_photo.append(record)
         logging.info("[%d/%d] %s (%dx%d): NIMA %.3f -> %.3f (%s %.3f), %.1f s", index,
@@ -257,7 +267,8 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
         reference_label=reference_label,
         nima_model=nima_description,
         settings={"iterations": int(iterations), "learning_rate": float(learning_rate),
-                  "proxy_size": proxy_size, "seed": int(seed),
+                  "proxy_size": proxy_size, "initial_exposure": enhancer.initial_exposure,
+                  "select": select, "seed": int(seed),
                   "patches_per_photo": metrics.HIST_SQUARE_CROPS * metrics.HIST_PATCH_CROPS,
                   "bins": metrics.HIST_BINS},
         unpaired=list(missing),
@@ -285,12 +296,14 @@ def run(FLAGS, args):
                             len(missing))
         nima_model, description = piea.load_nima(FLAGS.nima_weights, FLAGS.backbone)
         logging.info("Evaluating PIEA on %d pairs, guided by %s; %d iterations, learning rate "
-                     "%g, proxy size %s.", len(pairs), description, FLAGS.iterations,
-                     FLAGS.learning_rate, FLAGS.proxy_size or "off")
+                     "%g, proxy size %s, initial exposure %s, returning the %s candidate.",
+                     len(pairs), description, FLAGS.iterations, FLAGS.learning_rate,
+                     FLAGS.proxy_size or "off", FLAGS.initial_exposure, FLAGS.piea_select)
         results = evaluate(
             pairs, nima_model, iterations=FLAGS.iterations, learning_rate=FLAGS.learning_rate,
             proxy_size=FLAGS.proxy_size, seed=FLAGS.seed, output_dir=FLAGS.output_dir,
-            reference_label=label, nima_description=description, missing=missing)
+            reference_label=label, nima_description=description, missing=missing,
+            initial_exposure=FLAGS.initial_exposure, select=FLAGS.piea_select)
     except (FileNotFoundError, ValueError) as error:
         logging.error("%s", error)
         return 1
@@ -322,6 +335,7 @@ def define_flags(flag_values):
                        flag_values=flag_values)
     flags.DEFINE_integer("proxy_size", None, "Score a copy with this longer side (default: off, "
                          "full size as the paper).", lower_bound=32, flag_values=flag_values)
+    enhance.define_piea_choice_flags(flag_values)
     flags.DEFINE_integer("limit", None, "Evaluate the first N pairs only.", lower_bound=1,
                          flag_values=flag_values)
     flags.DEFINE_string("output_dir", None, "Optional: write <stem>.png per enhanced photo and "

@@ -10,8 +10,8 @@ returns the drawn image as uint8 (H, W, 3).
 - `line_plot(series, path, ...)`: one line per series against the iteration or step (PIEA's
   NIMA score per iteration); `draw_lines(axes, ...)` draws the same into an existing axes.
 - `side_by_side(images, path)`: photos at full size left to right, each under its name.
-- `piea_figure(original, result, index)`: PIEA's Figure 4 (the filters' final parameters in
-  words, the score curve, the photo after selected iterations). It lives here, not in
+- `piea_figure(original, result, index)`: PIEA's Figure 4 (the adjustments made in words, the
+  score curve against the input's score, the photo after selected iterations). It lives here, not in
   `enhancers.piea_report`, because packages layer datasets, nima -> losses -> enhancers ->
   tools: enhancers may not import tools, and the score curve is this module's line plot.
 """
@@ -190,26 +190,34 @@ def side_by_side(images, path=None):
 def piea_figure(original, result, index, *, thumbnail_height=180, iterations=None, path=None):
     """PIEA's Figure 4 for photo `index` of a `enhancers.piea.PieaResult`: uint8 (H, W, 3).
 
-    Top left, each filter's final parameters in words (Figure 4, left); below them the NIMA
-    score at every iteration (`draw_lines`); on the right the input and the photo after the
-    iterations in `iterations` (default: five evenly spaced from 0 to M,
-    `enhancers.piea_report.shown_iterations`) with their scores, re-rendered from the recorded
-    parameters (Figure 4, right: "the progressive enhancing process"). `original` is the
-    unprocessed input (h, w, 3) in [0, 1]. Writes the PNG `path` if given.
+    Top left, the photo's summary (`enhancers.piea_report.summary_lines`: the input's score and
+    the returned photo's, which candidate was returned and why, the filters that moved away
+    from identity in a photographer's units, warnings; Figure 4, left); below it the NIMA
+    score at every iteration (`draw_lines`) against the input's score, the returned candidate
+    marked; on the right the input and the photo after the iterations in `iterations`
+    (default: five evenly spaced from 0 to M, `enhancers.piea_report.shown_iterations`, plus
+    the returned iterate) with their scores, re-rendered from the recorded parameters (Figure
+    4, right: "the progressive enhancing process"). `original` is the unprocessed input
+    (h, w, 3) in [0, 1]. Writes the PNG `path` if given.
     """
     iterations = (piea_report.shown_iterations(result.iterations) if iterations is None
                   else list(iterations))
+    chosen = result.selected_iterations[index]
+    if chosen is not None and chosen not in iterations:
+        iterations = sorted(iterations + [chosen])
     scores = np.asarray(result.scores[index], np.float64)
+    input_score = float(result.input_scores[index])
     original = np.asarray(original, np.float32)
-    panels = [("input", original)]
+    panels = [(f"input\nS = {input_score:.2f}" + ("\n(returned)" if chosen is None else ""),
+               original)]
     for t in iterations:
         params = {name: value[np.newaxis] for name, value in
                   result.photo_parameters(index, t).items()}
         rendered = np.asarray(filters.apply(original[np.newaxis], params))[0]
-        panels.append((f"iteration {t}\nS = {scores[t]:.2f}", np.clip(rendered, 0, 1)))
-    lines = [wrapped for number, line in
-             enumerate(filters.describe(result.photo_parameters(index)), 1)
-             for wrapped in textwrap.wrap(f"{number}. {line}", 80, subsequent_indent="     ")]
+        panels.append((f"iteration {t}\nS = {scores[t]:.2f}"
+                       + ("\n(returned)" if t == chosen else ""), np.clip(rendered, 0, 1)))
+    lines = [wrapped for line in piea_report.summary_lines(result, index)
+             for wrapped in textwrap.wrap(line, 80, subsequent_indent="     ")]
 
     aspect = original.shape[1] / original.shape[0]
     strip_width = len(panels) * (thumbnail_height * aspect + 16)
@@ -226,8 +234,15 @@ def piea_figure(original, result, index, *, thumbnail_height=180, iterations=Non
                              200 / height))
     draw_lines(curve, {"S": scores}, ylabel="NIMA mean score",
                title="NIMA mean score per iteration")
+    curve.axhline(input_score, color="0.4", linestyle="--", linewidth=1)
+    curve.annotate("input", (0, input_score), fontsize=7, color="0.3",
+                   xytext=(2, 2), textcoords="offset points")
+    if chosen is not None:
+        curve.plot([chosen], [scores[chosen]], marker="o", markersize=7, fillstyle="none",
+                   color="C3")
     figure.text((text_width + 32) / width, 1 - 16 / height,
-                f"Progressive enhancement: NIMA score {scores[0]:.2f} -> {scores[-1]:.2f}",
+                f"Progressive enhancement: NIMA score {input_score:.2f} (input) -> "
+                f"{result.output_scores[index]:.2f} (returned)",
                 fontsize=12, weight="bold", va="top")
     panel_width = (strip_width / len(panels) - 16) / width
     for k, (label, image) in enumerate(panels):

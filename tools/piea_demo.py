@@ -5,9 +5,10 @@
 Writes `<output_dir>/darkened/<name>.png` (the photo with its pixel values halved: -1 EV with
 PIEA's own exposure filter, out = img * 2^-1), then enhances them exactly as
 `python -m tools.enhance --method=piea` does into `<output_dir>/enhanced/`: per photo the
-enhanced PNG, `<name>.recipe.json` and `<name>.figure.png`. It prints each photo's NIMA score
-before (the darkened photo as given), at iteration 0 (exposure +1 EV) and after M iterations,
-and the recipe in words. Without `--nima_weights` the guide is the demo NIMA
+enhanced PNG, `<name>.recipe.json` and `<name>.figure.png` (`--initial_exposure` and
+`--piea_select` as there). It prints each photo's NIMA score before (the darkened photo as
+given), at iteration 0 (the initial exposure) and of the returned photo, and the recipe's
+summary in words. Without `--nima_weights` the guide is the demo NIMA
 (`nima.demo_model()`, trained into a cache the first time: a few minutes on a CPU).
 """
 import json
@@ -19,9 +20,8 @@ from absl import flags, logging
 from PIL import Image
 
 import nima
-from enhancers import filters, piea
+from enhancers import piea
 from tools import cli, enhance
-from tools.evaluate import nima_mean_scores
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 STOPS_DARKER = 1.0
@@ -49,6 +49,7 @@ def define_flags(flag_values):
     flags.DEFINE_integer("iterations", piea.ITERATIONS, "M.", lower_bound=0,
                          flag_values=flag_values)
     flags.DEFINE_float("learning_rate", piea.LEARNING_RATE, "lambda.", flag_values=flag_values)
+    enhance.define_piea_choice_flags(flag_values)
 
 
 def run(FLAGS, args):
@@ -56,21 +57,21 @@ def run(FLAGS, args):
     paths = darkened_photos(os.path.join(FLAGS.output_dir, "darkened"))
     nima_model, description = piea.load_nima(FLAGS.nima_weights, FLAGS.backbone)
     enhance_fn = enhance.piea_enhance_fn(nima_model, description, iterations=FLAGS.iterations,
-                                         learning_rate=FLAGS.learning_rate)
+                                         learning_rate=FLAGS.learning_rate,
+                                         initial_exposure=FLAGS.initial_exposure,
+                                         select=FLAGS.piea_select)
     output_dir = os.path.join(FLAGS.output_dir, "enhanced")
     report = enhance.enhance_files(enhance_fn, paths, output_dir, overwrite=True)
     print(report.summary())
     print(f"Guide: {description}")
-    for source, output in report.written:
+    for _, output in report.written:
         stem = os.path.splitext(os.path.basename(output))[0]
         with open(os.path.join(output_dir, f"{stem}.recipe.json")) as f:
             recipe = json.load(f)
-        darkened = np.asarray(Image.open(source), np.float32) / 255
-        (as_given,) = nima_mean_scores(nima_model, [darkened])
-        print(f"\n{stem}: NIMA {as_given:.3f} darkened, {recipe['score_before']:.3f} at "
-              f"iteration 0 (+1 EV), {recipe['score_after']:.3f} after "
-              f"{len(recipe['scores']) - 1} iterations")
-        for line in filters.describe(filters.from_jsonable(recipe["parameters"])):
+        print(f"\n{stem}: NIMA {recipe['score_before']:.3f} darkened, "
+              f"{recipe['scores'][0]:.3f} at iteration 0 ({recipe['initial_exposure']:+.2f} EV), "
+              f"{recipe['score_after']:.3f} returned")
+        for line in recipe["summary"]:
             print(f"  {line}")
     logging.info("Figures: %s/*.figure.png", output_dir)
     return 0 if report.ok else 1
