@@ -10,6 +10,7 @@
 - `check_stream_position`, `stream_options`: the argument check and tf.data options of every
   training stream.
 """
+import abc
 import atexit
 import threading
 import time
@@ -148,7 +149,7 @@ def _drain_at_exit():
 atexit.register(_drain_at_exit)
 
 
-class DecodeWorker:
+class DecodeWorker(abc.ABC):
     """The Python side of a decode step (`tf.numpy_function`); never raises for one bad file.
 
     Subclasses define `decode(*args)` (the outputs of one element, a tuple; it calls `succeed()`
@@ -220,11 +221,14 @@ class DecodeWorker:
             raise error
         return self.skipped()
 
+    @abc.abstractmethod
     def decode(self, *args):
-        raise NotImplementedError
+        """The subclass's decoding of one example."""
 
+    @abc.abstractmethod
     def skipped(self):
-        raise NotImplementedError
+        """What the stream yields in place of an example that could not be decoded."""
 
+    @abc.abstractmethod
     def give_up_message(self, path, reason):
-        raise NotImplementedError
+        """The error message when the stream gives up on its failures."""
