@@ -20,7 +20,8 @@ setup(
         "h5py>=3.10",
         "scikit-image>=0.22",
         "scipy>=1.11",
-        "matplotlib>=3.8",  # evaluation figures (tools.figures), Agg canvas only
+        "matplotlib>=3.8",  # evaluation figures (tools.figures), Agg canvas only; a held-out photo
+        "scikit-learn>=1.3",  # ships two held-out photos (datasets.heldout); nothing else used
     ],
     extras_require={
         "test": ["pytest>=8", "tf-slim==1.1.0"],

@@ -1,0 +1,123 @@
+"""The held-out real-photo check (tools.heldout, datasets.heldout): its photos, its figures
+against independent computations, and its rules on enhancers that must pass or fail them."""
+import numpy as np
+import pytest
+
+from datasets import heldout as heldout_photos
+from datasets import wespe_demo
+from tools import heldout
+
+
+def srgb_to_lab(rgb):
+    """Textbook sRGB (D65) -> CIELab, written out here independently of scikit-image."""
+    rgb = np.asarray(rgb, np.float64)
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    m = np.array([[0.4124564, 0.3575761, 0.1804375],
+                  [0.2126729, 0.7151522, 0.0721750],
+                  [0.0193339, 0.1191920, 0.9503041]])
+    xyz = linear @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
+                     200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def crops(size=64):
+    """Centre crops of the held-out photos (the check's cheap form)."""
+    out = {}
+    for name, photo in heldout_photos.load_photos().items():
+        top, left = (photo.shape[0] - size) // 2, (photo.shape[1] - size) // 2
+        out[name] = photo[top:top + size, left:left + size]
+    return out
+
+
+def test_the_photos_are_real_full_size_and_in_no_demo_set():
+    from datasets import can_demo, demo
+
+    photos = heldout_photos.load_photos()
+    assert {name: p.shape for name, p in photos.items()} == {
+        "china": (427, 640, 3), "flower": (427, 640, 3), "hopper": (600, 512, 3)}
+    demo_photos = [p for p in demo.load_colour_photos(wespe_demo.TRAIN_PHOTOS
+                                                      + wespe_demo.TEST_PHOTOS
+                                                      + can_demo.TRAIN_PHOTOS)]
+    for photo in photos.values():
+        assert photo.dtype == np.uint8 and photo.std() > 30  # a photo, not a flat image
+        assert all(p.shape != photo.shape or not np.array_equal(p, photo) for p in demo_photos)
+
+
+def test_degradations_are_the_demos_own():
+    photo = crops(32)["flower"]
+    x = photo.astype(np.float32) / 255
+    assert np.array_equal(heldout_photos.degrade(photo, "piea"),
+                          np.rint(x * np.float32(0.5) * 255).astype(np.uint8))
+    expected = wespe_demo.cheap_camera(x, np.random.default_rng([0, 14]))
+    assert np.abs(heldout_photos.degrade(photo, "wespe") / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="unknown degradation"):
+        heldout_photos.degrade(photo, "jpeg")
+
+
+def test_colour_figures_match_a_textbook_lab_conversion():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((8, 9, 3)), rng.random((8, 9, 3))
+    lab_a, lab_b = srgb_to_lab(a), srgb_to_lab(b)
+    cast = np.linalg.norm(lab_a[..., 1:].mean(axis=(0, 1)) - lab_b[..., 1:].mean(axis=(0, 1)))
+    assert heldout.colour_cast(a, b) == pytest.approx(cast, rel=1e-3)
+    delta = np.sqrt(((lab_a - lab_b) ** 2).sum(-1)).mean()
+    assert heldout.mean_delta_e(a, b) == pytest.approx(delta, rel=1e-3)
+    # A pure brightness change has no cast (grey stays grey).
+    grey = np.full((4, 4, 3), 0.5)
+    assert heldout.colour_cast(grey, grey * 0.5) < 0.01 < heldout.mean_delta_e(grey, grey * 0.5)
+
+
+def test_clipping_border_and_detail_figures_by_hand():
+    image = np.full((50, 50, 3), 128, np.uint8)
+    image[0, :3, 0] = 255
+    image[1, :2, 2] = 0
+    assert heldout.clipped_fraction(image) == pytest.approx(5 / (50 * 50 * 3))
+    before = np.full((50, 50, 3), 0.5)
+    after = before.copy()
+    width = heldout.border_width(before.shape)
+    assert width == 2
+    after[:width], after[-width:], after[:, :width], after[:, -width:] = 0.25, 0.25, 0.25, 0.25
+    assert heldout.border_ratio(before, after) == pytest.approx(0.5, abs=1e-4)
+    assert heldout.border_ratio(before, before * 0.8) == pytest.approx(1.0, abs=1e-4)
+    y, x = np.mgrid[0:50, 0:50] / 50.0
+    smooth = np.repeat((0.3 + 0.2 * np.sin(6 * x) * np.cos(4 * y))[..., None], 3, axis=2)
+    assert heldout.detail_ratio(smooth, smooth) == pytest.approx(1.0)
+    grid = smooth.copy()
+    grid[::4, ::4] += 0.05  # a faint dot grid, the texture of the bug report
+    assert heldout.detail_ratio(smooth, grid) > 2 * heldout.CLEAN_LIMITS["detail_ratio"]
+    assert heldout.detail_ratio(smooth, 0.5 * smooth) == pytest.approx(0.5)
+
+
+def test_an_oracle_passes_and_harmful_enhancers_fail():
+    photos = crops(48)
+    degraded = {heldout_photos.degrade(p, "wespe").tobytes(): p for p in photos.values()}
+
+    def oracle(image):  # knows the original of every degraded input; leaves clean ones alone
+        key = np.rint(image * 255).astype(np.uint8).tobytes()
+        return degraded.get(key, np.rint(image * 255).astype(np.uint8)) / 255.0
+
+    assert heldout.failures(heldout.check_enhancer("oracle", oracle, photos, "wespe")) == []
+    identity = heldout.failures(heldout.check_enhancer("identity", lambda x: x, photos, "wespe"))
+    assert len(identity) == 2 * len(photos) and all("did not rise" in f for f in identity)
+
+    def harmful(image):  # the defects of the bug report: orange cast and a dark frame
+        out = image * np.array([1.1, 1.0, 0.7])
+        out[:3], out[-3:], out[:, :3], out[:, -3:] = 0.0, 0.0, 0.0, 0.0
+        return np.clip(out, 0, 1)
+
+    found = heldout.failures(heldout.check_enhancer("harmful", harmful, photos, "wespe"))
+    assert any("colour cast" in f for f in found) and any("dark frame" in f for f in found)
+
+
+def test_a_steered_enhancer_must_not_lower_its_guides_score():
+    from test_piea import brightness_nima
+
+    guide = brightness_nima()
+    photos = crops(32)
+    darker = heldout.check_enhancer("darkener", lambda x: x * 0.9, photos, "piea",
+                                    nima_model=guide, steered=True)
+    assert any("its guide scores the output lower" in f for f in heldout.failures(darker))
+    report = heldout.heldout_report([darker], "clean")
+    assert [row["name"] for row in report["rows"]] == [f"darkener / {n}" for n in photos]
+    assert report["rows"][0]["metrics"]["nima_output"] < report["rows"][0]["metrics"]["nima_input"]

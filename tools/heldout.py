@@ -1,0 +1,240 @@
+"""The held-out real-photo check: an enhancer must not make photos it never saw worse.
+
+DESIGN.md section 6. Every enhancer is run on the held-out photos of `datasets.heldout`
+(another source than any demo set), at full size, twice:
+
+- degraded by its demo's own degradation (`datasets.heldout.degrade`): the output must come
+  closer to the clean original than the input was: PSNR and SSIM against the original both rise;
+- clean: the output must not get worse. Measured against the input:
+    psnr_vs_input  how far the output moves (dB; infinite when unchanged): reported, not judged,
+                   since an enhancer may rightly move a clean photo;
+    delta_e        mean CIELab distance per pixel (CIE76): reported, not judged;
+    colour_cast    distance between the mean (a*, b*) of input and output: a colour drift
+                   (limit CLEAN_LIMITS["colour_cast"]);
+    clipped        fraction of 8-bit channel values at 0 or 255, output minus input: blown
+                   highlights or crushed shadows (limit "clipped_increase");
+    border_ratio   mean luminance of a frame of BORDER_FRACTION of the short side, output over
+                   input, divided by the same ratio inside the frame: 1 when the border is
+                   treated like the rest, below 1 for a dark frame (limit "border_ratio");
+    detail_ratio   mean |Laplacian| of the luma, output over input: above 1 when texture or
+                   noise is added, e.g. a grid pattern (limit "detail_ratio");
+    nima_input, nima_output   the NIMA mean score (when a NIMA is given): reported; for an
+                   enhancer steered by that NIMA (PIEA) the output must not score lower.
+
+`check_enhancer` measures, `failures` applies the limits, `heldout_report` makes the table
+(`tools.report`); `benchmarks/heldout.py` runs it on the demo exports and PIEA and writes the
+pictures; `tests/test_heldout.py` runs it on crops.
+"""
+import math
+import os
+
+import numpy as np
+from scipy import ndimage
+from skimage import color
+
+from datasets import heldout
+from datasets.images import LUMINANCE_WEIGHTS, to_uint8
+from tools import evaluate, figures, report
+
+BORDER_FRACTION = 0.04
+CLEAN_LIMITS = {"colour_cast": 3.0, "clipped_increase": 0.01, "border_ratio": 0.95,
+                "detail_ratio": 1.25}
+DEGRADED_METRICS = {
+    "psnr_input": "PSNR of the degraded input against the clean original, dB",
+    "psnr_output": "PSNR of the output against the clean original, dB; must be above "
+                   "psnr_input",
+    "ssim_input": "SSIM of the degraded input against the clean original",
+    "ssim_output": "SSIM of the output against the clean original; must be above ssim_input",
+}
+CLEAN_METRICS = {
+    "psnr_vs_input": "PSNR of the output against the clean input, dB: how far it moved "
+                     "(reported, not judged)",
+    "delta_e": "mean CIELab distance of output and input per pixel (reported, not judged)",
+    "colour_cast": f"distance of mean (a*, b*), output vs input; lower is better, at most "
+                   f"{CLEAN_LIMITS['colour_cast']}",
+    "clipped_input": "fraction of 8-bit values at 0 or 255 in the input",
+    "clipped_output": f"the same in the output; at most clipped_input + "
+                      f"{CLEAN_LIMITS['clipped_increase']}",
+    "border_ratio": f"border over interior luminance change; 1 is best, at least "
+                    f"{CLEAN_LIMITS['border_ratio']} (below: a dark frame)",
+    "detail_ratio": f"mean |Laplacian| of the luma, output over input; at most "
+                    f"{CLEAN_LIMITS['detail_ratio']} (above: added texture or noise)",
+    "nima_input": "NIMA mean score of the input, 1..10",
+    "nima_output": "NIMA mean score of the output; higher is better (must not be lower for an "
+                   "enhancer steered by this NIMA)",
+}
+
+
+def _float(image):
+    x = np.asarray(image)
+    return x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+
+
+def _luma(image):
+    return _float(image) @ np.asarray(LUMINANCE_WEIGHTS, np.float64)
+
+
+def colour_cast(a, b):
+    """Euclidean distance between the mean (a*, b*) of two RGB images (CIELab, D65)."""
+    mean_a = color.rgb2lab(_float(a))[..., 1:].reshape(-1, 2).mean(axis=0)
+    mean_b = color.rgb2lab(_float(b))[..., 1:].reshape(-1, 2).mean(axis=0)
+    return float(np.linalg.norm(mean_a - mean_b))
+
+
+def mean_delta_e(a, b):
+    """Mean per-pixel CIE76 distance between two RGB images (CIELab, D65)."""
+    lab_a, lab_b = color.rgb2lab(_float(a)), color.rgb2lab(_float(b))
+    return float(np.sqrt(((lab_a - lab_b) ** 2).sum(axis=-1)).mean())
+
+
+def clipped_fraction(image):
+    """Fraction of the 8-bit channel values of `image` that are 0 or 255."""
+    pixels = to_uint8(image)
+    return float(np.mean((pixels == 0) | (pixels == 255)))
+
+
+def border_width(shape):
+    """The frame width of `border_ratio`: BORDER_FRACTION of the short side, at least 1 px."""
+    return max(1, round(BORDER_FRACTION * min(shape[:2])))
+
+
+def border_ratio(before, after):
+    """(mean luma of the frame after / before) / (mean luma inside it after / before).
+
+    1 when the enhancer treats the border like the rest of the photo; below 1 when it darkens
+    the border more (a dark frame). The frame is `border_width` pixels wide."""
+    width = border_width(np.shape(before))
+    inside = np.zeros(np.shape(before)[:2], bool)
+    inside[width:-width, width:-width] = True
+    luma_before, luma_after = _luma(before), _luma(after)
+    eps = 1e-6
+    frame = (luma_after[~inside].mean() + eps) / (luma_before[~inside].mean() + eps)
+    interior = (luma_after[inside].mean() + eps) / (luma_before[inside].mean() + eps)
+    return float(frame / interior)
+
+
+def detail_ratio(before, after):
+    """Mean |Laplacian| of the luma of `after` over that of `before` (borders mirrored)."""
+    def detail(image):
+        return np.abs(ndimage.laplace(_luma(image), mode="reflect")).mean()
+    return float(detail(after) / max(detail(before), 1e-9))
+
+
+def _nima_score(nima_model, image):
+    scores = evaluate.nima_mean_scores(nima_model, [_float(image).astype(np.float32)])
+    return float(scores[0])
+
+
+def _psnr(a, b):
+    """PSNR in dB; None for identical images (infinite; strict JSON has no Infinity)."""
+    value = evaluate.psnr(_float(a), _float(b))
+    return value if math.isfinite(value) else None
+
+
+def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, steered=False,
+                   picture_dir=None):
+    """Runs `enhance_fn` on the clean and degraded held-out `photos`; returns the results.
+
+    Args:
+      name: the enhancer's name in the table ("WESPE demo", ...).
+      enhance_fn: float32 (h, w, 3) in [0, 1] -> (h, w, 3) (clipped and quantised to 8 bits
+        here, as a written photo is).
+      photos: {photo name: uint8 (H, W, 3)} (`datasets.heldout.load_photos`, or crops).
+      degradation: the enhancer's demo degradation (`datasets.heldout.DEGRADATIONS`).
+      nima_model: None, or a NIMA model for nima_input / nima_output on the clean photos.
+      steered: the enhancer is steered by `nima_model` (PIEA): its output must not score lower.
+      picture_dir: None, or where to write `<name>_<photo>_{degraded,clean}.png` side by sides.
+
+    Returns:
+      {"name", "degradation", "steered", "photos": {photo: {"degraded": {...}, "clean": {...}}}}
+    """
+    results = {"name": name, "degradation": degradation, "steered": steered, "photos": {}}
+    for photo_name, original in photos.items():
+        degraded = heldout.degrade(original, degradation)
+        restored = to_uint8(np.asarray(enhance_fn(_float(degraded).astype(np.float32))))
+        output = to_uint8(np.asarray(enhance_fn(_float(original).astype(np.float32))))
+        results["photos"][photo_name] = {
+            "degraded": {
+                "psnr_input": _psnr(degraded, original),
+                "psnr_output": _psnr(restored, original),
+                "ssim_input": evaluate.ssim(_float(degraded), _float(original)),
+                "ssim_output": evaluate.ssim(_float(restored), _float(original)),
+            },
+            "clean": {
+                "psnr_vs_input": _psnr(output, original),
+                "delta_e": mean_delta_e(original, output),
+                "colour_cast": colour_cast(original, output),
+                "clipped_input": clipped_fraction(original),
+                "clipped_output": clipped_fraction(output),
+                "border_ratio": border_ratio(original, output),
+                "detail_ratio": detail_ratio(original, output),
+                "nima_input": None if nima_model is None else _nima_score(nima_model, original),
+                "nima_output": None if nima_model is None else _nima_score(nima_model, output),
+            },
+        }
+        if picture_dir:
+            stem = os.path.join(picture_dir, f"{_slug(name)}_{photo_name}")
+            figures.side_by_side({"degraded": degraded, name: restored, "original": original},
+                                 f"{stem}_degraded.png")
+            figures.side_by_side({"clean input": original, name: output}, f"{stem}_clean.png")
+    return results
+
+
+def _slug(text):
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def failures(results):
+    """The rules the results break, as sentences naming enhancer and photo ([] if none)."""
+    found = []
+    for photo, figures_ in results["photos"].items():
+        where = f"{results['name']} on {photo}"
+        degraded, clean = figures_["degraded"], figures_["clean"]
+        if _db(degraded["psnr_output"]) <= _db(degraded["psnr_input"]):
+            found.append(f"{where} ({results['degradation']} degradation): PSNR against the "
+                         f"original did not rise ({degraded['psnr_input']:.2f} -> "
+                         f"{_text(degraded['psnr_output'])} dB)")
+        if degraded["ssim_output"] <= degraded["ssim_input"]:
+            found.append(f"{where} ({results['degradation']} degradation): SSIM against the "
+                         f"original did not rise ({degraded['ssim_input']:.4f} -> "
+                         f"{degraded['ssim_output']:.4f})")
+        if clean["colour_cast"] > CLEAN_LIMITS["colour_cast"]:
+            found.append(f"{where} (clean): colour cast {clean['colour_cast']:.2f} > "
+                         f"{CLEAN_LIMITS['colour_cast']}")
+        if clean["clipped_output"] > clean["clipped_input"] + CLEAN_LIMITS["clipped_increase"]:
+            found.append(f"{where} (clean): clipped values {clean['clipped_input']:.3f} -> "
+                         f"{clean['clipped_output']:.3f}")
+        if clean["border_ratio"] < CLEAN_LIMITS["border_ratio"]:
+            found.append(f"{where} (clean): dark frame, border ratio {clean['border_ratio']:.3f}"
+                         f" < {CLEAN_LIMITS['border_ratio']}")
+        if clean["detail_ratio"] > CLEAN_LIMITS["detail_ratio"]:
+            found.append(f"{where} (clean): added texture, detail ratio "
+                         f"{clean['detail_ratio']:.3f} > {CLEAN_LIMITS['detail_ratio']}")
+        if (results["steered"] and clean["nima_output"] is not None
+                and clean["nima_output"] < clean["nima_input"]):
+            found.append(f"{where} (clean): its guide scores the output lower "
+                         f"({clean['nima_input']:.3f} -> {clean['nima_output']:.3f})")
+    return found
+
+
+def _db(value):
+    """A PSNR figure for comparison: None stands for identical images, +inf dB."""
+    return math.inf if value is None else value
+
+
+def _text(value):
+    return "inf" if value is None else f"{value:.2f}"
+
+
+def heldout_report(all_results, kind):
+    """The `kind` ("degraded" or "clean") table of a list of `check_enhancer` results, as a
+    `tools.report` report: one row per enhancer and photo."""
+    metrics = DEGRADED_METRICS if kind == "degraded" else CLEAN_METRICS
+    rows = [{"name": f"{results['name']} / {photo}",
+             "metrics": {m: figures_[kind][m] for m in metrics}}
+            for results in all_results for photo, figures_ in results["photos"].items()]
+    what = ("degraded by each enhancer's demo degradation, against the clean original"
+            if kind == "degraded" else "clean, output against input")
+    return report.make_report(f"held-out photos, {what}", rows, metrics,
+                              num_images=len({photo for results in all_results
+                                              for photo in results["photos"]}))
