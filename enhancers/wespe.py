@@ -25,7 +25,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from enhancers.can import SymmetricPadding2D
+
 FILTERS = 64
+GENERATOR_PADDINGS = ("zero", "symmetric")  # DPED's SAME zero padding; mirrored (not in paper)
 RESIDUAL_BLOCKS = 4
 OUTPUT_SCALE, OUTPUT_SHIFT = 0.58, 0.5  # DPED: tanh(.) * 0.58 + 0.5
 # (kernel, stride, width, instance norm) of the five discriminator convolutions (section 3.6).
@@ -52,29 +55,49 @@ def _conv(filters, size, name, strides=1, activation=None):
                                activation=activation, name=name, **_initializers())
 
 
+def _generator_conv(x, filters, size, name, padding, activation=None):
+    """A stride-1 conv of G: DPED's SAME zero padding, or mirrored borders (`padding`)."""
+    if padding == "zero":
+        return _conv(filters, size, name, activation=activation)(x)
+    x = SymmetricPadding2D(size // 2, name=f"{name}_pad")(x)
+    return keras.layers.Conv2D(filters, size, padding="valid", activation=activation, name=name,
+                               **_initializers())(x)
+
+
 def _instance_norm(name):
     return keras.layers.GroupNormalization(groups=-1, epsilon=INSTANCE_NORM_EPSILON, name=name)
 
 
-def build_generator(filters=FILTERS, residual_blocks=RESIDUAL_BLOCKS, name="generator"):
+def build_generator(filters=FILTERS, residual_blocks=RESIDUAL_BLOCKS, name="generator", *,
+                    padding="zero", instance_norm=True):
     """DPED's residual generator, used for both G and F (WESPE section 3.6).
 
     Maps float32 RGB images in [0, 1] of any size, (batch, h, w, 3), to images of the same size
     in [-0.08, 1.08] (tanh * 0.58 + 0.5, as DPED; clip for display). `filters` and
     `residual_blocks` default to the paper's 64 and 4; smaller values are for tests and demos.
+
+    Not in the paper (its settings are the defaults), for short trainings on small patches:
+    `padding="symmetric"` mirrors the borders before each convolution instead of DPED's SAME
+    zero padding, whose black surround a G trained on patches carries into a photo as a dark
+    frame; `instance_norm=False` leaves the residual blocks' instance norm out, whose
+    statistics over a whole photo differ from those over a training patch, so that G computes
+    the same function on a patch and on a photo (and is then purely local).
     """
+    if padding not in GENERATOR_PADDINGS:
+        raise ValueError(f"padding must be one of {GENERATOR_PADDINGS}, got {padding!r}")
     images = keras.Input((None, None, 3), name="images")
-    x = _conv(filters, 9, "conv_in", activation="relu")(images)
+    x = _generator_conv(images, filters, 9, "conv_in", padding, activation="relu")
     for block in range(1, residual_blocks + 1):
         skip = x
         for layer in (1, 2):
-            x = _conv(filters, 3, f"block{block}_conv{layer}")(x)
-            x = _instance_norm(f"block{block}_norm{layer}")(x)
+            x = _generator_conv(x, filters, 3, f"block{block}_conv{layer}", padding)
+            if instance_norm:
+                x = _instance_norm(f"block{block}_norm{layer}")(x)
             x = keras.layers.ReLU(name=f"block{block}_relu{layer}")(x)
         x = keras.layers.Add(name=f"block{block}_add")([x, skip])
-    x = _conv(filters, 3, "conv_post1", activation="relu")(x)
-    x = _conv(filters, 3, "conv_post2", activation="relu")(x)
-    x = _conv(3, 9, "conv_out")(x)
+    x = _generator_conv(x, filters, 3, "conv_post1", padding, activation="relu")
+    x = _generator_conv(x, filters, 3, "conv_post2", padding, activation="relu")
+    x = _generator_conv(x, 3, 9, "conv_out", padding)
     # float32 output: the image stays exact under a mixed-precision policy.
     x = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
     enhanced = keras.layers.Rescaling(OUTPUT_SCALE, offset=OUTPUT_SHIFT, dtype="float32",

@@ -22,17 +22,27 @@ def layer_weights(model, name):
     return [np.asarray(w, np.float64) for w in model.get_layer(name).get_weights()]
 
 
-def numpy_generator(model, x, blocks):
-    h = relu(conv2d_same(x, *layer_weights(model, "conv_in")))
+def numpy_generator(model, x, blocks, padding="zero", norm=True):
+    def conv(h, name):
+        kernel, bias = layer_weights(model, name)
+        if padding == "symmetric":  # mirror, then a 'valid' conv = the centre of a SAME conv
+            r = kernel.shape[0] // 2
+            h = np.pad(h, ((0, 0), (r, r), (r, r), (0, 0)), mode="symmetric")
+            return conv2d_same(h, kernel, bias)[:, r:-r, r:-r]
+        return conv2d_same(h, kernel, bias)
+
+    h = relu(conv(x, "conv_in"))
     for b in range(1, blocks + 1):
         skip = h
         for c in (1, 2):
-            h = conv2d_same(h, *layer_weights(model, f"block{b}_conv{c}"))
-            h = relu(instance_norm(h, *layer_weights(model, f"block{b}_norm{c}")))
+            h = conv(h, f"block{b}_conv{c}")
+            if norm:
+                h = instance_norm(h, *layer_weights(model, f"block{b}_norm{c}"))
+            h = relu(h)
         h = h + skip  # DPED adds the skip after the second ReLU
-    h = relu(conv2d_same(h, *layer_weights(model, "conv_post1")))
-    h = relu(conv2d_same(h, *layer_weights(model, "conv_post2")))
-    return np.tanh(conv2d_same(h, *layer_weights(model, "conv_out"))) * 0.58 + 0.5
+    h = relu(conv(h, "conv_post1"))
+    h = relu(conv(h, "conv_post2"))
+    return np.tanh(conv(h, "conv_out")) * 0.58 + 0.5
 
 
 def test_generator_matches_numpy_dped_generator():
@@ -41,6 +51,34 @@ def test_generator_matches_numpy_dped_generator():
     x = np.random.default_rng(1).uniform(size=(2, 13, 17, 3))
     expected = numpy_generator(model, x, blocks=2)
     np.testing.assert_allclose(model(x.astype("float32")).numpy(), expected, atol=2e-5)
+
+
+def test_demo_generator_options_match_numpy_and_have_no_border_or_scale_effects():
+    """Not in the paper: mirrored borders and no instance norm (the CPU demo's G). A flat photo
+    stays flat to the border (no dark frame), and G on a crop equals G on the photo away from
+    the crop's edges (the same function on a training patch and on a whole photo)."""
+    model = wespe.build_generator(filters=6, residual_blocks=2, padding="symmetric",
+                                  instance_norm=False)
+    randomise(model)
+    assert not any("norm" in layer.name for layer in model.layers)
+    x = np.random.default_rng(1).uniform(size=(1, 23, 29, 3))
+    np.testing.assert_allclose(model(x.astype("float32")).numpy(),
+                               numpy_generator(model, x, 2, padding="symmetric", norm=False),
+                               atol=2e-5)
+    flat = model(np.full((1, 30, 40, 3), 0.4, np.float32)).numpy()
+    np.testing.assert_allclose(flat, np.broadcast_to(flat[:, 15:16, 20:21], flat.shape),
+                               atol=1e-5)
+    zero_padded = wespe.build_generator(filters=6, residual_blocks=2)
+    randomise(zero_padded)
+    flat = zero_padded(np.full((1, 30, 40, 3), 0.4, np.float32)).numpy()
+    assert np.abs(flat[:, 0] - flat[:, 15]).max() > 1e-3  # zero padding: a border effect
+    radius = 4 + 2 * 2 + 2 + 4
+    crop = model(x[:, 2:, 3:].astype("float32")).numpy()
+    whole = model(x.astype("float32")).numpy()
+    np.testing.assert_allclose(crop[:, radius:-radius, radius:-radius],
+                               whole[:, 2 + radius:-radius, 3 + radius:-radius], atol=1e-5)
+    with pytest.raises(ValueError, match="padding"):
+        wespe.build_generator(padding="reflect")
 
 
 def test_generator_paper_size_and_any_image_size():

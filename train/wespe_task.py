@@ -63,6 +63,16 @@ class WespeConfig(RunConfig):
     filters: int = setting(wespe.FILTERS, "Width of G and F (paper: 64).")
     residual_blocks: int = setting(wespe.RESIDUAL_BLOCKS, "Residual blocks of G and F "
                                    "(paper: 4).")
+    # Not in WESPE (the paper's DPED generator is the default): for a G trained briefly on small
+    # patches that must then enhance whole photos (enhancers.wespe.build_generator says why).
+    generator_padding: str = setting("zero", "Not in the paper ('zero' = DPED's SAME padding): "
+                                     "'symmetric' mirrors the borders in G and F (no dark "
+                                     "frame; used by the CPU demo).",
+                                     choices=wespe.GENERATOR_PADDINGS)
+    generator_instance_norm: bool = setting(True, "Instance norm in G's and F's residual "
+                                            "blocks (paper: on; the CPU demo turns it off so "
+                                            "that G is the same function on a patch and on a "
+                                            "photo).")
     vgg_weights: str | None = setting(None, "Local vgg19_weights_tf_dim_ordering_tf_kernels_"
                                       "notop.h5 (without it the content loss uses random VGG-19 "
                                       "features, and says so).")
@@ -169,11 +179,14 @@ class WespeTask(Task):
         """G, F, D_c and D_t (DPED's networks, section 3.5); for training also the frozen
         VGG-19 of the content loss."""
         config = self.config
+        generator_options = dict(padding=config.generator_padding,
+                                 instance_norm=config.generator_instance_norm)
         models = {
             "generator": wespe.build_generator(config.filters, config.residual_blocks,
-                                               name="generator"),
+                                               name="generator", **generator_options),
             "inverse_generator": wespe.build_generator(config.filters, config.residual_blocks,
-                                                       name="inverse_generator"),
+                                                       name="inverse_generator",
+                                                       **generator_options),
             "color_discriminator": wespe.build_discriminator(3, config.patch_size),
             "texture_discriminator": wespe.build_discriminator(1, config.patch_size),
         }
