@@ -97,6 +97,18 @@ def run_preset(task_class, preset, tmp_path, *extra_flags):
     return outcome, {row["name"]: row["metrics"] for row in outcome["eval"]["rows"]}
 
 
+def assert_heldout_check_passes(name, enhance_fn, degradation, **options):
+    """The held-out real-photo check (tools.heldout) on the full-size held-out photos: every rule
+    holds, or the failures are listed."""
+    from datasets import heldout as heldout_photos
+    from tools import heldout
+
+    results = heldout.check_enhancer(name, enhance_fn, heldout_photos.load_photos(), degradation,
+                                     **options)
+    assert heldout.failures(results) == [], results
+    return results
+
+
 def tiny_config(name, shared, model_dir, **overrides):
     """A few-second configuration of each system (tiny networks and demo sets)."""
     common = dict(model_dir=str(model_dir), export_dir=str(model_dir / "export"), seed=0,

@@ -59,13 +59,29 @@ def test_colour_figures_match_a_textbook_lab_conversion():
     rng = np.random.default_rng(0)
     a, b = rng.random((8, 9, 3)), rng.random((8, 9, 3))
     lab_a, lab_b = srgb_to_lab(a), srgb_to_lab(b)
-    cast = np.linalg.norm(lab_a[..., 1:].mean(axis=(0, 1)) - lab_b[..., 1:].mean(axis=(0, 1)))
-    assert heldout.colour_cast(a, b) == pytest.approx(cast, rel=1e-3)
+    # ab_b = gain * ab_a + shift, by NumPy's least squares over both channels.
+    ab_a, ab_b = lab_a[..., 1:].reshape(-1, 2), lab_b[..., 1:].reshape(-1, 2)
+    design = np.zeros((ab_a.size, 3))
+    design[:, 0] = ab_a.reshape(-1)
+    design[0::2, 1], design[1::2, 2] = 1, 1
+    (gain, *shift), *_ = np.linalg.lstsq(design, ab_b.reshape(-1), rcond=None)
+    cast, fitted_gain = heldout.colour_cast(a, b)
+    assert cast == pytest.approx(np.linalg.norm(shift), rel=1e-3)
+    assert fitted_gain == pytest.approx(gain, rel=1e-3)
     delta = np.sqrt(((lab_a - lab_b) ** 2).sum(-1)).mean()
     assert heldout.mean_delta_e(a, b) == pytest.approx(delta, rel=1e-3)
-    # A pure brightness change has no cast (grey stays grey).
+    # A pure brightness change has no cast (grey stays grey); a saturation change is a gain,
+    # not a cast; a warm tint is a cast. On whole photos: within one hue (a crop of the flower
+    # alone) more saturation and a cast towards that hue are the same change.
     grey = np.full((4, 4, 3), 0.5)
-    assert heldout.colour_cast(grey, grey * 0.5) < 0.01 < heldout.mean_delta_e(grey, grey * 0.5)
+    assert heldout.colour_cast(grey, grey * 0.5)[0] < 0.01 < heldout.mean_delta_e(grey, grey * 0.5)
+    for photo in heldout_photos.load_photos().values():
+        photo = photo / 255.0
+        luma = photo.mean(axis=-1, keepdims=True)
+        cast, gain = heldout.colour_cast(photo, np.clip(luma + 1.2 * (photo - luma), 0, 1))
+        assert cast < 2.0 and gain > 1.1
+        cast, gain = heldout.colour_cast(photo, np.clip(photo * [1.0, 0.95, 0.8], 0, 1))
+        assert cast > heldout.CLEAN_LIMITS["colour_cast"]
 
 
 def test_clipping_border_and_detail_figures_by_hand():
@@ -121,3 +137,17 @@ def test_a_steered_enhancer_must_not_lower_its_guides_score():
     report = heldout.heldout_report([darker], "clean")
     assert [row["name"] for row in report["rows"]] == [f"darkener / {n}" for n in photos]
     assert report["rows"][0]["metrics"]["nima_output"] < report["rows"][0]["metrics"]["nima_input"]
+
+
+@pytest.mark.long_demo
+def test_piea_under_the_demo_nima_passes_the_check():
+    """PIEA as `tools.enhance --method=piea --initial_exposure=auto` runs it, under the demo
+    NIMA (trained into the cache the first time: minutes), on the full-size held-out photos."""
+    import nima
+    from tests.task_testing import assert_heldout_check_passes
+    from tools import enhance
+
+    guide = nima.demo_model()
+    piea_fn = enhance.piea_enhance_fn(guide, "demo NIMA", initial_exposure="auto")
+    assert_heldout_check_passes("PIEA", lambda image: piea_fn(image).image, "piea",
+                                nima_model=guide, steered=True)

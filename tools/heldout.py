@@ -9,7 +9,8 @@ DESIGN.md section 6. Every enhancer is run on the held-out photos of `datasets.h
     psnr_vs_input  how far the output moves (dB; infinite when unchanged): reported, not judged,
                    since an enhancer may rightly move a clean photo;
     delta_e        mean CIELab distance per pixel (CIE76): reported, not judged;
-    colour_cast    distance between the mean (a*, b*) of input and output: a colour drift
+    colour_cast    the shift of (a*, b*) common to all colours, greys included, once a change
+                   of saturation (`chroma_gain`, reported) is fitted out: a colour drift
                    (limit CLEAN_LIMITS["colour_cast"]);
     clipped        fraction of 8-bit channel values at 0 or 255, output minus input: blown
                    highlights or crushed shadows (limit "clipped_increase");
@@ -50,8 +51,9 @@ CLEAN_METRICS = {
     "psnr_vs_input": "PSNR of the output against the clean input, dB: how far it moved "
                      "(reported, not judged)",
     "delta_e": "mean CIELab distance of output and input per pixel (reported, not judged)",
-    "colour_cast": f"distance of mean (a*, b*), output vs input; lower is better, at most "
-                   f"{CLEAN_LIMITS['colour_cast']}",
+    "colour_cast": f"shift of every colour's (a*, b*), output vs input, saturation change "
+                   f"fitted out; lower is better, at most {CLEAN_LIMITS['colour_cast']}",
+    "chroma_gain": "saturation change, output vs input (1: none; reported, not judged)",
     "clipped_input": "fraction of 8-bit values at 0 or 255 in the input",
     "clipped_output": f"the same in the output; at most clipped_input + "
                       f"{CLEAN_LIMITS['clipped_increase']}",
@@ -75,10 +77,20 @@ def _luma(image):
 
 
 def colour_cast(a, b):
-    """Euclidean distance between the mean (a*, b*) of two RGB images (CIELab, D65)."""
-    mean_a = color.rgb2lab(_float(a))[..., 1:].reshape(-1, 2).mean(axis=0)
-    mean_b = color.rgb2lab(_float(b))[..., 1:].reshape(-1, 2).mean(axis=0)
-    return float(np.linalg.norm(mean_a - mean_b))
+    """The colour cast that turns RGB image `a` into `b`, with its chroma gain: (cast, gain).
+
+    The (a*, b*) of every pixel (CIELab, D65) are fitted as ab_b = gain * ab_a + shift by least
+    squares: `gain` is a change of saturation (reported, not judged: an edit may rightly make
+    colours livelier), `cast` = |shift| a drift of every colour, greys included, in one
+    direction (a warm or green cast). Meant for whole photos: within a single hue the two
+    cannot be told apart."""
+    ab_a = color.rgb2lab(_float(a))[..., 1:].reshape(-1, 2)
+    ab_b = color.rgb2lab(_float(b))[..., 1:].reshape(-1, 2)
+    centred_a, centred_b = ab_a - ab_a.mean(axis=0), ab_b - ab_b.mean(axis=0)
+    variance = (centred_a ** 2).sum()
+    gain = (centred_a * centred_b).sum() / variance if variance > 1e-12 else 1.0
+    shift = ab_b.mean(axis=0) - gain * ab_a.mean(axis=0)
+    return float(np.linalg.norm(shift)), float(gain)
 
 
 def mean_delta_e(a, b):
@@ -153,6 +165,7 @@ def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, st
         degraded = heldout.degrade(original, degradation)
         restored = to_uint8(np.asarray(enhance_fn(_float(degraded).astype(np.float32))))
         output = to_uint8(np.asarray(enhance_fn(_float(original).astype(np.float32))))
+        cast, gain = colour_cast(original, output)
         results["photos"][photo_name] = {
             "degraded": {
                 "psnr_input": _psnr(degraded, original),
@@ -163,7 +176,8 @@ def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, st
             "clean": {
                 "psnr_vs_input": _psnr(output, original),
                 "delta_e": mean_delta_e(original, output),
-                "colour_cast": colour_cast(original, output),
+                "colour_cast": cast,
+                "chroma_gain": gain,
                 "clipped_input": clipped_fraction(original),
                 "clipped_output": clipped_fraction(output),
                 "border_ratio": border_ratio(original, output),
