@@ -37,6 +37,16 @@ def test_operator_keeps_colour_ratios_on_a_constant_colour():
     np.testing.assert_allclose(out, np.broadcast_to(expected, (8, 8, 3)), atol=1e-5)
 
 
+def test_operator_never_pushes_a_channel_past_one():
+    """Highlight protection: a bright blue sky is brightened only until its largest channel
+    reaches 1, keeping its colour ratios (without it the ratio T(L)/L would clip blue)."""
+    sky = np.array([0.70, 0.85, 0.97])
+    out = can_demo.local_tone_operator(np.broadcast_to(sky, (8, 8, 3)))[0, 0]
+    luminance = 0.2126 * 0.70 + 0.7152 * 0.85 + 0.0722 * 0.97
+    assert math.log(1 + 3 * luminance) / math.log(4) / luminance > 1 / 0.97  # would clip
+    np.testing.assert_allclose(out, sky / 0.97, atol=1e-6)
+
+
 def test_operator_boosts_detail_against_an_independent_blur():
     # A vertical step: an independent Gaussian blur (skimage) gives the base; the output is
     # T(base) + 1.5 (L - base) on grey pixels.
