@@ -188,15 +188,20 @@ def nima_signatures(model):
     `serving_default` takes `images`, float32 [batch, h, w, 3] in [0, 1]; `serve_image_bytes`
     takes `image_bytes`, tf.string [batch] of encoded JPEG/PNG images, possibly of different
     sizes. Both return `distribution` (float32 [batch, 10]), `mean_score` and `std_score`
-    (float32 [batch]).
+    (float32 [batch]). Photos above `nima.SCORING_MAX_PIXELS` (2 MP) are scored after an area
+    downscale to that many pixels (`nima.downscale_for_scoring`), so that a 24 MP photo is
+    scored in bounded memory; smaller ones at their own size, as before.
     """
 
+    def score(images):
+        return model(nima.downscale_for_scoring(images), training=False)
+
     def serve_images(images):
-        return _nima_outputs(model(images, training=False))
+        return _nima_outputs(score(images))
 
     def serve_image_bytes(image_bytes):
         distribution = map_over_image_bytes(
-            lambda image: tf.cast(model(image, training=False), tf.float32),
+            lambda image: tf.cast(score(image), tf.float32),
             image_bytes,
             fn_output_signature=tf.TensorSpec([nima.NUM_BUCKETS], tf.float32),
         )
@@ -210,6 +215,8 @@ def export_nima(model, export_dir, version=None, metadata=None):
 
     Signatures as in `nima_signatures`; versioning and `metadata` as in `export_saved_model`.
     """
+    logging.info("NIMA export: photos above %d pixels are scored after an area downscale to "
+                 "that size (nima.downscale_for_scoring).", nima.SCORING_MAX_PIXELS)
     return export_saved_model(
         model, export_dir, nima_signatures(model), version=version, metadata=metadata
     )
