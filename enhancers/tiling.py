@@ -177,7 +177,10 @@ def _for_each_tile(images, window, halo, body, state):
         crop = images[:, y:y + rows[2], x:x + cols[2]]
         return (t + 1, *body(crop, lambda f: f[:, oy:oy + sy, ox:ox + sx], t, *state))
 
-    return tf.while_loop(lambda t, *_: t < rows[0] * cols[0], step, (0, *state))[1:]
+    # One window at a time: by default a while_loop runs up to 10 independent iterations at
+    # once, which multiplies the memory the windows were sized for.
+    return tf.while_loop(lambda t, *_: t < rows[0] * cols[0], step, (0, *state),
+                         parallel_iterations=1)[1:]
 
 
 def _normalise(layer, x, mean, variance):
