@@ -9,10 +9,12 @@ cores are stitched without blending. Tiled equals untiled up to float32 summatio
 measure about 1e-6). A photo that fits in one window is run untiled, unchanged.
 
 The window side comes from a memory budget: `window_pixels`, by default `FEATURE_BUDGET`
-values per feature map divided by the widest layer (2048 x 2048 for the paper's CAN, 32 maps;
-1448 x 1448 for WESPE's generator, 64 maps), so a 24-megapixel photo runs in a few GB. Cores are
-balanced (the photo split into equal parts per axis) to waste little work on overlap; the CAN's
-radius of 511 still makes it run about 3-4x the pixels of the photo (benchmarks/tiled_memory.py).
+values per feature map divided by the widest layer, but at least 4 radii + 2 so that overlap
+costs at most about 4x (1024 x 1024 for WESPE's generator, 64 maps; 2046 x 2046 for the paper's
+CAN, radius 511), so a 24-megapixel photo runs in a few GB (benchmarks/tiled_memory.py: a
+window's peak is about 14 feature maps for WESPE's G). Cores are balanced (the photo split into
+equal parts per axis) to waste little work on overlap; the CAN's radius of 511 still makes it
+run about 3x the pixels of a 24 MP photo.
 
 Instance norm (`GroupNormalization` with one channel per group: WESPE's generator) normalises
 over the whole photo, a global receptive field; tiling stays exact by computing each such
@@ -34,7 +36,7 @@ import tensorflow as tf
 
 from enhancers import can
 
-FEATURE_BUDGET = 2**27  # values per feature map of one window: 512 MiB in float32
+FEATURE_BUDGET = 2**26  # values per feature map of one window: 256 MiB in float32
 
 _CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
 _PADDINGS = (keras.layers.ZeroPadding2D, can.SymmetricPadding2D)
@@ -130,8 +132,8 @@ def receptive_field_radius(model):
 
 def plan_tiles(model, window_pixels=None):
     """The `TilePlan` of `model`: window side sqrt(window_pixels) (default: FEATURE_BUDGET
-    over the widest layer), halo = receptive-field radius. ValueError if the model cannot be
-    tiled or the window leaves no core."""
+    over the widest layer, at least 4 radii + 2), halo = receptive-field radius. ValueError if
+    the model cannot be tiled or the window leaves no core."""
     graph = _graph_model(model)
     radius = receptive_field_radius(graph)
     probe = 4 * radius + 7
@@ -139,7 +141,7 @@ def plan_tiles(model, window_pixels=None):
         raise ValueError(f"cannot tile {graph.name}: its output is not the size of its input")
     if window_pixels is None:
         widest = max(layer.output.shape[-1] or 3 for layer in graph.layers)
-        window_pixels = FEATURE_BUDGET // widest
+        window_pixels = max(FEATURE_BUDGET // widest, (4 * radius + 2) ** 2)
     window = math.isqrt(int(window_pixels))
     if window <= 2 * radius:
         raise ValueError(f"a window of {window}x{window} pixels leaves no core around the "

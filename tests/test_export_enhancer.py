@@ -110,7 +110,7 @@ def test_export_writes_version_with_metadata(case):
     assert os.path.isfile(os.path.join(case["path"], "saved_model.pb"))
     with open(os.path.join(case["path"], "assets.extra", "metadata.json"), encoding="utf-8") as f:
         metadata = json.load(f)
-    assert metadata.pop("tiling") == {"tiled": True, "window": 6688, "core": 6686, "halo": 1,
+    assert metadata.pop("tiling") == {"tiled": True, "window": 4729, "core": 4727, "halo": 1,
                                       "receptive_field_radius": 1, "global_norms": 0}
     assert metadata == METADATA
 

@@ -67,9 +67,9 @@ def test_window_too_small_for_the_receptive_field():
 
 def test_default_plan_from_the_widest_layer():
     plan = tiling.plan_tiles(wespe.build_generator())  # 64 maps
-    assert plan.window == 1448 and plan.halo == 18 and plan.global_norms == 8
-    assert plan.as_dict()["core"] == 1448 - 36
-    assert tiling.plan_tiles(can.build_can()).window == 2048  # 32 maps
+    assert plan.window == 1024 and plan.halo == 18 and plan.global_norms == 8
+    assert plan.as_dict()["core"] == 1024 - 36
+    assert tiling.plan_tiles(can.build_can()).window == 4 * 511 + 2  # at least 4 radii
 
 
 def test_wespe_generator_tiled_equals_untiled():
