@@ -6,7 +6,7 @@ true border is reproduced exactly; the photo itself is never padded. Each window
 contributes plus a halo of at least the receptive-field radius (`receptive_field_radius`) on
 every interior side, so each core pixel sees exactly the context it has in the whole photo;
 cores are stitched without blending. Tiled equals untiled up to float32 summation order (tests
-measure about 1e-6). A photo that fits in one window is run untiled, unchanged.
+measure 1e-5 or less). A photo that fits in one window is run untiled, unchanged.
 
 The window side comes from a memory budget: `window_pixels`, by default `FEATURE_BUDGET`
 values per feature map divided by the widest layer, but at least 4 radii + 2 so that overlap
