@@ -2,11 +2,15 @@
 import os
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from nima.backbones import build_backbone
 
 NUM_BUCKETS = 10  # AVA scores 1..10
+# Photos above this many pixels are scored after an area downscale to it (`downscale_for_scoring`).
+# 2**21 keeps 1920 x 1080 and every AVA photo (about 0.2 MP) at its own size.
+SCORING_MAX_PIXELS = 2**21
 
 
 def build_nima(backbone, weights=None, dropout=0.25, name=None):
@@ -71,3 +75,31 @@ def std_score(distribution):
     mean = mean_score(distribution)
     deviation = _scores(distribution.dtype) - ops.expand_dims(mean, -1)
     return ops.sqrt(ops.sum(deviation**2 * distribution, axis=-1))
+
+
+def scoring_size(height, width, max_pixels=SCORING_MAX_PIXELS):
+    """(height, width) at which a photo is scored: its own up to `max_pixels` pixels, else the
+    largest of the same aspect ratio within `max_pixels` (each side at least 1)."""
+    if height * width <= max_pixels:
+        return height, width
+    scale = (max_pixels / (height * width)) ** 0.5
+    return max(1, int(height * scale)), max(1, int(width * scale))
+
+
+def downscale_for_scoring(images, max_pixels=SCORING_MAX_PIXELS):
+    """Float images [b, h, w, 3] unchanged up to `max_pixels` pixels, else area-downscaled to
+    `scoring_size` (eagerly or in a graph).
+
+    Why: NIMA is fully convolutional but trained on 224 x 224 crops, and its activations grow
+    with the photo: an 8000 x 6000 photo gives MobileNet a 4000 x 3000 x 32 first map (1.5 GB)
+    and VGG16 a 48-megapixel x 64 one (12 GB), enough to kill the process. Scoring a 2 MP copy
+    costs little memory and changes the score little; smaller photos are scored as they are.
+    """
+    images = tf.convert_to_tensor(images)
+    shape = tf.shape(images)
+    pixels = tf.cast(shape[1], tf.float64) * tf.cast(shape[2], tf.float64)
+    scale = tf.sqrt(tf.cast(max_pixels, tf.float64) / pixels)
+    size = tf.maximum(1, tf.cast(tf.cast(shape[1:3], tf.float64) * scale, tf.int32))
+    return tf.cond(pixels > max_pixels,
+                   lambda: tf.cast(tf.image.resize(images, size, method="area"), images.dtype),
+                   lambda: images)

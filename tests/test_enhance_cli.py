@@ -242,3 +242,32 @@ def test_cli_version_dir_jpeg_next_to_inputs(cli_case, capsys, caplog):
     assert np.abs(written.astype(int) - reference).max() <= 2
     other = _expected_pixels(cli_case["models"][2], inputs["gray"])
     assert np.abs(written.astype(int) - other).mean() > 10, "version 2 was used"
+
+
+def test_photo_above_max_pixels_is_refused_by_name_before_decoding(photos, tmp_path,
+                                                                   monkeypatch):
+    folder, paths = photos
+    big = _save(np.zeros((30, 41, 3), np.uint8), folder / "big.png")  # 1230 pixels
+    decoded = []
+    monkeypatch.setattr(enhance, "load_rgb8",
+                        lambda path: decoded.append(path) or load_rgb8(path))
+    report = enhance.enhance_files(_invert, [str(folder)], str(tmp_path / "out"),
+                                   max_pixels=1000)
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png"]
+    assert sorted(decoded) == sorted(paths.values())  # big.png was never decoded
+    (path, reason), = report.failed
+    assert path == big
+    assert "41x30 pixels" in reason and "--max_pixels=1000" in reason
+    assert big in report.summary()
+
+
+def test_cli_max_pixels_flag(cli_case, capsys, caplog):
+    inputs = cli_case["inputs"]
+    out = str(cli_case["root"] / "out_max_pixels")
+    code, stdout, log = _run_cli(capsys, caplog, f"--saved_model={cli_case['export_dir']}",
+                                 inputs["photo"], inputs["gray"], "--max_pixels=1000",
+                                 f"--output_dir={out}")
+    assert code == 1, log
+    assert "Enhanced 1 of 2 photos." in stdout
+    assert re.search(re.escape(inputs["photo"]) + r".*40x30 pixels.*--max_pixels=1000", stdout)
+    assert sorted(os.listdir(out)) == ["gray.png"]

@@ -171,3 +171,19 @@ def test_demo_darkens_the_three_photos_by_one_stop(tmp_path):
         original = getattr(skimage.data, name)().astype(np.float64)
         expected = np.rint(original / 2)  # -1 EV: values halved, rounded half to even
         np.testing.assert_array_equal(np.asarray(Image.open(path)), expected.astype(np.uint8))
+
+
+def test_photo_above_the_scoring_limit_is_scored_through_a_proxy(monkeypatch, caplog):
+    """PIEA cannot tile: above nima.SCORING_MAX_PIXELS it scores a proxy, says so in the log
+    and the recipe, and returns the photo at full size."""
+    monkeypatch.setattr(nima, "SCORING_MAX_PIXELS", 1200)
+    enhance_fn = enhance.piea_enhance_fn(brightness_nima(), "toy guide", iterations=2)
+    image = _dark(np.random.default_rng(3), (40, 60, 3)) / np.float32(255)
+    with caplog.at_level("INFO"):
+        result = enhance_fn(image, source="wide.png")
+    assert result.image.shape == (40, 60, 3)
+    recipe = json.loads(result.side_files[".recipe.json"])
+    assert recipe["settings"]["proxy_size"] == max(nima.scoring_size(40, 60, 1200)) == 42
+    assert "wide.png: 60x40 is above 1200 pixels; scoring a proxy" in caplog.text
+    small = json.loads(enhance_fn(image[:20, :30], source="s.png").side_files[".recipe.json"])
+    assert small["settings"]["proxy_size"] is None

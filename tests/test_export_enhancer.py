@@ -109,7 +109,10 @@ def test_export_writes_version_with_metadata(case):
     assert sorted(os.listdir(case["export_dir"])) == ["1"]  # no temporary directory left
     assert os.path.isfile(os.path.join(case["path"], "saved_model.pb"))
     with open(os.path.join(case["path"], "assets.extra", "metadata.json"), encoding="utf-8") as f:
-        assert json.load(f) == METADATA
+        metadata = json.load(f)
+    assert metadata.pop("tiling") == {"tiled": True, "window": 4729, "core": 4727, "halo": 1,
+                                      "receptive_field_radius": 1, "global_norms": 0}
+    assert metadata == METADATA
 
 
 def test_fresh_process_float_signature(case, reloaded):
@@ -223,3 +226,32 @@ def test_can_export_serves_the_inference_path_through_the_session_loader(tmp_pat
     ops = {node.op for node in graph.node}
     ops.update(node.op for function in graph.library.function for node in function.node_def)
     assert "Conv2D" in ops and "SpaceToBatchND" not in ops
+
+
+def test_export_tiles_photos_larger_than_one_window(tmp_path):
+    """A WESPE generator (instance norms: the statistics passes) exported with 36x36 windows
+    enhances a 40x70 photo through both signatures as the untiled Keras model does."""
+    from enhancers import wespe
+
+    model = wespe.build_generator(filters=4, residual_blocks=1)
+    rng = np.random.default_rng(2)
+    for weight in model.weights:
+        offset = 1.0 if "gamma" in weight.path else 0.0
+        weight.assign(rng.normal(offset, 0.3, weight.shape).astype(np.float32))
+    path = export.export_enhancer(model, str(tmp_path / "wespe"), window_pixels=36 * 36)
+    with open(os.path.join(path, "assets.extra", "metadata.json"), encoding="utf-8") as f:
+        assert json.load(f)["tiling"] == {"tiled": True, "window": 36, "core": 12, "halo": 12,
+                                          "receptive_field_radius": 12, "global_norms": 2}
+    pixels = _smooth_pixels(rng, 40, 70)
+    images = (pixels / np.float32(255))[None]
+    expected = expected_output(model, images)
+    assert 0.0 < expected.mean() < 1.0 and expected.std() > 0.05
+
+    loaded = tf.saved_model.load(path)
+    served = loaded.signatures["serving_default"](images=tf.constant(images))["enhanced_images"]
+    np.testing.assert_allclose(served.numpy(), expected, rtol=0, atol=1e-4)
+    encoded = loaded.signatures["serve_image_bytes"](
+        image_bytes=tf.constant([tf.io.encode_png(pixels).numpy()]))["enhanced_image_bytes"]
+    reference = tf.io.decode_jpeg(tf.io.encode_jpeg(to_uint8(expected[0]), quality=95)).numpy()
+    decoded = tf.io.decode_jpeg(encoded[0]).numpy().astype(np.int32)
+    assert np.abs(decoded - reference).max() <= 2

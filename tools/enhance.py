@@ -12,6 +12,11 @@ Inputs:
 - Photos are decoded by `datasets.images.load_rgb8`: the EXIF orientation is applied (the output
   is upright and carries no EXIF), grayscale, palette, CMYK and 16-bit images become 8-bit RGB,
   alpha is dropped. No metadata (EXIF, ICC profile) is copied to the output.
+- `--max_pixels` (default 50,000,000, e.g. 8000 x 6000 passes): a photo with more pixels is
+  refused before it is decoded (Pillow reads the size from the header), with an error naming it,
+  its size and the flag; the others are still processed. Exported enhancers are tiled
+  (`enhancers.tiling`), so their memory stays bounded whatever the size, but the decoded photo
+  and its output still take about 30 bytes a pixel; raise the flag for larger photos.
 - A file that cannot be read or enhanced is reported by name and skipped; the others are still
   processed. A summary is printed at the end, and the exit status is 1 if any photo failed.
 
@@ -27,13 +32,18 @@ Methods (`--method`):
   enhancer: WESPE, CAN, ...). `--saved_model` is a version directory (`exports/wespe/3`) or the
   base directory that TF Serving would be given (`exports/wespe`), in which case the largest
   integer version holding a saved_model.pb is used, and the log says which. Its
-  `serving_default` signature is called with float32 [1, h, w, 3] images in [0, 1].
+  `serving_default` signature is called with float32 [1, h, w, 3] images in [0, 1]; the export
+  tiles photos larger than one window (its metadata.json says how), so a 24 MP photo
+  enhances in a few GB.
 
 - `piea`: PIEA (`enhancers.piea`), training-free: each photo's filter parameters are searched
   under the guidance of a NIMA model (`--nima_weights=<whole-NIMA weights file>` with its
   `--backbone`, default inception_v2 as in the paper; without `--nima_weights` the demo NIMA of
   `nima.demo_model()`, which the log says). `--iterations` (20), `--learning_rate` (1e-3) and
-  `--proxy_size` (off) as in `enhancers.piea`. `--piea_select=best` (default, ours) returns
+  `--proxy_size` (off) as in `enhancers.piea`. PIEA cannot tile (its filters are global and
+  scored by NIMA on the whole photo), so without `--proxy_size` a photo above
+  `nima.SCORING_MAX_PIXELS` (2 MP) is scored through a proxy of that many pixels (ours, logged
+  and kept in the recipe's settings); the parameters found are applied at full size. `--piea_select=best` (default, ours) returns
   the highest-scoring of the input itself and the iterates, so a photo never comes back
   scoring lower than it went in; `--piea_select=final` returns the last iterate (the paper).
   `--initial_exposure` is the start's exposure in EV (default 1.0, the paper's) or `auto`
@@ -75,6 +85,7 @@ from enhancers import piea, piea_report
 from tools import cli, figures
 
 __all__ = [
+    "MAX_PIXELS",
     "OUTPUT_FORMATS",
     "Enhanced",
     "EnhanceReport",
@@ -87,6 +98,7 @@ __all__ = [
 ]
 
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg"}
+MAX_PIXELS = 50_000_000  # --max_pixels: 8000 x 6000 passes (module docstring)
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 
@@ -176,18 +188,27 @@ def load_saved_model_enhancer(path, signature="serving_default"):
 def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rate=1e-3,
                     proxy_size=None, initial_exposure=piea.INITIAL_EXPOSURE, select="best"):
     """`enhance_fn` for PIEA: the returned photo plus its recipe and figure as side files."""
-    enhancer = piea.PieaEnhancer(nima_model, iterations=iterations, learning_rate=learning_rate,
-                                 proxy_size=proxy_size, initial_exposure=initial_exposure,
+    def enhancer(proxy):
+        return piea.PieaEnhancer(nima_model, iterations=iterations, learning_rate=learning_rate,
+                                 proxy_size=proxy, initial_exposure=initial_exposure,
                                  select=select)
+
     settings = {"iterations": iterations, "learning_rate": learning_rate,
                 "proxy_size": proxy_size, "optimizer": "plain gradient step",
-                "initial_exposure": enhancer.initial_exposure, "select": select}
+                "initial_exposure": enhancer(proxy_size).initial_exposure, "select": select}
 
     def enhance_fn(image, source=None):
-        result = enhancer.enhance(np.asarray(image, np.float32)[np.newaxis],
-                                  names=[source or "photo"])
+        height, width = np.shape(image)[:2]
+        proxy = proxy_size
+        if proxy is None and height * width > nima.SCORING_MAX_PIXELS:
+            proxy = max(nima.scoring_size(height, width, nima.SCORING_MAX_PIXELS))
+            logging.info("PIEA %s: %dx%d is above %d pixels; scoring a proxy with longer side "
+                         "%d and applying its parameters at full size.", source, width, height,
+                         nima.SCORING_MAX_PIXELS, proxy)
+        result = enhancer(proxy).enhance(np.asarray(image, np.float32)[np.newaxis],
+                                         names=[source or "photo"])
         recipe = piea_report.recipe(result, 0, source=source, nima=nima_description,
-                                    settings=settings)
+                                    settings=dict(settings, proxy_size=proxy))
         logging.info("PIEA %s: NIMA score %.3f (input) -> %.3f; returned %s", source,
                      recipe["score_before"], recipe["score_after"], result.selections[0])
         buffer = io.BytesIO()
@@ -306,8 +327,24 @@ def _write(data, output, overwrite):
             os.remove(tmp)
 
 
+def _image_size(path):
+    """(width, height) from the file's header, without decoding it; None if Pillow cannot."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # the decoder reports unreadable files by name later
+        return None
+
+
+def _too_large(width, height, max_pixels):
+    if max_pixels is None or width * height <= max_pixels:
+        return None
+    return (f"{width}x{height} pixels ({width * height / 1e6:.1f} MP) is above --max_pixels="
+            f"{max_pixels}; not enhanced (raise --max_pixels if memory allows)")
+
+
 def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_quality=95,
-                  overwrite=False):
+                  overwrite=False, max_pixels=None):
     """Enhances photo files with `enhance_fn` and writes them to `output_dir`.
 
     Args:
@@ -318,6 +355,8 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
       output_format: "png" (lossless) or "jpg".
       jpeg_quality: Pillow JPEG quality, 1..100, for "jpg".
       overwrite: replace existing output files. Input files are never replaced.
+      max_pixels: a photo with more pixels fails (checked from its header before decoding);
+        None: no limit.
 
     Returns:
       EnhanceReport. A photo that fails (unreadable, output exists, enhance_fn raises ...) is
@@ -356,11 +395,18 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
         for name in (output, *side_outputs.values()):
             claimed[os.path.realpath(name)] = path
 
+        size = _image_size(path)
+        if size and _too_large(*size, max_pixels):
+            fail(_too_large(*size, max_pixels))
+            continue
         start = time.perf_counter()
         try:
             image = load_rgb8(path).astype(np.float32) / np.float32(255.0)
         except ImageDecodeError as error:
             fail(f"cannot read image: {error.reason}")
+            continue
+        if _too_large(image.shape[1], image.shape[0], max_pixels):
+            fail(_too_large(image.shape[1], image.shape[0], max_pixels))
             continue
         try:
             returned = enhance_fn(image, source=path) if side_suffixes else enhance_fn(image)
@@ -483,6 +529,9 @@ def define_flags(flag_values):
                       flag_values=flag_values)
     flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of --format=jpg.", lower_bound=1,
                          upper_bound=100, flag_values=flag_values)
+    flags.DEFINE_integer("max_pixels", MAX_PIXELS, "Refuse (with an error naming it) a photo "
+                         "with more pixels, before decoding it; the other photos go on.",
+                         lower_bound=1, flag_values=flag_values)
     flags.DEFINE_bool("overwrite", False, "Replace existing output files (never input files).",
                       flag_values=flag_values)
     flags.mark_flag_as_required("output_dir", flag_values=flag_values)
@@ -499,7 +548,7 @@ def run(FLAGS, args):
         return 1
     report = enhance_files(
         enhance_fn, paths, FLAGS.output_dir, output_format=FLAGS.format,
-        jpeg_quality=FLAGS.jpeg_quality, overwrite=FLAGS.overwrite,
+        jpeg_quality=FLAGS.jpeg_quality, overwrite=FLAGS.overwrite, max_pixels=FLAGS.max_pixels,
     )
     print(report.summary())
     return 0 if report.ok else 1

@@ -27,7 +27,7 @@ No-reference (WESPE section 4.2):
   `optimize`, divided by H * W. The whole file counts, headers included (about 0.01 bpp at
   640 x 480). Random noise needs about 24 bpp; a constant image a small fraction of one bit.
 - `nima_mean_scores(model, images)`: the NIMA mean score sum_i i p_i (NIMA section 2.1.1) of
-  each image at its own size.
+  each image at its own size (above 2 MP, of an area-downscaled copy: bounded memory).
 
 `no_reference_figures` and `full_reference_figures` average these over a set of images, as the
 papers' tables do (the mean of the per-image values).
@@ -191,7 +191,9 @@ def nima_mean_scores(nima_model, images_iterable, batch=1):
 
     `nima_model` is a NIMA Keras model (`nima.build_nima`, `nima.demo_model`): float [0, 1]
     images of any size -> (batch, 10) score distribution. Up to `batch` consecutive images of the
-    same size go through the model together; images are never resized.
+    same size go through the model together. Images above `nima.SCORING_MAX_PIXELS` (2 MP) are
+    scored after an area downscale to that size (`nima.downscale_for_scoring`: bounded memory);
+    smaller ones are never resized.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -206,6 +208,8 @@ def nima_mean_scores(nima_model, images_iterable, batch=1):
 
     for image in images_iterable:
         image = _check_rgb(_as_float(image))
+        if image.shape[0] * image.shape[1] > nima.SCORING_MAX_PIXELS:
+            image = nima.downscale_for_scoring(image[np.newaxis].astype(np.float32))[0].numpy()
         if pending and (image.shape != pending[0].shape or len(pending) >= batch):
             flush()
         pending.append(image)

@@ -26,11 +26,13 @@ from absl import flags, logging
 
 import nima
 from datasets.images import decode_image_tensor
+from enhancers import tiling
 from tools import cli
 
 __all__ = [
     "METADATA_FILE",
     "enhancer_signatures",
+    "enhancer_tiling",
     "export_enhancer",
     "export_saved_model",
     "export_nima",
@@ -186,15 +188,20 @@ def nima_signatures(model):
     `serving_default` takes `images`, float32 [batch, h, w, 3] in [0, 1]; `serve_image_bytes`
     takes `image_bytes`, tf.string [batch] of encoded JPEG/PNG images, possibly of different
     sizes. Both return `distribution` (float32 [batch, 10]), `mean_score` and `std_score`
-    (float32 [batch]).
+    (float32 [batch]). Photos above `nima.SCORING_MAX_PIXELS` (2 MP) are scored after an area
+    downscale to that many pixels (`nima.downscale_for_scoring`), so that a 24 MP photo is
+    scored in bounded memory; smaller ones at their own size, as before.
     """
 
+    def score(images):
+        return model(nima.downscale_for_scoring(images), training=False)
+
     def serve_images(images):
-        return _nima_outputs(model(images, training=False))
+        return _nima_outputs(score(images))
 
     def serve_image_bytes(image_bytes):
         distribution = map_over_image_bytes(
-            lambda image: tf.cast(model(image, training=False), tf.float32),
+            lambda image: tf.cast(score(image), tf.float32),
             image_bytes,
             fn_output_signature=tf.TensorSpec([nima.NUM_BUCKETS], tf.float32),
         )
@@ -208,6 +215,8 @@ def export_nima(model, export_dir, version=None, metadata=None):
 
     Signatures as in `nima_signatures`; versioning and `metadata` as in `export_saved_model`.
     """
+    logging.info("NIMA export: photos above %d pixels are scored after an area downscale to "
+                 "that size (nima.downscale_for_scoring).", nima.SCORING_MAX_PIXELS)
     return export_saved_model(
         model, export_dir, nima_signatures(model), version=version, metadata=metadata
     )
@@ -221,11 +230,31 @@ def _encode_jpeg(image, quality):
         return tf.io.encode_jpeg(pixels, quality=quality)
 
 
-def enhancer_signatures(model, jpeg_quality=95):
+def enhancer_tiling(model, tile=True, window_pixels=None):
+    """(run, description): `model` tiled by `enhancers.tiling` where it can be (any photo size
+    in bounded memory, the same output), else `model` itself; `description` is the tiling plan
+    (`TilePlan.as_dict()`) or {"tiled": False, "reason": ...}, for the export's metadata."""
+    if not tile:
+        return (lambda images: model(images, training=False)), {"tiled": False,
+                                                                "reason": "tile=False"}
+    try:
+        tiler = tiling.tiled(model, window_pixels)
+    except ValueError as error:
+        logging.warning("Exporting %s untiled (memory grows with the photo): %s",
+                        model.name, error)
+        return (lambda images: model(images, training=False)), {"tiled": False,
+                                                                "reason": str(error)}
+    return tiler, {"tiled": True, **tiler.plan.as_dict()}
+
+
+def enhancer_signatures(model, jpeg_quality=95, tile=True, window_pixels=None):
     """Serving signatures of an image enhancer, for `export_saved_model` (DESIGN.md section 4).
 
     `model` is any Keras image-to-image model: float32 RGB [batch, h, w, 3] in [0, 1] in, an
     image of the same size out (any float dtype; mixed-precision outputs are cast to float32).
+    Fully convolutional models (and `enhancers.can.inference_model`) are tiled by default
+    (`enhancer_tiling`): a photo larger than one window of `window_pixels` is enhanced window
+    by window in bounded memory with the same result; a smaller one exactly as untiled.
 
     - `serving_default`: `images`, float32 [batch, h, w, 3] in [0, 1] ->
       `enhanced_images`, float32 [batch, h, w, 3] clipped to [0, 1].
@@ -241,8 +270,10 @@ def enhancer_signatures(model, jpeg_quality=95):
     ):
         raise ValueError(f"jpeg_quality must be an integer in [0, 100], got {jpeg_quality!r}")
 
+    run, _ = enhancer_tiling(model, tile, window_pixels)
+
     def enhance(images):
-        enhanced = tf.cast(model(images, training=False), tf.float32)
+        enhanced = tf.cast(run(images), tf.float32)
         return tf.clip_by_value(enhanced, 0.0, 1.0)
 
     def serve_images(images):
@@ -259,17 +290,22 @@ def enhancer_signatures(model, jpeg_quality=95):
     return _image_signatures(serve_images, serve_image_bytes)
 
 
-def export_enhancer(model, export_dir, version=None, metadata=None, jpeg_quality=95):
+def export_enhancer(model, export_dir, version=None, metadata=None, jpeg_quality=95,
+                    tile=True, window_pixels=None):
     """Exports an image enhancer for TF Serving and `tools.enhance`; returns the version path.
 
-    Signatures as in `enhancer_signatures`; versioning and `metadata` as in `export_saved_model`.
+    Signatures (tiling included) as in `enhancer_signatures`; versioning and `metadata` as in
+    `export_saved_model`, with the tiling plan added to the metadata under "tiling".
     """
+    _, description = enhancer_tiling(model, tile, window_pixels)
     return export_saved_model(
         model,
         export_dir,
-        enhancer_signatures(model, jpeg_quality=jpeg_quality),
+        enhancer_signatures(model, jpeg_quality=jpeg_quality, tile=tile,
+                            window_pixels=window_pixels),
         version=version,
-        metadata=metadata,
+        metadata=({**(metadata or {}), "tiling": description}
+                  if metadata is None or isinstance(metadata, dict) else metadata),
     )
 
 
