@@ -55,13 +55,15 @@ def _conv(filters, size, name, strides=1, activation=None):
                                activation=activation, name=name, **_initializers())
 
 
-def _generator_conv(x, filters, size, name, padding, activation=None):
-    """A stride-1 conv of G: DPED's SAME zero padding, or mirrored borders (`padding`)."""
-    if padding == "zero":
-        return _conv(filters, size, name, activation=activation)(x)
-    x = SymmetricPadding2D(size // 2, name=f"{name}_pad")(x)
-    return keras.layers.Conv2D(filters, size, padding="valid", activation=activation, name=name,
-                               **_initializers())(x)
+def _generator_conv(x, filters, size, name, padding, activation=None, zero_init=False):
+    """A stride-1 conv of G: DPED's SAME zero padding, or mirrored borders (`padding`);
+    `zero_init` starts kernel and bias at 0 instead of DPED's initialisation."""
+    initializers = (dict(kernel_initializer="zeros", bias_initializer="zeros") if zero_init
+                    else _initializers())
+    if padding == "symmetric":
+        x = SymmetricPadding2D(size // 2, name=f"{name}_pad")(x)
+    return keras.layers.Conv2D(filters, size, padding="valid" if padding == "symmetric" else "same",
+                               activation=activation, name=name, **initializers)(x)
 
 
 def _instance_norm(name):
@@ -69,7 +71,7 @@ def _instance_norm(name):
 
 
 def build_generator(filters=FILTERS, residual_blocks=RESIDUAL_BLOCKS, name="generator", *,
-                    padding="zero", instance_norm=True):
+                    padding="zero", instance_norm=True, residual=False):
     """DPED's residual generator, used for both G and F (WESPE section 3.6).
 
     Maps float32 RGB images in [0, 1] of any size, (batch, h, w, 3), to images of the same size
@@ -81,7 +83,10 @@ def build_generator(filters=FILTERS, residual_blocks=RESIDUAL_BLOCKS, name="gene
     zero padding, whose black surround a G trained on patches carries into a photo as a dark
     frame; `instance_norm=False` leaves the residual blocks' instance norm out, whose
     statistics over a whole photo differ from those over a training patch, so that G computes
-    the same function on a patch and on a photo (and is then purely local).
+    the same function on a patch and on a photo (and is then purely local); `residual=True`
+    adds the input to the output, enhanced = x + 0.58 tanh(conv_out), with conv_out starting at
+    zero, so that G starts as the identity and learns only the correction (a clean photo then
+    needs nothing learnt to pass unchanged; output range [-0.58, 1.58], clip for display).
     """
     if padding not in GENERATOR_PADDINGS:
         raise ValueError(f"padding must be one of {GENERATOR_PADDINGS}, got {padding!r}")
@@ -97,11 +102,15 @@ def build_generator(filters=FILTERS, residual_blocks=RESIDUAL_BLOCKS, name="gene
         x = keras.layers.Add(name=f"block{block}_add")([x, skip])
     x = _generator_conv(x, filters, 3, "conv_post1", padding, activation="relu")
     x = _generator_conv(x, filters, 3, "conv_post2", padding, activation="relu")
-    x = _generator_conv(x, 3, 9, "conv_out", padding)
+    x = _generator_conv(x, 3, 9, "conv_out", padding, zero_init=residual)
     # float32 output: the image stays exact under a mixed-precision policy.
     x = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    enhanced = keras.layers.Rescaling(OUTPUT_SCALE, offset=OUTPUT_SHIFT, dtype="float32",
-                                      name="enhanced")(x)
+    if residual:
+        x = keras.layers.Rescaling(OUTPUT_SCALE, dtype="float32", name="correction")(x)
+        enhanced = keras.layers.Add(dtype="float32", name="enhanced")([images, x])
+    else:
+        enhanced = keras.layers.Rescaling(OUTPUT_SCALE, offset=OUTPUT_SHIFT, dtype="float32",
+                                          name="enhanced")(x)
     return keras.Model(images, enhanced, name=name)
 
 

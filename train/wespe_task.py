@@ -73,6 +73,9 @@ class WespeConfig(RunConfig):
                                             "blocks (paper: on; the CPU demo turns it off so "
                                             "that G is the same function on a patch and on a "
                                             "photo).")
+    generator_residual: bool = setting(False, "Not in the paper (off): G and F output x + "
+                                       "0.58 tanh(.), starting as the identity and learning "
+                                       "only the correction (used by the CPU demo).")
     vgg_weights: str | None = setting(None, "Local vgg19_weights_tf_dim_ordering_tf_kernels_"
                                       "notop.h5 (without it the content loss uses random VGG-19 "
                                       "features, and says so).")
@@ -180,7 +183,8 @@ class WespeTask(Task):
         VGG-19 of the content loss."""
         config = self.config
         generator_options = dict(padding=config.generator_padding,
-                                 instance_norm=config.generator_instance_norm)
+                                 instance_norm=config.generator_instance_norm,
+                                 residual=config.generator_residual)
         models = {
             "generator": wespe.build_generator(config.filters, config.residual_blocks,
                                                name="generator", **generator_options),
