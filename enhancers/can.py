@@ -32,6 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from enhancers.leaky_relu import LeakyReLU
+
 PADDINGS = ("symmetric", "zero")
 DEPTH = 10
 WIDTH = 32
@@ -191,7 +193,7 @@ def build_can(depth=None, width=WIDTH, dilations=None, padding="symmetric",
             name=f"conv{k}")(x)
         if adaptive_batch_norm:
             x = AdaptiveBatchNormalization(name=f"norm{k}")(x)
-        x = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope, name=f"lrelu{k}")(x)
+        x = LeakyReLU(negative_slope=leaky_relu_slope, name=f"lrelu{k}")(x)
     outputs = keras.layers.Conv2D(
         3, 1, kernel_initializer=IdentityKernel() if identity_output else "glorot_uniform",
         name="conv_out", dtype="float32")(x)

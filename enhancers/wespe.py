@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from enhancers.can import SymmetricPadding2D
+from enhancers.leaky_relu import LeakyReLU
 
 FILTERS = 64
 GENERATOR_PADDINGS = ("zero", "symmetric")  # DPED's SAME zero padding; mirrored (not in paper)
@@ -137,12 +138,12 @@ def build_discriminator(channels, patch_size=100, name=None):
     x = patches
     for index, (size, stride, width, norm) in enumerate(DISCRIMINATOR_CONVS, start=1):
         x = _conv(width, size, f"conv{index}", strides=stride)(x)
-        x = keras.layers.LeakyReLU(LEAKY_SLOPE, name=f"conv{index}_lrelu")(x)
+        x = LeakyReLU(LEAKY_SLOPE, name=f"conv{index}_lrelu")(x)
         if norm:
             x = _instance_norm(f"conv{index}_norm")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(DISCRIMINATOR_FC, name="fc", **_initializers())(x)
-    x = keras.layers.LeakyReLU(LEAKY_SLOPE, name="fc_lrelu")(x)
+    x = LeakyReLU(LEAKY_SLOPE, name="fc_lrelu")(x)
     probability = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability",
                                      **_initializers())(x)
     return keras.Model(patches, probability, name=name)

@@ -5,6 +5,7 @@ run the real command line in a separate process, because that process is the poi
 `__main__` block, absl's app around `run`, and the exit status that a shell sees.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -43,3 +44,37 @@ def test_help_lists_the_flags_and_an_unknown_flag_fails(module, flag):
     failed = _run(module, "--no_such_flag_anywhere")
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert "FATAL Flags parsing error" in failed.stderr
+
+
+# Tiny runs of the demo presets: train 2 steps, evaluate, export.
+QUIET_RUNS = {
+    "wespe": ["--flagfile=configs/wespe_demo.flags", "--demo_num_train_patches=24",
+              "--demo_num_test_patches=3", "--patch_size=32", "--filters=8",
+              "--residual_blocks=1", "--batch_size=4", "--eval_max_images=1"],
+    "can": ["--flagfile=configs/can_demo.flags", "--demo_num_train=8", "--train_height=48",
+            "--train_width=64", "--can_depth=5", "--can_width=8", "--nima_weight=0",
+            "--nima_weights=", "--batch_size=2", "--eval_max_images=2", "--eval_save_images=1"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("system", sorted(QUIET_RUNS))
+def test_a_training_run_logs_no_errors_and_prints_its_table_once(system, tmp_path):
+    """With TensorFlow's C++ log at its users' default level: no error lines (the grappler
+    remapper's failure on the leaky ReLU's gradient, enhancers/leaky_relu.py), none of the
+    SavedModel writer's renamed-inputs lines (tools/export.py), and the results table with its
+    reading guide once."""
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    run = subprocess.run(
+        [sys.executable, "-m", f"train.{system}", *QUIET_RUNS[system], "--train_steps=2",
+         "--checkpoint_every=2", "--log_every=1", f"--model_dir={tmp_path / 'run'}",
+         f"--export_dir={tmp_path / 'export'}", f"--demo_dir={tmp_path / 'demo'}"],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    log = run.stderr + run.stdout
+    assert "step 2/2" in log and "Exported the" in log  # INFO lines are not silenced
+    assert not re.findall(r"^E\d{4} .*$", log, re.MULTILINE)
+    assert "remapper failed" not in log and "will be renamed" not in log
+    assert len(re.findall(rf"^{system}: \d+ images evaluated$", run.stdout, re.MULTILINE)) == 1
+    assert run.stdout.count("How to read:") == 1
+    assert os.path.exists(tmp_path / "export" / "1" / "saved_model.pb")

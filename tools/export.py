@@ -15,6 +15,7 @@ ExportArchive tracks them.
 
     python -m tools.export --backbone=mobilenet --weights=nima.weights.h5 --export_dir=exports/nima
 """
+import contextlib
 import json
 import os
 import shutil
@@ -76,6 +77,26 @@ def resolve_version(export_dir, version=None):
 METADATA_FILE = os.path.join("assets.extra", "metadata.json")
 
 
+@contextlib.contextmanager
+def _info_logs_off():
+    """TensorFlow's and absl's INFO lines off for the block; warnings and errors still show.
+
+    Why: saving logs, for every endpoint, "input name(s) ... will be renamed" about the
+    placeholders of the variables the function captures (one per variable in tf.map_fn's loop:
+    40 names for WESPE's G); these are internal, not the signature's inputs, which keep their
+    names (`images`, `image_bytes`). Then "Assets written to" the temporary directory and
+    "Sharding callback duration". None of it needs acting on, and it buried the run's results.
+    """
+    verbosity, tf_level = logging.get_verbosity(), tf.get_logger().level
+    logging.set_verbosity(logging.WARNING)  # as TensorFlow's own code does, which restores it
+    tf.get_logger().setLevel("WARNING")
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        tf.get_logger().setLevel(tf_level)
+
+
 def export_saved_model(model, export_dir, signatures, version=None, metadata=None):
     """Writes a SavedModel for TF Serving into `<export_dir>/<version>/` and returns that path.
 
@@ -116,7 +137,8 @@ def export_saved_model(model, export_dir, signatures, version=None, metadata=Non
     os.makedirs(export_dir, exist_ok=True)
     tmp_path = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex}")
     try:
-        archive.write_out(tmp_path, verbose=False)
+        with _info_logs_off():
+            archive.write_out(tmp_path, verbose=False)
         if metadata_json is not None:
             metadata_path = os.path.join(tmp_path, METADATA_FILE)
             os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
