@@ -9,9 +9,9 @@ DESIGN.md section 6. Every enhancer is run on the held-out photos of `datasets.h
     psnr_vs_input  how far the output moves (dB; infinite when unchanged): reported, not judged,
                    since an enhancer may rightly move a clean photo;
     delta_e        mean CIELab distance per pixel (CIE76): reported, not judged;
-    colour_cast    the shift of (a*, b*) common to all colours, greys included, once a change
-                   of saturation (`chroma_gain`, reported) is fitted out: a colour drift
-                   (limit CLEAN_LIMITS["colour_cast"]);
+    colour_cast    the shift of chroma common to all colours, greys included, once changes of
+                   lightness and of saturation (`chroma_gain`, reported) are fitted out: a
+                   colour drift (limit CLEAN_LIMITS["colour_cast"]; `colour_cast` says how);
     clipped        fraction of 8-bit channel values at 0 or 255, output minus input: blown
                    highlights or crushed shadows (limit "clipped_increase");
     border_ratio   mean luminance of a frame of BORDER_FRACTION of the short side, output over
@@ -76,21 +76,33 @@ def _luma(image):
     return _float(image) @ np.asarray(LUMINANCE_WEIGHTS, np.float64)
 
 
+def _chroma_coordinates(image):
+    """(a*, b*) / (L* + 16) per pixel, (n, 2), and the mean of L* + 16.
+
+    a* / (L* + 16) = (500 / 116) (f(X) / f(Y) - 1) with f the cube root: it does not change when
+    a pixel is made brighter or darker at the same chromaticity (exactly, above the CIELab
+    toe), so a tone curve, global or local, leaves it alone."""
+    lab = color.rgb2lab(_float(image)).reshape(-1, 3)
+    lightness = lab[:, :1] + 16.0
+    return lab[:, 1:] / lightness, float(lightness.mean())
+
+
 def colour_cast(a, b):
     """The colour cast that turns RGB image `a` into `b`, with its chroma gain: (cast, gain).
 
-    The (a*, b*) of every pixel (CIELab, D65) are fitted as ab_b = gain * ab_a + shift by least
-    squares: `gain` is a change of saturation (reported, not judged: an edit may rightly make
-    colours livelier), `cast` = |shift| a drift of every colour, greys included, in one
-    direction (a warm or green cast). Meant for whole photos: within a single hue the two
-    cannot be told apart."""
-    ab_a = color.rgb2lab(_float(a))[..., 1:].reshape(-1, 2)
-    ab_b = color.rgb2lab(_float(b))[..., 1:].reshape(-1, 2)
-    centred_a, centred_b = ab_a - ab_a.mean(axis=0), ab_b - ab_b.mean(axis=0)
+    Per pixel, the lightness-free chroma coordinates c = (a*, b*) / (L* + 16) of CIELab (D65)
+    are fitted as c_b = gain * c_a + shift by least squares. `gain` is a change of saturation
+    (reported, not judged: an edit may rightly make colours livelier); `cast` = |shift| times the
+    mean L* + 16 of `a`, in (a*, b*) units, is a drift of every colour, greys included, in one
+    direction (a warm or green cast). Brightening or darkening, even locally, is neither. Meant
+    for whole photos: within a single hue a saturation change and a cast cannot be told apart."""
+    coords_a, scale = _chroma_coordinates(a)
+    coords_b, _ = _chroma_coordinates(b)
+    centred_a, centred_b = coords_a - coords_a.mean(axis=0), coords_b - coords_b.mean(axis=0)
     variance = (centred_a ** 2).sum()
     gain = (centred_a * centred_b).sum() / variance if variance > 1e-12 else 1.0
-    shift = ab_b.mean(axis=0) - gain * ab_a.mean(axis=0)
-    return float(np.linalg.norm(shift)), float(gain)
+    shift = coords_b.mean(axis=0) - gain * coords_a.mean(axis=0)
+    return float(np.linalg.norm(shift) * scale), float(gain)
 
 
 def mean_delta_e(a, b):
