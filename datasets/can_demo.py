@@ -55,7 +55,7 @@ from scipy import ndimage
 from datasets import demo
 from datasets.images import to_uint8
 
-RECIPE_VERSION = 2  # 2: highlights and shadows protected (local_tone_operator)
+RECIPE_VERSION = 1
 MANIFEST = "manifest.json"
 INPUT_DIR = "input"
 REFERENCE_DIR = "reference"
@@ -97,17 +97,12 @@ def local_tone_operator(image):
         base   = Gaussian blur of L, sigma = 0.04 * max(H, W) pixels
                  (scipy.ndimage.gaussian_filter, borders mirrored ("reflect"), truncate 4)
         L'     = T(base) + 1.5 (L - base),  T(b) = ln(1 + 3 b) / ln(4)
-        m      = max(R, G, B, 1/255)
-        ratio  = clip(L' / max(L, 1/255), 1/2, (1 + m) / (2 m))   (highlights, shadows kept)
-        out    = clip(x * ratio, 0, 1)                           (each channel, ratios kept)
+        out    = clip(x * L' / max(L, 1/255), 0, 1)              (each channel, ratios kept)
 
     The tone curve compresses the smooth base and lifts its shadows (T(0.1) = 0.189,
     T(0.5) = 0.661), the detail L - base is boosted by half, and colours keep their ratios. On
-    a constant grey image of value c >= 1/255 the output is about T(c). A pixel's largest channel
-    m gains at most half its headroom 1 - m, and the detail boost darkens a pixel by at most
-    half, so nothing is clipped that was not clipped before and colours keep their ratios
-    (version 1 let bright colours clip: a CAN trained on it blew out the sky of a held-out
-    landscape, `tools.heldout`). The blur
+    a constant grey image of value c >= 1/255 the output is T(c). Bright saturated colours can
+    clip (a channel pushed past 1), as the paper notes of its tone-mapped references. The blur
     scales with the image, so the operator commutes (approximately) with resizing: the
     reference of a photo rescaled to 480x640 is about the rescaled reference, as training at
     480x640 and testing at full size (section 4.2) assume.
@@ -126,9 +121,7 @@ def local_tone_operator(image):
     sigma = SIGMA_FRACTION * max(x.shape[0], x.shape[1])
     base = ndimage.gaussian_filter(luminance, sigma, mode="reflect", truncate=4.0)
     target = tone_curve(base) + DETAIL_GAIN * (luminance - base)
-    largest = np.maximum(x.max(axis=-1), RATIO_FLOOR)
-    ratio = np.clip(target / np.maximum(luminance, RATIO_FLOOR), 0.5,
-                    (1.0 + largest) / (2.0 * largest))
+    ratio = target / np.maximum(luminance, RATIO_FLOOR)
     return np.clip(x * ratio[..., None], 0.0, 1.0).astype(np.float32)
 
 

@@ -37,33 +37,15 @@ def test_operator_keeps_colour_ratios_on_a_constant_colour():
     np.testing.assert_allclose(out, np.broadcast_to(expected, (8, 8, 3)), atol=1e-5)
 
 
-def test_operator_clips_nothing_it_did_not_find_clipped():
-    """Highlight and shadow protection: a bright blue sky gains half its headroom, keeping its
-    colour ratios (the ratio T(L)/L alone would clip blue), and a dark detail next to a bright
-    area is darkened by at most half (the detail boost alone would push it below 0)."""
-    sky = np.array([0.70, 0.85, 0.97])
-    out = can_demo.local_tone_operator(np.broadcast_to(sky, (8, 8, 3)))[0, 0]
-    luminance = 0.2126 * 0.70 + 0.7152 * 0.85 + 0.0722 * 0.97
-    assert math.log(1 + 3 * luminance) / math.log(4) / luminance > 1 / 0.97  # would clip
-    np.testing.assert_allclose(out, sky * (1 + 0.97) / (2 * 0.97), atol=1e-6)
-    image = np.full((40, 40, 3), 0.9)
-    image[20, 20] = 0.05
-    out = can_demo.local_tone_operator(image)
-    np.testing.assert_allclose(out[20, 20], 0.025, atol=1e-6)
-    assert out.max() < 1.0
-
-
 def test_operator_boosts_detail_against_an_independent_blur():
     # A vertical step: an independent Gaussian blur (skimage) gives the base; the output is
-    # T(base) + 1.5 (L - base) on grey pixels of value v, kept within [v / 2, (1 + v) / 2].
+    # T(base) + 1.5 (L - base) on grey pixels.
     from skimage.filters import gaussian
     image = np.full((20, 50, 3), 0.2)
     image[:, 25:] = 0.6
     base = gaussian(image[..., 0], sigma=0.04 * 50, mode="reflect", truncate=4.0,
                     preserve_range=True)
-    grey = image[..., 0]
-    expected = np.clip(np.log1p(3 * base) / np.log(4) + 1.5 * (grey - base), grey / 2,
-                       (1 + grey) / 2)
+    expected = np.clip(np.log1p(3 * base) / np.log(4) + 1.5 * (image[..., 0] - base), 0, 1)
     out = can_demo.local_tone_operator(image)
     np.testing.assert_allclose(out[..., 1], expected, atol=1e-4)
     # The step is steeper than the tone curve alone would make it (detail boost).
