@@ -51,8 +51,8 @@ CLEAN_METRICS = {
     "psnr_vs_input": "PSNR of the output against the clean input, dB: how far it moved "
                      "(reported, not judged)",
     "delta_e": "mean CIELab distance of output and input per pixel (reported, not judged)",
-    "colour_cast": f"shift of every colour's (a*, b*), output vs input, saturation change "
-                   f"fitted out; lower is better, at most {CLEAN_LIMITS['colour_cast']}",
+    "colour_cast": f"chroma shift of every colour, output vs input, lightness and saturation "
+                   f"changes fitted out; lower is better, at most {CLEAN_LIMITS['colour_cast']}",
     "chroma_gain": "saturation change, output vs input (1: none; reported, not judged)",
     "clipped_input": "fraction of 8-bit values at 0 or 255 in the input",
     "clipped_output": f"the same in the output; at most clipped_input + "
