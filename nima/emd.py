@@ -15,7 +15,9 @@ def emd_loss(y_true, y_pred, r=2):
         return ops.mean(cdf_gap, axis=-1)
     if r == 2:
         mean_square = ops.mean(ops.square(cdf_gap), axis=-1)
-        # sqrt has an infinite gradient at 0 (prediction == target): use 0 there instead.
-        positive = mean_square > 0
-        return ops.where(positive, ops.sqrt(ops.where(positive, mean_square, 1.0)), 0.0)
+        # sqrt has an infinite gradient at 0 (prediction == target): use 0 there instead. The
+        # test is `== 0`, not `> 0`, so that a NaN (where every comparison is false) stays NaN
+        # and the trainer's non-finite check sees it, instead of being logged as a loss of 0.
+        zero = mean_square == 0
+        return ops.where(zero, 0.0, ops.sqrt(ops.where(zero, 1.0, mean_square)))
     return ops.power(ops.mean(ops.power(cdf_gap, r), axis=-1), 1.0 / r)

@@ -51,3 +51,14 @@ def test_zero_distance_has_finite_gradient():
         loss = tf.reduce_sum(emd_loss(p, q))
     assert float(loss) == 0.0
     assert np.all(np.isfinite(tape.gradient(loss, q).numpy()))
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_nan_propagates_instead_of_reading_as_zero_distance(r):
+    """A NaN prediction (a diverged model) gives a NaN loss for that example only: with r = 2
+    it used to come out as 0, so a NaN model trained on looking perfect (issue 15)."""
+    target = np.full((2, 10), 0.1, np.float32)
+    prediction = target.copy()
+    prediction[0, 3] = np.nan
+    loss = emd_loss(target, prediction, r=r).numpy()
+    assert np.isnan(loss[0]) and loss[1] == 0.0
