@@ -17,8 +17,9 @@ FEATURES = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
 TARGETS = (FEATURES @ np.array([[1.0], [-2.0], [0.5], [3.0]], np.float32)).astype("float32")
 
 
-def make_task(strategy, global_batch, hook=None):
-    """A linear regression trained by SGD-momentum; `hook(step)` can inject failures."""
+def make_task(strategy, global_batch, hook=None, weights_hook=None):
+    """A linear regression trained by SGD-momentum; `hook(iterations, loss)` and
+    `weights_hook(iterations, model)` can inject failures."""
     with strategy.scope():
         keras.utils.set_random_seed(1)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
@@ -34,6 +35,8 @@ def make_task(strategy, global_batch, hook=None):
         optimizer.apply_gradients(zip(grads, model.trainable_weights))
         if hook is not None:
             loss = hook(optimizer.iterations, loss)
+        if weights_hook is not None:
+            weights_hook(optimizer.iterations, model)
         return {"loss": loss}
 
     def make_dataset(context, start_step):
@@ -47,9 +50,11 @@ def make_task(strategy, global_batch, hook=None):
     return model, optimizer, train_step, make_dataset
 
 
-def run_loop(tmp_path, steps, strategy=None, global_batch=8, hook=None, checkpoint_every=3):
+def run_loop(tmp_path, steps, strategy=None, global_batch=8, hook=None, checkpoint_every=3,
+             weights_hook=None):
     strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
-    model, optimizer, step_fn, make_dataset = make_task(strategy, global_batch, hook)
+    model, optimizer, step_fn, make_dataset = make_task(strategy, global_batch, hook,
+                                                        weights_hook)
     config = loop.LoopConfig(
         model_dir=str(tmp_path), train_steps=steps, global_batch_size=global_batch,
         checkpoint_every=checkpoint_every, log_every=2,
@@ -86,6 +91,20 @@ def test_non_finite_loss_names_step_and_keeps_last_good_checkpoint(tmp_path):
     weights = [restored.get_tensor(name) for name, _ in tf.train.list_variables(latest)
                if "trainable_variables" in name]
     assert len(weights) == 2 and all(np.all(np.isfinite(w)) for w in weights)
+
+
+def test_non_finite_weights_behind_a_finite_loss_are_never_saved(tmp_path):
+    """A loss that hides NaN (issue 15: NIMA's EMD logged 0 while its weights were NaN) must not
+    get NaN weights saved, nor the good checkpoints rotated out by NaN ones."""
+    def poison_bias(iterations, model):
+        bias = model.layers[-1].bias
+        bias.assign(tf.where(iterations >= 6, tf.fill(bias.shape, np.nan), bias))  # after step 6
+
+    with pytest.raises(loop.NonFiniteLossError, match=r"weights \(.*bias.*\) at step 6.*ckpt-4"):
+        run_loop(tmp_path, 12, weights_hook=poison_bias, checkpoint_every=2)
+    checkpoints = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+    assert [os.path.basename(p) for p in checkpoints.all_model_checkpoint_paths] == [
+        "ckpt-2", "ckpt-4"]
 
 
 def test_sigterm_checkpoints_and_stops_cleanly(tmp_path):

@@ -25,7 +25,8 @@ from train import strategies
 
 
 class NonFiniteLossError(RuntimeError):
-    """A train step returned NaN or infinity; the last good checkpoint is left as it was."""
+    """A train step returned NaN or infinity, or the weights about to be saved hold one; the
+    last good checkpoint is left as it was."""
 
 
 @dataclasses.dataclass
@@ -69,6 +70,11 @@ class TrainingLoop:
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+        # Checked before every save: a loss can look finite while the weights are not (a loss
+        # that masks NaN, or a NaN in a part of the model the loss does not read).
+        self._weights = [w for trackable in trackables.values()
+                         if isinstance(trackable, keras.layers.Layer)
+                         for w in trackable.weights if tf.as_dtype(w.dtype).is_floating]
         self.is_chief = strategies.is_chief(strategy)
         directory = os.path.join(config.model_dir, "checkpoints")
         if not self.is_chief:  # Every worker must save; only the chief's copy is kept.
@@ -87,7 +93,18 @@ class TrainingLoop:
             logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
         return int(self.step.numpy())
 
+    def _check_weights(self, last_path):
+        """NonFiniteLossError naming the first model weight with a NaN or infinity, if any."""
+        for weight in self._weights:
+            if not bool(tf.reduce_all(tf.math.is_finite(weight))):
+                raise NonFiniteLossError(
+                    f"Non-finite weights ({weight.path}) at step {int(self.step.numpy())}; "
+                    f"stopped without saving them. The last good checkpoint is kept: "
+                    f"{last_path or 'none was written yet'}.")
+
     def save(self):
+        """Checkpoints the trackables, after checking that the model weights are finite."""
+        self._check_weights(self.manager.latest_checkpoint)
         path = self.manager.save(checkpoint_number=self.step)
         if self.is_chief:
             logging.info("Saved checkpoint %s", path)
