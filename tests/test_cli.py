@@ -78,3 +78,20 @@ def test_a_training_run_logs_no_errors_and_prints_its_table_once(system, tmp_pat
     assert len(re.findall(rf"^{system}: \d+ images evaluated$", run.stdout, re.MULTILINE)) == 1
     assert run.stdout.count("How to read:") == 1
     assert os.path.exists(tmp_path / "export" / "1" / "saved_model.pb")
+
+
+@pytest.mark.slow
+def test_a_diverged_run_exits_1_in_one_line_and_exports_nothing(tmp_path):
+    """Issue 15: learning rates of 1e30 turn NIMA's weights NaN. The run stops with exit status
+    1 and one error line naming the step and the last good checkpoint (no traceback), and
+    nothing non-finite is saved or exported."""
+    run = _run("train.nima", "--flagfile=configs/nima_demo.flags", "--demo_num_images=40",
+               "--demo_image_size=64", "--crop_size=56", "--batch_size=4",
+               "--checkpoint_every=1", "--train_steps=6", "--base_learning_rate=1e30",
+               "--head_learning_rate=1e30", f"--model_dir={tmp_path / 'run'}",
+               f"--export_dir={tmp_path / 'export'}", f"--demo_dir={tmp_path / 'demo'}")
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert re.search(r"Non-finite .* at step \d+; stopped", run.stderr), run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    assert not os.path.exists(tmp_path / "export")
+    assert not os.path.exists(tmp_path / "run" / "nima.weights.h5")

@@ -188,6 +188,11 @@ def cli(task_class):
         if args:
             raise app.UsageError(f"Unexpected arguments: {' '.join(args)}")
         config = config_from_flags(task_class.config_class, flag_values)
-        print_outcome(task_class, config, run(task_class, config))
+        try:
+            outcome = run(task_class, config)
+        except loop.NonFiniteLossError as error:  # a known end, told in one line, exit 1
+            logging.error("%s", error)
+            return 1
+        print_outcome(task_class, config, outcome)
 
     tools_cli.run_main(define, run_parsed)
