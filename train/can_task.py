@@ -40,8 +40,9 @@ DATASETS = ("fivek", "folders", "demo")
 class CanConfig(RunConfig):
     # Section 4.2: batch 1, 5 x 10^6 steps.
     train_steps: int = setting(5_000_000, "Total training steps (a resumed run counts on; "
-                               "paper: 5 x 10^6).")
-    batch_size: int = setting(1, "Global batch size, split over replicas (paper: 1).")
+                               "paper: 5 x 10^6).", minimum=1)
+    batch_size: int = setting(1, "Global batch size, split over replicas (paper: 1).",
+                              minimum=1)
     dataset: str = setting("fivek", "FiveK with expert folders, an input folder and an "
                            "operator's reference folder, or the embedded demo set.",
                            choices=DATASETS)
@@ -56,13 +57,14 @@ class CanConfig(RunConfig):
     test_list: str | None = setting(None, "Test photos, as --train_list.")
     demo_dir: str | None = setting(None, "Where the demo set is built (default "
                                    "<model_dir>/demo_data).")
-    demo_num_train: int = setting(can_demo.DEFAULT_NUM_TRAIN, "Training pairs of the demo set.")
+    demo_num_train: int = setting(can_demo.DEFAULT_NUM_TRAIN, "Training pairs of the demo set.",
+                                  minimum=1)
     train_height: int = setting(480, "Height of the rescaled training pairs (paper: 480; "
-                                "portrait photos swap height and width).")
-    train_width: int = setting(640, "Width of the rescaled training pairs (paper: 640).")
+                                "portrait photos swap height and width).", minimum=8)
+    train_width: int = setting(640, "Width of the rescaled training pairs (paper: 640).", minimum=8)
     # The CAN (section 3): 10 layers, 32 maps, dilations 2^k, symmetric padding.
-    can_depth: int = setting(can.DEPTH, "CAN layers (paper: 10).")
-    can_width: int = setting(can.WIDTH, "CAN feature maps (paper: 32; Chen et al.: 24).")
+    can_depth: int = setting(can.DEPTH, "CAN layers (paper: 10).", minimum=2)
+    can_width: int = setting(can.WIDTH, "CAN feature maps (paper: 32; Chen et al.: 24).", minimum=3)
     can_dilations: tuple[int, ...] | None = setting(
         None, "Dilations of the 3x3 layers (default 1,2,...,2^(depth-2); Chen et al.: "
         "1,2,4,8,16,32,64,1).")
@@ -74,16 +76,19 @@ class CanConfig(RunConfig):
                                         "Glorot; the demo's).")
     # Equation 1 and section 4.2.
     fidelity: str = setting("l2", "Fidelity term f of equation 1.", choices=FIDELITY_LOSSES)
-    huber_delta: float = setting(HUBER_DELTA, "Delta of --fidelity=huber (pixel values in [0, 1]).")
-    nima_weight: float = setting(1e-4, "gamma of equation 1 (paper: 1e-4; 0: CAN(L2)).")
+    huber_delta: float = setting(HUBER_DELTA, "Delta of --fidelity=huber (pixel values in [0, 1]).",
+                                 above=0.0)
+    nima_weight: float = setting(1e-4, "gamma of equation 1 (paper: 1e-4; 0: CAN(L2)).",
+                                 minimum=0.0)
     nima_weights: str | None = setting(None, "NIMA weights file for --backbone (the loss "
                                        "network and the evaluation's scores), or 'demo' for "
                                        "nima.demo_model().")
     backbone: str = setting("inception_v2", "Backbone of --nima_weights (paper: inception_v2).",
                             choices=nima.BACKBONES)
-    learning_rate: float = setting(1e-4, "Adam learning rate (paper: 1e-4).")
-    eval_max_images: int | None = setting(None, "Evaluate at most this many test pairs.")
-    eval_save_images: int = setting(4, "Test photos written side by side to <model_dir>/eval.")
+    learning_rate: float = setting(1e-4, "Adam learning rate (paper: 1e-4).", above=0.0)
+    eval_max_images: int | None = setting(None, "Evaluate at most this many test pairs.", minimum=0)
+    eval_save_images: int = setting(4, "Test photos written side by side to <model_dir>/eval.",
+                                    minimum=0)
     compare_models: tuple[str, ...] = setting(
         (), "NAME=SAVED_MODEL_DIR: an exported enhancer evaluated alongside (e.g. "
         "'CAN(L2)=runs/can_l2/export'); repeatable.", multi=True)

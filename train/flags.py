@@ -11,7 +11,7 @@ import typing
 from absl import flags
 
 from tools import cli
-from train.config import REQUIRED_FIELDS
+from train.config import REQUIRED_FIELDS, setting_error
 
 
 def _field_kind(field):
@@ -51,8 +51,21 @@ def define_flags(config_class, flag_values):
             flags.DEFINE_list(default=None if default is None else list(default), **common)
         else:
             flags.DEFINE_string(default=default, **common)
+        if kind in (int, float):
+            _validate(field, flag_values)
     for name in REQUIRED_FIELDS:
         flags.mark_flag_as_required(name, flag_values=flag_values)
+
+
+def _validate(field, flag_values):
+    """Registers `train.config.setting_error` for the field's flag: checked when parsing."""
+    def check(value):
+        error = setting_error(field, value)
+        if error:
+            raise flags.ValidationError(error)
+        return True
+
+    flags.register_validator(field.name, check, flag_values=flag_values)
 
 
 def config_from_flags(config_class, flag_values):

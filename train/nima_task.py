@@ -37,23 +37,28 @@ class NimaConfig(RunConfig):
     ava_txt: str | None = setting(None, "Path of AVA.txt.")
     image_dir: str | None = setting(None, "Directory of the AVA images, <id>.jpg.")
     split_file: str | None = setting(None, "Test image ids, one per line (default: 80/20 split).")
-    test_fraction: float = setting(0.2, "Test fraction of the seeded split.")
+    test_fraction: float = setting(0.2, "Test fraction of the seeded split.",
+                                   above=0.0, maximum=0.9)
     skip_missing_images: bool = setting(False, "Drop AVA.txt ids that have no image file.")
     demo_dir: str | None = setting(None, "Where the demo set is built (default "
                                    "<model_dir>/demo_data).")
-    demo_num_images: int = setting(1200, "Images in the demo set.")
-    demo_image_size: int = setting(256, "Side of the demo images.")
+    demo_num_images: int = setting(1200, "Images in the demo set.", minimum=10)
+    demo_image_size: int = setting(256, "Side of the demo images.", minimum=32)
     augmentation: str = setting("crop", "Resize 256 + random crop 224 + flip (public ports) or "
                                 "rescale to 480x640 + flip (paper).", choices=("crop", "paper"))
-    crop_size: int = setting(224, "Crop side of --augmentation=crop (resize: x 256/224).")
-    dropout: float = setting(0.25, "Dropout before the 10-way head (keep 0.75).")
+    crop_size: int = setting(224, "Crop side of --augmentation=crop (resize: x 256/224).",
+                             minimum=32)
+    dropout: float = setting(0.25, "Dropout before the 10-way head (keep 0.75).",
+                             minimum=0.0, maximum=0.9)
     # Section 4.1: momentum optimiser, 3e-7 (base) / 3e-6 (head), decay every 10 epochs.
-    base_learning_rate: float = setting(3e-7, "Backbone learning rate (paper: 3e-7).")
-    head_learning_rate: float = setting(3e-6, "Head learning rate (paper: 3e-6).")
-    momentum: float = setting(0.9, "Momentum of the SGD optimizer.")
-    lr_decay_epochs: float = setting(10.0, "Epochs between exponential decays (paper: 10).")
-    lr_decay_rate: float = setting(0.95, "Factor of each decay (not given by the paper).")
-    eval_batch_size: int = setting(32, "Batch size of evaluation.")
+    base_learning_rate: float = setting(3e-7, "Backbone learning rate (paper: 3e-7).", minimum=0.0)
+    head_learning_rate: float = setting(3e-6, "Head learning rate (paper: 3e-6).", above=0.0)
+    momentum: float = setting(0.9, "Momentum of the SGD optimizer.", minimum=0.0, maximum=1.0)
+    lr_decay_epochs: float = setting(10.0, "Epochs between exponential decays (paper: 10).",
+                                     above=0.0)
+    lr_decay_rate: float = setting(0.95, "Factor of each decay (not given by the paper).",
+                                   above=0.0, maximum=1.0)
+    eval_batch_size: int = setting(32, "Batch size of evaluation.", minimum=1)
 
 
 def demo_config(model_dir, **overrides):
@@ -117,24 +122,32 @@ class NimaTask(Task):
 
     def build_optimizers(self, models):
         """One momentum optimizer at the base rate with exponential decay every
-        `lr_decay_epochs`; the head's rate comes from scaling its gradients (train step)."""
+        `lr_decay_epochs`; the head's rate comes from scaling its gradients (train step). With
+        --base_learning_rate=0 the backbone is frozen: the optimizer runs at the head's rate
+        and updates the head alone."""
         config = self.config
         steps_per_epoch = math.ceil(len(self.data[0]) / config.batch_size)
+        frozen_backbone = config.base_learning_rate == 0
         schedule = keras.optimizers.schedules.ExponentialDecay(
-            config.base_learning_rate,
+            config.head_learning_rate if frozen_backbone else config.base_learning_rate,
             decay_steps=max(1, int(round(config.lr_decay_epochs * steps_per_epoch))),
             decay_rate=config.lr_decay_rate, staircase=True)
         optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum)
-        return {"optimizer": (optimizer, models["model"].trainable_weights)}
+        variables = (nima.head_and_backbone_variables(models["model"])[1] if frozen_backbone
+                     else models["model"].trainable_weights)
+        return {"optimizer": (optimizer, variables)}
 
     def make_train_step(self, models, optimizers):
         """EMD (r = 2) on the predicted distribution; for momentum SGD, scaling the head's
         gradients by head/base is exactly a separate head learning rate."""
         model, optimizer = models["model"], optimizers["optimizer"]
         backbone_vars, head_vars = nima.head_and_backbone_variables(model)
-        variables = backbone_vars + head_vars
-        head_multiplier = self.config.head_learning_rate / self.config.base_learning_rate
-        multipliers = [1.0] * len(backbone_vars) + [head_multiplier] * len(head_vars)
+        if self.config.base_learning_rate == 0:  # frozen backbone (build_optimizers)
+            variables, multipliers = head_vars, [1.0] * len(head_vars)
+        else:
+            variables = backbone_vars + head_vars
+            head_multiplier = self.config.head_learning_rate / self.config.base_learning_rate
+            multipliers = [1.0] * len(backbone_vars) + [head_multiplier] * len(head_vars)
 
         def train_step(batch):
             images, target = batch

@@ -20,6 +20,7 @@ from tools import cli as tools_cli
 from tools import export as export_tools
 from tools import report as reports
 from train import loop, strategies
+from train.config import ConfigError
 from train.flags import config_from_flags, define_flags, parse_config
 from train.task import InputSpec
 
@@ -63,6 +64,10 @@ def train(task):
     keras.utils.set_random_seed(config.seed)
     logging.info("Precision policy: %s", loop.set_mixed_precision(config.mixed_precision))
     strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ConfigError(f"--batch_size={config.batch_size}: must be divisible by the {replicas} "
+                          f"replicas of --strategy={config.strategy}")
     task.data  # read (and a demo set built) before the models, in a fixed order
     models, optimizers, train_step = build_training(task, strategy)
     failures = DecodeFailures()
@@ -190,7 +195,7 @@ def cli(task_class):
         config = config_from_flags(task_class.config_class, flag_values)
         try:
             outcome = run(task_class, config)
-        except loop.NonFiniteLossError as error:  # a known end, told in one line, exit 1
+        except (ConfigError, loop.NonFiniteLossError) as error:  # told in one line, exit 1
             logging.error("%s", error)
             return 1
         print_outcome(task_class, config, outcome)

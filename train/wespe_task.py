@@ -39,8 +39,9 @@ RANDOM_VGG_WARNING = (
 class WespeConfig(RunConfig):
     # Section 3.6: batch 30 of 100x100 patches, 20,000 iterations (DPED used batch 50).
     train_steps: int = setting(20000, "Total training steps (a resumed run counts on; "
-                               "paper: 20,000).")
-    batch_size: int = setting(30, "Global batch size, split over replicas (paper: 30).")
+                               "paper: 20,000).", minimum=1)
+    batch_size: int = setting(30, "Global batch size, split over replicas (paper: 30).",
+                              minimum=1)
     dataset: str = setting("dped", "DPED on disk, two photo folders, or the demo.",
                            choices=DATASETS)
     dped_dir: str | None = setting(None, "DPED root (dped/ or dped/<phone>/).")
@@ -56,13 +57,13 @@ class WespeConfig(RunConfig):
                                    "NIMA).")
     demo_dir: str | None = setting(None, "Where the demo set is built (default "
                                    "<model_dir>/demo_data).")
-    demo_num_train_patches: int = setting(3000, "Demo training patches per domain.")
-    demo_num_test_patches: int = setting(100, "Demo aligned test pairs.")
-    patch_size: int = setting(100, "Training patch side (paper: 100).")
+    demo_num_train_patches: int = setting(3000, "Demo training patches per domain.", minimum=1)
+    demo_num_test_patches: int = setting(100, "Demo aligned test pairs.", minimum=0)
+    patch_size: int = setting(100, "Training patch side (paper: 100).", minimum=16)
     augment: bool = setting(True, "Random flips and 90-degree rotations of training patches.")
-    filters: int = setting(wespe.FILTERS, "Width of G and F (paper: 64).")
+    filters: int = setting(wespe.FILTERS, "Width of G and F (paper: 64).", minimum=1)
     residual_blocks: int = setting(wespe.RESIDUAL_BLOCKS, "Residual blocks of G and F "
-                                   "(paper: 4).")
+                                   "(paper: 4).", minimum=0)
     # Not in WESPE (the paper's DPED generator is the default): for a G trained briefly on small
     # patches that must then enhance whole photos (enhancers.wespe.build_generator says why).
     generator_padding: str = setting("zero", "Not in the paper ('zero' = DPED's SAME padding): "
@@ -80,27 +81,27 @@ class WespeConfig(RunConfig):
                                       "notop.h5 (without it the content loss uses random VGG-19 "
                                       "features, and says so).")
     content_layer: str = setting("relu5_4", "VGG-19 layer of the content loss.")
-    content_weight: float = setting(1.0, "Weight of L_content (equation 6: 1).")
-    color_weight: float = setting(5e-3, "Weight of L_color (equation 6: 5e-3).")
-    texture_weight: float = setting(5e-3, "Weight of L_texture (equation 6: 5e-3).")
-    tv_weight: float = setting(10.0, "Weight of L_tv (equation 6: 10).")
+    content_weight: float = setting(1.0, "Weight of L_content (equation 6: 1).", minimum=0.0)
+    color_weight: float = setting(5e-3, "Weight of L_color (equation 6: 5e-3).", minimum=0.0)
+    texture_weight: float = setting(5e-3, "Weight of L_texture (equation 6: 5e-3).", minimum=0.0)
+    tv_weight: float = setting(10.0, "Weight of L_tv (equation 6: 10).", minimum=0.0)
     # Not in WESPE (0 = off, the paper): CycleGAN's identity-mapping loss (Zhu et al. 2017,
     # section 5.2; WESPE's reference [36]), ||G(y) - y||^2 + ||F(x) - x||^2 on pixels: G should
     # leave photos that are already in the target domain alone. Used by the short CPU demo.
     identity_weight: float = setting(0.0, "Not in the paper (0 = off): weight of CycleGAN's "
                                      "identity loss ||G(y)-y||^2 + ||F(x)-x||^2 (used by the CPU "
-                                     "demo).")
+                                     "demo).", minimum=0.0)
     # Adam (section 3.6); the paper gives no rate: DPED's 5e-4.
-    generator_learning_rate: float = setting(5e-4, "Adam rate of G and F (DPED's 5e-4).")
-    discriminator_learning_rate: float = setting(5e-4, "Adam rate of D_c and D_t.")
-    adam_beta_1: float = setting(0.9, "Adam beta_1.")
+    generator_learning_rate: float = setting(5e-4, "Adam rate of G and F (DPED's 5e-4).", above=0.0)
+    discriminator_learning_rate: float = setting(5e-4, "Adam rate of D_c and D_t.", above=0.0)
+    adam_beta_1: float = setting(0.9, "Adam beta_1.", minimum=0.0, maximum=0.999)
     nima_weights: str | None = setting(None, "NIMA weights file for the NIMA score in "
                                        "evaluation, or 'demo' for the demo NIMA (trained once "
                                        "into the cache).")
     nima_backbone: str = setting("mobilenet", "Backbone of --nima_weights.")
     eval_max_images: int | None = setting(None, "Evaluate at most this many photos (default "
-                                          "all).")
-    eval_save_images: int = setting(4, "Enhanced photos written to <model_dir>/eval/.")
+                                          "all).", minimum=0)
+    eval_save_images: int = setting(4, "Enhanced photos written to <model_dir>/eval/.", minimum=0)
 @dataclasses.dataclass
 class WespeData:
     """File lists: training patches/photos of both domains, aligned test pairs, eval photos."""
