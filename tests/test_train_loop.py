@@ -17,13 +17,13 @@ FEATURES = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
 TARGETS = (FEATURES @ np.array([[1.0], [-2.0], [0.5], [3.0]], np.float32)).astype("float32")
 
 
-def make_task(strategy, global_batch, hook=None, weights_hook=None):
+def make_task(strategy, global_batch, hook=None, weights_hook=None, learning_rate=0.05):
     """A linear regression trained by SGD-momentum; `hook(iterations, loss)` and
     `weights_hook(iterations, model)` can inject failures."""
     with strategy.scope():
         keras.utils.set_random_seed(1)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-        optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9)
         optimizer.build(model.trainable_weights)  # slots must exist before the step is traced
 
     def train_step(batch):
@@ -51,10 +51,10 @@ def make_task(strategy, global_batch, hook=None, weights_hook=None):
 
 
 def run_loop(tmp_path, steps, strategy=None, global_batch=8, hook=None, checkpoint_every=3,
-             weights_hook=None):
+             weights_hook=None, learning_rate=0.05):
     strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
     model, optimizer, step_fn, make_dataset = make_task(strategy, global_batch, hook,
-                                                        weights_hook)
+                                                        weights_hook, learning_rate)
     config = loop.LoopConfig(
         model_dir=str(tmp_path), train_steps=steps, global_batch_size=global_batch,
         checkpoint_every=checkpoint_every, log_every=2,
@@ -75,6 +75,21 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     assert tf.train.latest_checkpoint(str(tmp_path / "resumed" / "checkpoints")).endswith("ckpt-7")
     assert os.listdir(tmp_path / "resumed" / "train")  # TensorBoard events
+
+
+def test_a_resumed_run_trains_at_the_configured_learning_rate(tmp_path):
+    """Issue 15: resuming with another learning rate trained on at the checkpoint's, silently.
+    Two copies of one checkpoint resumed at different rates must end apart (momentum alone
+    would move both the same way)."""
+    import shutil
+
+    run_loop(tmp_path / "a", 4)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    _, same_rate = run_loop(tmp_path / "a", 6)
+    _, tiny_rate = run_loop(tmp_path / "b", 6, learning_rate=1e-9)
+    difference = max(np.abs(a - b).max()
+                     for a, b in zip(same_rate.get_weights(), tiny_rate.get_weights()))
+    assert difference > 1e-3
 
 
 def test_non_finite_loss_names_step_and_keeps_last_good_checkpoint(tmp_path):

@@ -70,6 +70,7 @@ class TrainingLoop:
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+        self.checkpoint_trackables = dict(trackables)
         # Checked before every save: a loss can look finite while the weights are not (a loss
         # that masks NaN, or a NaN in a part of the model the loss does not read).
         self._weights = [w for trackable in trackables.values()
@@ -85,12 +86,34 @@ class TrainingLoop:
         self._stop_signal = None
 
     # -- checkpoints -------------------------------------------------------------------------
+    def _constant_rates(self):
+        """{optimizer: its constant learning rate as configured}; schedules are left out (they
+        are not checkpointed: only the step they read is)."""
+        rates = {}
+        for trackable in self.checkpoint_trackables.values():
+            optimizer = getattr(trackable, "inner_optimizer", trackable)  # loss scaling wraps
+            if isinstance(optimizer, keras.optimizers.Optimizer):
+                rate = optimizer.get_config()["learning_rate"]
+                if isinstance(rate, (int, float)):
+                    rates[optimizer] = float(rate)
+        return rates
+
     def restore(self):
-        """Restores the latest checkpoint in model_dir, if any; returns the step it holds."""
+        """Restores the latest checkpoint in model_dir, if any; returns the step it holds.
+
+        Learning rates come from the configuration, not the checkpoint: a constant rate that the
+        checkpoint restored differently is set back to the configured one, and logged."""
         latest = tf.train.latest_checkpoint(os.path.join(self.config.model_dir, "checkpoints"))
         if latest:
+            configured = self._constant_rates()
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
+            for optimizer, rate in configured.items():
+                restored = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+                if restored != rate:
+                    optimizer.learning_rate = rate
+                    logging.info("Learning rate of %s: %g as configured (the checkpoint had %g).",
+                                 optimizer.name, rate, restored)
         return int(self.step.numpy())
 
     def _check_weights(self, last_path):
