@@ -149,10 +149,10 @@ def test_piea_under_the_demo_nima_passes_the_check():
     """PIEA as `tools.enhance --method=piea --initial_exposure=auto` runs it, under the demo
     NIMA (trained into the cache the first time: minutes), on the full-size held-out photos."""
     import nima
-    from tests.task_testing import assert_heldout_check_passes
+    from tests.task_testing import assert_heldout_check
     from tools import enhance
 
     guide = nima.demo_model()
     piea_fn = enhance.piea_enhance_fn(guide, "demo NIMA", initial_exposure="auto")
-    assert_heldout_check_passes("PIEA", lambda image: piea_fn(image).image, "piea",
+    assert_heldout_check("PIEA", lambda image: piea_fn(image).image, "piea",
                                 nima_model=guide, steered=True)

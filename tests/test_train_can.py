@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from losses import nima_loss
-from tests.task_testing import parse, run_preset, tiny_config
+from tests.task_testing import assert_heldout_check, parse, run_preset, tiny_config
 from tests.test_train_wespe import summary_tags
 from train import runner
 from train.can_task import CanConfig, CanTask
@@ -167,26 +167,19 @@ def test_demo_preset_learns_the_reference_operator(tmp_path):
     """configs/can_demo.flags exactly (about four CPU minutes, plus the demo NIMA's training if
     it is not cached): the CAN's outputs must be much closer to the operator's references than
     the inputs are, on the three held-out photos at full size."""
-    from datasets import heldout as heldout_photos
-    from tools import enhance, heldout
+    from tools import enhance
 
     _, rows = run_preset(CanTask, "can_demo", tmp_path)
     assert rows["CAN(L2+NIMA)"]["psnr"] > rows["input"]["psnr"] + 5.0, rows
     assert rows["CAN(L2+NIMA)"]["ssim"] > rows["input"]["ssim"], rows
-    # The held-out real-photo check (tools.heldout) on its export, at full size. Known gaps,
-    # reported as an expected failure (README, CAN): the demo's tone operator brightens bright
-    # photos too, so the CAN blows out a bright sky and shifts its colours, and its detail
-    # boost lowers SSIM on the under-exposed flower. No dark frame, no added texture, and
-    # every under-exposed photo comes closer to its original in PSNR.
-    results = heldout.check_enhancer(
-        "CAN demo", enhance.load_saved_model_enhancer(str(tmp_path / "export")),
-        heldout_photos.load_photos(), "can")
-    broken = heldout.failures(results)
-    known = [f for f in broken if "clipped values" in f or "colour cast" in f
-             or "SSIM against the original" in f]
-    assert [f for f in broken if f not in known] == [], results
-    if known:
-        pytest.xfail(f"known gaps (README, CAN): {known}")
+    # The held-out real-photo check (tools.heldout) on its export, at full size. Known gaps
+    # (README, CAN): the demo's tone operator brightens bright photos too, so the CAN blows out
+    # a bright sky and shifts its colours, and its detail boost lowers SSIM on the
+    # under-exposed flower. No dark frame, no added texture, and every under-exposed photo
+    # comes closer to its original in PSNR.
+    assert_heldout_check("CAN demo", enhance.load_saved_model_enhancer(
+        str(tmp_path / "export")), "can",
+        known_gaps=["clipped values", "colour cast", "SSIM against the original"])
 
 
 def test_evaluation_is_skipped_without_test_pairs(tmp_path):
