@@ -24,6 +24,9 @@ from train.flags import config_from_flags, define_flags, parse_config
 from train.task import InputSpec
 
 EXPORTERS = {"nima": export_tools.export_nima, "enhancer": export_tools.export_enhancer}
+# Exit status of a command-line run: 0 finished, 1 error (a diverged run included), and this
+# (EX_TEMPFAIL) when SIGTERM/SIGINT stopped it after a checkpoint: the same command resumes it.
+EXIT_INTERRUPTED = 75
 
 
 def weights_fingerprint(models):
@@ -180,7 +183,8 @@ def main(task_class, argv=None):
 
 def cli(task_class):
     """The `__main__` of `train/<system>.py` (`tools.cli.run_main`: absl's app around the run,
-    flag errors printed as absl prints them)."""
+    flag errors printed as absl prints them). Exit status 0 finished, 1 error, EXIT_INTERRUPTED
+    (75) interrupted and checkpointed."""
     def define(flag_values):
         define_flags(task_class.config_class, flag_values)
 
@@ -194,5 +198,9 @@ def cli(task_class):
             logging.error("%s", error)
             return 1
         print_outcome(task_class, config, outcome)
+        if outcome.get("interrupted"):
+            logging.warning("Interrupted at step %d, checkpointed in %s; run the same command to "
+                            "resume.", outcome["step"], os.path.join(config.model_dir, "checkpoints"))
+            return EXIT_INTERRUPTED
 
     tools_cli.run_main(define, run_parsed)
