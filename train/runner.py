@@ -18,6 +18,7 @@ from absl import app, logging
 from datasets.pipeline import DecodeFailures
 from tools import cli as tools_cli
 from tools import export as export_tools
+from tools import leftovers
 from tools import report as reports
 from train import loop, strategies
 from train.flags import config_from_flags, define_flags, parse_config
@@ -66,6 +67,8 @@ def train(task):
     keras.utils.set_random_seed(config.seed)
     logging.info("Precision policy: %s", loop.set_mixed_precision(config.mixed_precision))
     strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
+    if strategies.is_chief(strategy):
+        leftovers.remove_stale(config.model_dir, config.export_dir)
     task.data  # read (and a demo set built) before the models, in a fixed order
     models, optimizers, train_step = build_training(task, strategy)
     failures = DecodeFailures()
