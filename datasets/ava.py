@@ -33,7 +33,8 @@ from absl import logging
 
 from datasets.images import ImageDecodeError, load_rgb8
 from datasets.pipeline import (GIVE_UP_AFTER, DecodeFailures, DecodeWorker,
-                               check_stream_position, index_stream, stream_options)
+                               check_stream_position, index_stream, map_decoded,
+                               stream_options)
 
 NUM_SCORES = 10
 AUGMENTATIONS = ("crop", "paper", "none")
@@ -375,7 +376,9 @@ def make_dataset(records, *, batch_size, training, augmentation="crop", crop_siz
     (a `DecodeFailures`; a private one is used if None); it never stops the run. Only if the
     first min(n, 1000) images of a training stream ALL fail (wrong directory, files that are not
     images) does it raise, instead of spinning forever.
-    Because of the numpy_function the dataset runs in this Python process (no tf.data service).
+    Because of the numpy_function the dataset runs in this Python process (no tf.data service);
+    at interpreter exit the stream ends (`datasets.pipeline.map_decoded`), so that a process
+    exits with a live iterator or after this error.
     """
     if not isinstance(records, AvaRecords):
         raise TypeError(f"records must be AvaRecords, got {type(records).__name__}")
@@ -416,11 +419,11 @@ def make_dataset(records, *, batch_size, training, augmentation="crop", crop_siz
     decoder = _Decoder(decode_failures, min_size, n, endless=training)
 
     def decode(index, position):
-        image, ok = tf.numpy_function(decoder, [tf.gather(paths, index)], [tf.uint8, tf.bool],
-                                      name="load_rgb8")
+        image, ok, stop = decoder.numpy_function([tf.gather(paths, index)],
+                                                 [tf.uint8, tf.bool], name="load_rgb8")
         image.set_shape([None, None, 3])
         ok.set_shape([])
-        return image, tf.gather(distributions, index), position, ok
+        return image, tf.gather(distributions, index), position, ok, stop
 
     seed_t = tf.constant(seed, tf.int64)
 
@@ -441,7 +444,7 @@ def make_dataset(records, *, batch_size, training, augmentation="crop", crop_siz
             image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
         return tf.clip_by_value(image, 0.0, 1.0), distribution
 
-    ds = indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = map_decoded(indices, decode)
     ds = ds.filter(lambda image, distribution, position, ok: ok)
     ds = ds.map(lambda image, distribution, position, ok: augment(image, distribution, position),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

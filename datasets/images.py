@@ -16,6 +16,7 @@ that an RGBA image gives the same pixels at training time and at serving time.
 """
 import os
 import re
+import stat
 
 import numpy as np
 import tensorflow as tf
@@ -136,6 +137,16 @@ def _to_rgb8(image):
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
+def check_regular_file(path):
+    """ImageDecodeError unless `path` is (a link to) an existing regular file; never opens it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise ImageDecodeError(path, f"{type(e).__name__}: {e}") from e
+    if not stat.S_ISREG(mode):
+        raise ImageDecodeError(path, "not a regular file")
+
+
 def load_rgb8(path, *, min_size=None):
     """Reads an image file into an (H, W, 3) uint8 RGB array, upright.
 
@@ -157,9 +168,11 @@ def load_rgb8(path, *, min_size=None):
       np.ndarray, uint8, shape (H, W, 3), C-contiguous.
 
     Raises:
-      ImageDecodeError: the file is missing, unreadable, not an image, truncated or corrupt.
+      ImageDecodeError: the file is missing, not a regular file (a FIFO or device is never
+        opened: reading one can block forever), unreadable, not an image, truncated or corrupt.
         Its message names the path and the reason.
     """
+    check_regular_file(path)
     try:
         with Image.open(path) as image:
             if min_size is not None and image.format == "JPEG":

@@ -65,7 +65,8 @@ from absl import logging
 from datasets import fivek
 from datasets.images import ImageDecodeError, load_rgb8, natural_key
 from datasets.pipeline import (GIVE_UP_AFTER, DecodeFailures, DecodeWorker,
-                               check_stream_position, index_stream, stream_options)
+                               check_stream_position, index_stream, map_decoded,
+                               stream_options)
 
 __all__ = [
     "ASPECT_TOLERANCE",
@@ -279,8 +280,6 @@ class _PairDecoder(DecodeWorker):
     """Decodes and checks one pair: (input, reference, ok) as uint8 arrays, portrait pairs turned
     to landscape when `rotate`; a bad pair is recorded in `failures` and skipped."""
 
-    stops_at_exit = True
-
     def __init__(self, pairs, failures, min_size, rotate):
         super().__init__(failures, min(len(pairs), GIVE_UP_AFTER))
         self.pairs = pairs
@@ -369,13 +368,11 @@ def make_training_dataset(pairs, *, batch_size, seed, size=PAPER_SIZE, start_ste
 
     def decode(index, position):
         del position
-        x, y, ok, stop = tf.numpy_function(decoder, [index],
-                                           [tf.uint8, tf.uint8, tf.bool, tf.bool],
-                                           name="load_rgb8_pair")
+        x, y, ok, stop = decoder.numpy_function([index], [tf.uint8, tf.uint8, tf.bool],
+                                                name="load_rgb8_pair")
         x.set_shape([None, None, 3])
         y.set_shape([None, None, 3])
         ok.set_shape([])
-        stop.set_shape([])
         return x, y, ok, stop
 
     landscape = tf.constant([height, width], tf.int32)
@@ -394,10 +391,9 @@ def make_training_dataset(pairs, *, batch_size, seed, size=PAPER_SIZE, start_ste
             out.append(image)
         return tuple(out)
 
-    ds = indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.take_while(lambda x, y, ok, stop: tf.logical_not(stop))
-    ds = ds.filter(lambda x, y, ok, stop: ok)
-    ds = ds.map(lambda x, y, ok, stop: rescale(x, y), num_parallel_calls=tf.data.AUTOTUNE,
+    ds = map_decoded(indices, decode)
+    ds = ds.filter(lambda x, y, ok: ok)
+    ds = ds.map(lambda x, y, ok: rescale(x, y), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.prefetch(tf.data.AUTOTUNE)

@@ -5,8 +5,9 @@
   decode; resuming at a position materialises nothing before it.
 - `DecodeWorker`: the Python side of a stream's `tf.numpy_function` decode step. It never raises
   for one bad file (the file is recorded in a `DecodeFailures` and skipped), gives up with an
-  error when nothing decodes, and, if it `stops_at_exit`, lets the interpreter exit with a live
-  iterator.
+  error when nothing decodes, and answers "stop" once the interpreter is exiting.
+- `map_decoded`: the parallel decode map of every stream, ended on that "stop", so that a
+  process exits with a live iterator, or after a stream gave up with an error.
 - `check_stream_position`, `stream_options`: the argument check and tf.data options of every
   training stream.
 """
@@ -26,11 +27,23 @@ __all__ = [
     "DecodeWorker",
     "check_stream_position",
     "index_stream",
+    "map_decoded",
     "stream_options",
 ]
 
 # A stream whose first min(n, this many) examples all fail to decode raises.
 GIVE_UP_AFTER = 1000
+
+
+def map_decoded(ds, decode):
+    """ds.map(decode) in parallel (AUTOTUNE, order kept), ended at the first element whose last
+    output, a worker's `stop` (`DecodeWorker.numpy_function`), is True; without that output.
+
+    Every stream decodes through this, so that none can hang the interpreter's exit.
+    """
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.take_while(lambda *element: tf.logical_not(element[-1]))
+    return ds.map(lambda *element: element[:-1])
 
 
 def check_stream_position(start_step, num_shards, shard_index):
@@ -126,8 +139,7 @@ class DecodeFailures:
 
 # Interpreter exit with a live iterator: once Python starts finalising, a tf.data thread that
 # calls into Python (numpy_function) never comes back, and the iterator's destructor then waits
-# for it forever. So at exit (atexit runs before finalisation) every worker that stops_at_exit
-# answers "stop" at once, its stream ends after the calls already under way, and we wait (at
+# for it forever. So at exit (atexit runs before finalisation) every worker answers "stop" at once, its stream ends after the calls already under way, and we wait (at
 # most _EXIT_WAIT_S) until no such worker has been busy for _EXIT_QUIET_S.
 _EXITING = threading.Event()
 _WORKERS = weakref.WeakSet()
@@ -160,11 +172,9 @@ class DecodeWorker(abc.ABC):
     has succeeded yet; with `in_a_row` True, once `give_up_after` failures happen in a row;
     never if `give_up_after` is None. Then `fail` raises RuntimeError(give_up_message(...)).
 
-    With `stops_at_exit`, calls return the outputs plus a bool `stop`, True (with `skipped()`)
-    once the interpreter is exiting; the stream ends on it (`take_while`).
+    Calls return the outputs plus a bool `stop`, True (with `skipped()`) once the interpreter
+    is exiting; `map_decoded` ends the stream on it. Call it through `numpy_function`.
     """
-
-    stops_at_exit = False
 
     def __init__(self, failures, give_up_after, *, in_a_row=False):
         self.failures = failures
@@ -175,12 +185,9 @@ class DecodeWorker(abc.ABC):
         self._failed = 0  # failures so far, or in a row when in_a_row
         self.in_flight = 0
         self.last_return = 0.0
-        if self.stops_at_exit:
-            _WORKERS.add(self)
+        _WORKERS.add(self)
 
     def __call__(self, *args):
-        if not self.stops_at_exit:
-            return self.decode(*args)
         if _EXITING.is_set():
             return (*self.skipped(), np.bool_(True))
         with self._lock:
@@ -192,6 +199,13 @@ class DecodeWorker(abc.ABC):
                 self.in_flight -= 1
                 self.last_return = time.monotonic()
         return (*outputs, np.bool_(False))
+
+    def numpy_function(self, inputs, types, name):
+        """tf.numpy_function of this worker: its outputs (of `types`), then the scalar `stop`."""
+        *outputs, stop = tf.numpy_function(self, list(inputs), list(types) + [tf.bool],
+                                           name=name)
+        stop.set_shape([])
+        return (*outputs, stop)
 
     @property
     def failed(self):

@@ -61,7 +61,7 @@ import tensorflow as tf
 from datasets.images import (IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8,
                              natural_key)
 from datasets.pipeline import (GIVE_UP_AFTER, DecodeFailures, DecodeWorker, check_stream_position,
-                               index_stream, stream_options)
+                               index_stream, map_decoded, stream_options)
 
 _FIRST_NAMES = 5  # How many missing names an error message lists.
 _GIVE_UP_SLACK = 128  # Parallel decodes can finish out of order; failures may bunch up by this.
@@ -148,8 +148,6 @@ def match_pairs(source_paths, target_dir_or_paths):
 class _PatchDecoder(DecodeWorker):
     """Decodes one image and takes its crops (augmented): (crops, ok); a file that fails, or is
     smaller than the patch, is recorded and skipped. Gives up after a long run of failures."""
-
-    stops_at_exit = True
 
     def __init__(self, paths, failures, patch_size, patches_per_image, augment, crop_seed):
         super().__init__(failures, min(2 * len(paths), GIVE_UP_AFTER) + _GIVE_UP_SLACK,
@@ -244,11 +242,10 @@ def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num
     p = patch_size
 
     def decode(index, position):
-        crops, ok, stop = tf.numpy_function(decoder, [index, position],
-                                            [tf.uint8, tf.bool, tf.bool], name="load_rgb8_patches")
+        crops, ok, stop = decoder.numpy_function([index, position], [tf.uint8, tf.bool],
+                                                 name="load_rgb8_patches")
         crops.set_shape([2 * per_image, p, p, 3])
         ok.set_shape([])
-        stop.set_shape([])
         return crops, ok, position, stop
 
     def assemble(crops, ok, position):
@@ -271,9 +268,7 @@ def make_patch_dataset(paths, *, patch_size, batch_size, seed, start_step=0, num
 
     ds = index_stream(len(paths), epoch_seed, first_group * group, num_shards, shard_index,
                       group=group)
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.take_while(lambda crops, ok, position, stop: tf.logical_not(stop))
-    ds = ds.map(lambda crops, ok, position, stop: (crops, ok, position))
+    ds = map_decoded(ds, decode)
     ds = ds.batch(group, drop_remainder=True)
     ds = ds.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.unbatch()

@@ -6,8 +6,10 @@ run the real command line in a separate process, because that process is the poi
 """
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -95,3 +97,28 @@ def test_a_diverged_run_exits_1_in_one_line_and_exports_nothing(tmp_path):
     assert "Traceback" not in run.stderr
     assert not os.path.exists(tmp_path / "export")
     assert not os.path.exists(tmp_path / "run" / "nima.weights.h5")
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_sigterm_exits_75_with_its_checkpoint_and_no_export(tmp_path):
+    """Issue 15: an interrupted run exited 0, so a scheduler took it for a finished one. It
+    exits 75 (EX_TEMPFAIL) after checkpointing, saying in one line how to resume."""
+    checkpoints = tmp_path / "run" / "checkpoints"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "train.nima", "--flagfile=configs/nima_demo.flags",
+         "--demo_num_images=40", "--demo_image_size=64", "--crop_size=56", "--batch_size=4",
+         "--checkpoint_every=1", "--train_steps=100000", f"--model_dir={tmp_path / 'run'}",
+         f"--export_dir={tmp_path / 'export'}", f"--demo_dir={tmp_path / 'demo'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO_ROOT)
+    deadline = time.monotonic() + 240
+    while not (checkpoints / "checkpoint").exists() and run.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 75, stderr[-3000:]
+    assert re.search(r"Interrupted at step \d+, checkpointed in .*; run the same command to "
+                     r"resume", stderr), stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert any(name.startswith("ckpt-") for name in os.listdir(checkpoints))
+    assert not os.path.exists(tmp_path / "export")

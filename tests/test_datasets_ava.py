@@ -1,6 +1,9 @@
 """datasets.ava: AVA.txt parsing, missing images, the split and the tf.data pipeline."""
 import logging
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +12,9 @@ from PIL import Image
 from datasets.ava import (AvaRecords, load_ava, make_dataset, read_ava_txt, read_split_file,
                           split_ava, write_split_file)
 from datasets.pipeline import DecodeFailures
+from tests.fifos import guarded_fifo
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 AVA_TXT = """\
 1 953619 0 1 5 17 38 36 15 6 5 1 1 22 1396
@@ -334,3 +340,53 @@ def test_training_stream_of_nothing_but_bad_files_raises(tmp_path):
     ds = make_dataset(load_ava(ava_txt, image_dir), batch_size=2, training=True)
     with pytest.raises(Exception, match="could be decoded"):
         next(iter(ds))
+
+
+_GIVE_UP_SCRIPT = """
+import sys
+import time
+from datasets import ava
+def slow_load(path, **kwargs):  # keeps decodes under way when the stream gives up
+    time.sleep(0.5)
+    return load(path, **kwargs)
+load, ava.load_rgb8 = ava.load_rgb8, slow_load
+ds = ava.make_dataset(ava.load_ava(sys.argv[1], sys.argv[2]), batch_size=2, training=True)
+next(iter(ds))
+"""
+
+
+def test_a_process_exits_after_a_stream_of_bad_files_gave_up(tmp_path):
+    # Issue 15: decodes still under way when the error ended the script hung its exit forever.
+    ava_txt, image_dir = _make_set(tmp_path, 4)
+    for name in os.listdir(image_dir):
+        (image_dir / name).write_bytes(b"not an image")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    runs = [subprocess.Popen([sys.executable, "-c", _GIVE_UP_SCRIPT, str(ava_txt), str(image_dir)],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(3)]
+    deadline, hung = time.monotonic() + 60, 0
+    for run in runs:
+        try:
+            _, stderr = run.communicate(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.communicate()
+            hung += 1
+            continue
+        assert run.returncode == 1, stderr[-2000:]
+        assert "could be decoded" in stderr and str(image_dir) in stderr, stderr[-2000:]
+    assert hung == 0, f"{hung} of {len(runs)} runs did not exit within 60 s"
+
+
+def test_a_fifo_among_the_images_is_skipped_by_name_without_being_opened(tmp_path):
+    # Issue 15: a training listing must never open a FIFO (it blocks until someone writes).
+    ava_txt, image_dir = _make_set(tmp_path, 3)
+    fifo_path = image_dir / "101.jpg"
+    os.remove(fifo_path)
+    failures = DecodeFailures()
+    with guarded_fifo(fifo_path) as fifo:
+        ds = make_dataset(load_ava(ava_txt, image_dir), batch_size=1, training=False,
+                          decode_failures=failures)
+        assert len(list(ds)) == 2
+    assert failures.examples == [(str(fifo_path), "not a regular file")]
+    assert not fifo["opened"]

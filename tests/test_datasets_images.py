@@ -9,6 +9,7 @@ from PIL import Image
 
 from datasets.images import (IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8,
                              natural_key, to_uint8)
+from tests.fifos import guarded_fifo
 
 
 def _write_png16(path, array):
@@ -166,3 +167,12 @@ def test_image_names_and_natural_order():
     names = ["10.jpg", "b.png", "2.jpg", "a10.png", "a9.png", "1.jpg"]
     assert sorted(names, key=natural_key) == ["1.jpg", "2.jpg", "10.jpg", "a9.png", "a10.png",
                                               "b.png"]
+
+
+def test_a_fifo_is_refused_by_name_without_being_opened(tmp_path):
+    # Issue 15: opening a FIFO blocks until someone writes to it.
+    path = tmp_path / "photo.jpg"
+    with guarded_fifo(path) as fifo:
+        with pytest.raises(ImageDecodeError, match="not a regular file") as error:
+            load_rgb8(path)
+    assert error.value.path == str(path) and not fifo["opened"]

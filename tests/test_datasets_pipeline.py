@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from datasets.pipeline import (DecodeFailures, DecodeWorker, check_stream_position,
-                               index_stream)
+                               index_stream, map_decoded)
 
 
 def _take(ds, k):
@@ -119,17 +119,20 @@ class _Worker(DecodeWorker):
         return f"gave up after {self.failed} at {path}: {reason}"
 
 
+_SKIPPED = (None, False, np.bool_(False))
+
+
 def test_worker_gives_up_only_if_nothing_decoded_first():
     worker = _Worker(DecodeFailures(log_first=0), 3)
-    assert worker("bad1") == (None, False) and worker("bad2") == (None, False)
+    assert worker("bad1") == _SKIPPED and worker("bad2") == _SKIPPED
     with pytest.raises(RuntimeError, match="gave up after 3 at bad3: unreadable"):
         worker("bad3")
     worker = _Worker(DecodeFailures(log_first=0), 3)
-    assert worker("good") == ("good", True)
-    assert [worker(f"bad{i}") for i in range(5)] == [(None, False)] * 5
+    assert worker("good") == ("good", True, np.bool_(False))
+    assert [worker(f"bad{i}") for i in range(5)] == [_SKIPPED] * 5
     assert worker.failures.count == 5
     never = _Worker(DecodeFailures(log_first=0), None)
-    assert [never(f"bad{i}") for i in range(5)] == [(None, False)] * 5
+    assert [never(f"bad{i}") for i in range(5)] == [_SKIPPED] * 5
 
 
 def test_worker_in_a_row_counts_from_the_last_success():
@@ -143,11 +146,13 @@ def test_worker_in_a_row_counts_from_the_last_success():
         worker("bad")
 
 
-def test_worker_that_stops_at_exit_adds_the_stop_flag():
-    class Stopping(_Worker):
-        stops_at_exit = True
-
-    worker = Stopping(DecodeFailures(log_first=0), None)
+def test_every_worker_adds_the_stop_flag_and_tracks_its_calls():
+    worker = _Worker(DecodeFailures(log_first=0), None)
     assert worker("good") == ("good", True, np.bool_(False))
-    assert worker("bad") == (None, False, np.bool_(False))
+    assert worker("bad") == _SKIPPED
     assert worker.in_flight == 0 and worker.last_return > 0
+
+
+def test_map_decoded_ends_the_stream_at_stop_and_drops_the_flag():
+    ds = map_decoded(tf.data.Dataset.range(6), lambda i: (i * 10, i >= 3))
+    assert [int(x) for (x,) in ds] == [0, 10, 20]

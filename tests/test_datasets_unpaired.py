@@ -10,6 +10,7 @@ from PIL import Image
 
 from datasets import unpaired
 from datasets.pipeline import DecodeFailures
+from tests.fifos import guarded_fifo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P = 16  # patch size
@@ -312,3 +313,10 @@ def test_a_script_exits_with_a_live_iterator(tmp_path):
                             capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "took a batch" in result.stdout
+
+
+def test_list_images_leaves_out_a_fifo(tmp_path):
+    paths, _ = _write_images(tmp_path, n=1)
+    with guarded_fifo(tmp_path / "2.png") as fifo:
+        assert unpaired.list_images(tmp_path) == paths
+    assert not fifo["opened"]

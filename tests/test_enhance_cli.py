@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from datasets.images import load_rgb8, to_uint8
+from tests.fifos import guarded_fifo
 from tools import enhance, export
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -128,6 +129,18 @@ def test_enhance_files_reports_bad_inputs_and_continues(photos, tmp_path):
     assert paths["a"] in reasons[twin]
     assert len(calls) == 2  # a.png once (its duplicate dropped), b.png
     assert "Enhanced 1 of 6 photos." in report.summary() and "broken.jpg" in report.summary()
+
+
+def test_a_fifo_given_or_in_a_folder_is_skipped_by_name_and_never_opened(photos, tmp_path):
+    # Issue 15: a FIFO named like a photo hung the run, and the photos after it were never done.
+    folder, paths = photos
+    inside, given = folder / "photo.jpg", tmp_path / "given.jpg"
+    with guarded_fifo(inside) as fifo_inside, guarded_fifo(given) as fifo_given:
+        report = enhance.enhance_files(_invert, [str(given), str(folder)], str(tmp_path / "out"))
+    assert not fifo_inside["opened"] and not fifo_given["opened"]
+    assert sorted(path for path, _ in report.written) == sorted(paths.values())
+    assert dict(report.failed) == {str(given): "not a regular file",
+                                   str(inside): "not a regular file"}
 
 
 def test_resolve_saved_model_dir(tmp_path):

@@ -253,12 +253,17 @@ class EnhanceReport:
         return "\n".join(lines)
 
 
+_NOT_REGULAR = "not a regular file"
+
+
 def expand_inputs(paths):
     """Files to enhance from files and directories; returns (files, failures).
 
     Directories give the images directly inside them, sorted. Files are kept whatever their
     extension (the decoder decides). Duplicates (the same file twice) are dropped. `failures`
-    lists (path, reason) for paths that do not exist and directories without images.
+    lists (path, reason) for paths that do not exist, directories without images, and paths
+    that are not regular files (a FIFO, a device: never opened, since reading one can block
+    forever).
     """
     files, failures, seen = [], [], set()
 
@@ -271,17 +276,21 @@ def expand_inputs(paths):
     for path in paths:
         path = os.fspath(path)
         if os.path.isdir(path):
-            names = sorted(
-                name for name in os.listdir(path)
-                if is_image_name(name) and os.path.isfile(os.path.join(path, name))
-            )
+            names = sorted(name for name in os.listdir(path) if is_image_name(name)
+                           and not os.path.isdir(os.path.join(path, name)))
             if not names:
                 failures.append((path, "directory holds no images "
                                        f"({', '.join(IMAGE_EXTENSIONS)})"))
             for name in names:
-                add(os.path.join(path, name))
-        elif os.path.exists(path):
+                name = os.path.join(path, name)
+                if os.path.isfile(name):
+                    add(name)
+                else:
+                    failures.append((name, _NOT_REGULAR))
+        elif os.path.isfile(path):
             add(path)
+        elif os.path.exists(path):
+            failures.append((path, _NOT_REGULAR))
         else:
             failures.append((path, "no such file or directory"))
     return files, failures
@@ -329,6 +338,8 @@ def _write(data, output, overwrite):
 
 def _image_size(path):
     """(width, height) from the file's header, without decoding it; None if Pillow cannot."""
+    if not os.path.isfile(path):  # never open a FIFO (it can block); load_rgb8 reports it
+        return None
     try:
         with Image.open(path) as image:
             return image.size

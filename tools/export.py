@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import uuid
 
 import keras
 import tensorflow as tf
@@ -28,7 +27,7 @@ from absl import flags, logging
 import nima
 from datasets.images import decode_image_tensor
 from enhancers import tiling
-from tools import cli
+from tools import cli, leftovers
 
 __all__ = [
     "METADATA_FILE",
@@ -108,8 +107,9 @@ def export_saved_model(model, export_dir, signatures, version=None, metadata=Non
 
     `version=None` takes the next integer after the largest existing version (1 if none). An
     existing version is never overwritten (FileExistsError). The SavedModel is written to a
-    hidden, non-integer sibling directory (which Serving ignores) and renamed into place at the
-    end, so a crash never leaves a half-written version for Serving to load. Local paths only.
+    hidden, non-integer sibling directory (which Serving ignores; named with the writer's pid,
+    `tools.leftovers`) and renamed into place at the end, so a crash never leaves a half-written
+    version for Serving to load. Local paths only.
 
     `metadata`, a JSON-serialisable dict, is written to `<version>/assets.extra/metadata.json`
     (`METADATA_FILE`; UTF-8, keys sorted) before that rename, so a version never appears without
@@ -135,7 +135,7 @@ def export_saved_model(model, export_dir, signatures, version=None, metadata=Non
         archive.add_endpoint(name, fn, input_signature=list(input_signature))
 
     os.makedirs(export_dir, exist_ok=True)
-    tmp_path = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex}")
+    tmp_path = os.path.join(export_dir, leftovers.export_temp_name(version))
     try:
         with _info_logs_off():
             archive.write_out(tmp_path, verbose=False)

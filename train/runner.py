@@ -18,6 +18,7 @@ from absl import app, logging
 from datasets.pipeline import DecodeFailures
 from tools import cli as tools_cli
 from tools import export as export_tools
+from tools import leftovers
 from tools import report as reports
 from train import loop, strategies
 from train.config import ConfigError
@@ -25,6 +26,9 @@ from train.flags import config_from_flags, define_flags, parse_config
 from train.task import InputSpec
 
 EXPORTERS = {"nima": export_tools.export_nima, "enhancer": export_tools.export_enhancer}
+# Exit status of a command-line run: 0 finished, 1 error (a diverged run included), and this
+# (EX_TEMPFAIL) when SIGTERM/SIGINT stopped it after a checkpoint: the same command resumes it.
+EXIT_INTERRUPTED = 75
 
 
 def weights_fingerprint(models):
@@ -68,6 +72,8 @@ def train(task):
     if config.batch_size % replicas:
         raise ConfigError(f"--batch_size={config.batch_size}: must be divisible by the {replicas} "
                           f"replicas of --strategy={config.strategy}")
+    if strategies.is_chief(strategy):
+        leftovers.remove_stale(config.model_dir, config.export_dir)
     task.data  # read (and a demo set built) before the models, in a fixed order
     models, optimizers, train_step = build_training(task, strategy)
     failures = DecodeFailures()
@@ -185,7 +191,8 @@ def main(task_class, argv=None):
 
 def cli(task_class):
     """The `__main__` of `train/<system>.py` (`tools.cli.run_main`: absl's app around the run,
-    flag errors printed as absl prints them)."""
+    flag errors printed as absl prints them). Exit status 0 finished, 1 error, EXIT_INTERRUPTED
+    (75) interrupted and checkpointed."""
     def define(flag_values):
         define_flags(task_class.config_class, flag_values)
 
@@ -199,5 +206,9 @@ def cli(task_class):
             logging.error("%s", error)
             return 1
         print_outcome(task_class, config, outcome)
+        if outcome.get("interrupted"):
+            logging.warning("Interrupted at step %d, checkpointed in %s; run the same command to "
+                            "resume.", outcome["step"], os.path.join(config.model_dir, "checkpoints"))
+            return EXIT_INTERRUPTED
 
     tools_cli.run_main(define, run_parsed)

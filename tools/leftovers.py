@@ -1,0 +1,90 @@
+"""Start-up cleanup of the temporary directories that interrupted runs leave, and of nothing else.
+
+Two writers leave them when killed mid-write:
+
+- Checkpoints: `tf.train.CheckpointManager` (under `<model_dir>/checkpoints`) writes
+  `ckpt-<N>_temp/` while saving and merges it into `ckpt-<N>.index` / `.data-*` at the end.
+- Exports: `tools.export.export_saved_model` writes `<export_dir>/.tmp-<version>-<pid>-<hex>/`
+  (`export_temp_name`) and renames it into `<version>/` at the end. Names written before the
+  pid was added (`.tmp-<version>-<hex>`) are matched too.
+
+The rule (`remove_stale`, run by `train.runner` on the chief at the start of a training run): a
+directory is removed only if it lies directly in `<model_dir>/checkpoints` or `<export_dir>`,
+its name matches one of those patterns exactly, nothing under it changed for STALE_AFTER_S (a
+save or an export still under way keeps writing), and, for an export name with a pid, no process
+of that pid is alive on this machine. Files are never removed. Each removal is logged. Two live
+runs on one model_dir are already an error; the age rule still spares the other's save.
+"""
+import os
+import re
+import shutil
+import time
+import uuid
+
+from absl import logging
+
+__all__ = ["STALE_AFTER_S", "export_temp_name", "remove_stale"]
+
+STALE_AFTER_S = 600.0
+_CHECKPOINT_TEMP = re.compile(r"ckpt-\d+_temp")
+_EXPORT_TEMP = re.compile(r"\.tmp-\d+-(?:(?P<pid>\d+)-)?[0-9a-f]{32}")
+
+
+def export_temp_name(version):
+    """The hidden name an export is written under before its rename: `.tmp-<version>-<pid>-<hex>`."""
+    return f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _last_change(path):
+    newest = os.lstat(path).st_mtime
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+            except FileNotFoundError:
+                pass
+    return newest
+
+
+def _remove_stale_in(directory, pattern, what):
+    removed = []
+    if not directory or not os.path.isdir(directory):
+        return removed
+    now = time.time()
+    with os.scandir(directory) as entries:
+        candidates = [e for e in entries if e.is_dir(follow_symlinks=False)
+                      and pattern.fullmatch(e.name)]
+    for entry in candidates:
+        pid = pattern.fullmatch(entry.name).groupdict().get("pid")
+        if pid is not None and _alive(int(pid)):
+            continue
+        try:
+            if now - _last_change(entry.path) < STALE_AFTER_S:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        logging.warning("Removed a stale temporary %s directory left by an interrupted run: %s",
+                        what, entry.path)
+        removed.append(entry.path)
+    return removed
+
+
+def remove_stale(model_dir, export_dir=None):
+    """Removes the stale temporary checkpoint and export directories of `model_dir` and
+    `export_dir` (module docstring); returns their paths."""
+    removed = _remove_stale_in(os.path.join(os.fspath(model_dir), "checkpoints"),
+                               _CHECKPOINT_TEMP, "checkpoint")
+    if export_dir:
+        removed += _remove_stale_in(os.fspath(export_dir), _EXPORT_TEMP, "export")
+    return removed
