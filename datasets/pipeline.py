@@ -137,10 +137,11 @@ class DecodeFailures:
         return f"DecodeFailures(count={self.count}, examples={self.examples!r})"
 
 
-# Interpreter exit with a live iterator: once Python starts finalising, a tf.data thread that
-# calls into Python (numpy_function) never comes back, and the iterator's destructor then waits
-# for it forever. So at exit (atexit runs before finalisation) every worker answers "stop" at once, its stream ends after the calls already under way, and we wait (at
-# most _EXIT_WAIT_S) until no such worker has been busy for _EXIT_QUIET_S.
+# Interpreter exit with a live iterator: once Python starts finalising, a tf.data thread that calls
+# into Python (numpy_function) never comes back, and the iterator's destructor then waits for it
+# forever. So at exit (atexit runs before finalisation) every worker answers "stop" at once, its
+# stream ends after the calls already under way, and we wait (at most _EXIT_WAIT_S) until no such
+# worker has been busy for _EXIT_QUIET_S.
 _EXITING = threading.Event()
 _WORKERS = weakref.WeakSet()
 _EXIT_QUIET_S = 0.2

@@ -221,9 +221,9 @@ class CanInference(keras.Model):
     ReLU: measured on a 1-megapixel photo on CPU, the Keras path is 1.2-1.5x slower
     (benchmarks/can_speed.py). Outputs are bit-identical for most layer shapes; where oneDNN
     picks kernels that sum in another order they differ by float32 rounding (at most 8.5e-7 x
-    max|output| measured on the paper's CAN; tests/test_can_model.py allows 2e-6). For training the Keras path is the faster one (about 6%), so
-    `build_can` keeps it and this model is only for inference (`training` is ignored: the
-    adaptive BN always uses its moving statistics).
+    max|output| measured on the paper's CAN; tests/test_can_model.py allows 2e-6). For training
+    the Keras path is the faster one (about 6%), so `build_can` keeps it and this model is only
+    for inference (`training` is ignored: the adaptive BN always uses its moving statistics).
 
     It holds no variables of its own: it reads the trained model's (`self.can`) at every call,
     so it never drifts from the weights being trained, restored or loaded, and exporting it

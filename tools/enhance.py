@@ -43,9 +43,10 @@ Methods (`--method`):
   `--proxy_size` (off) as in `enhancers.piea`. PIEA cannot tile (its filters are global and
   scored by NIMA on the whole photo), so without `--proxy_size` a photo above
   `nima.SCORING_MAX_PIXELS` (2 MP) is scored through a proxy of that many pixels (ours, logged
-  and kept in the recipe's settings); the parameters found are applied at full size. `--piea_select=best` (default, ours) returns
-  the highest-scoring of the input itself and the iterates, so a photo never comes back
-  scoring lower than it went in; `--piea_select=final` returns the last iterate (the paper).
+  and kept in the recipe's settings); the parameters found are applied at full size.
+  `--piea_select=best` (default, ours) returns the highest-scoring of the input itself and the
+  iterates, so a photo never comes back scoring lower than it went in; `--piea_select=final`
+  returns the last iterate (the paper).
   `--initial_exposure` is the start's exposure in EV (default 1.0, the paper's) or `auto`
   (chosen from the photo's luminance, ours: `enhancers.piea.auto_exposure`). The log gives the
   input's score and the returned photo's, and warns (naming the photo) when the guide is
