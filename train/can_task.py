@@ -85,7 +85,7 @@ class CanConfig(RunConfig):
                                        "nima.demo_model().")
     backbone: str = setting("inception_v2", "Backbone of --nima_weights (paper: inception_v2).",
                             choices=nima.BACKBONES)
-    learning_rate: float = setting(1e-4, "Adam learning rate (paper: 1e-4).", above=0.0)
+    learning_rate: float = setting(1e-4, "Adam learning rate (paper: 1e-4).", minimum=0.0)
     eval_max_images: int | None = setting(None, "Evaluate at most this many test pairs.", minimum=0)
     eval_save_images: int = setting(4, "Test photos written side by side to <model_dir>/eval.",
                                     minimum=0)
