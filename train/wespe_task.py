@@ -92,7 +92,8 @@ class WespeConfig(RunConfig):
                                      "identity loss ||G(y)-y||^2 + ||F(x)-x||^2 (used by the CPU "
                                      "demo).", minimum=0.0)
     # Adam (section 3.6); the paper gives no rate: DPED's 5e-4.
-    generator_learning_rate: float = setting(5e-4, "Adam rate of G and F (DPED's 5e-4).", minimum=0.0)
+    generator_learning_rate: float = setting(5e-4, "Adam rate of G and F (DPED's 5e-4).",
+                                             minimum=0.0)
     discriminator_learning_rate: float = setting(5e-4, "Adam rate of D_c and D_t.", minimum=0.0)
     adam_beta_1: float = setting(0.9, "Adam beta_1.", minimum=0.0, maximum=0.999)
     nima_weights: str | None = setting(None, "NIMA weights file for the NIMA score in "
