@@ -8,3 +8,7 @@ from losses.tv import total_variation_loss
 from losses.fidelity import (FIDELITY_LOSSES, HUBER_DELTA, fidelity_loss, huber_loss, l1_loss,
                              l2_loss)
 from losses.nima_loss import nima_loss
+from losses.wasserstein import (balance_term_gradients, clip_parameter_gradients,
+                                enhancegan_critic_loss, enhancegan_generator_loss,
+                                feature_regulariser, hinge_regulariser, normalise_gradient,
+                                wasserstein_estimate, weighted_generator_loss)

@@ -29,12 +29,11 @@ the critic's sign flipped, f = -f_W:
     L_gan = wasserstein_generator_loss(-f_W(I_output))
     L_D   = wasserstein_discriminator_loss(-f_W(I_good), -f_W(I_output))
 
-So build EnhanceGAN's critic to output f = -f_W ("higher is better"; e.g. negate the last 1-unit
-Dense) and pass its scores straight in; "good" photos are the real side, enhanced photos the
-fake side. The paper's L_reg2 (eq. 9), a penalty when the output is rated worse than its input,
-reads in that convention: ||f(I_output) - f(I)||^2 where f(I_output) < f(I), else 0. These
-losses add no Lipschitz constraint (weight clipping or a gradient penalty belongs to the critic's
-update).
+"good" photos are the real side, enhanced photos the fake side. `losses.wasserstein` states
+these losses in the paper's own sign, on f_W directly (as `enhancers.enhancegan`'s critic
+outputs it), together with the regularisers of equations 8 and 9 and the release's gradient
+balancing: EnhanceGAN uses those. These losses add no Lipschitz constraint (weight clipping or a
+gradient penalty belongs to the critic's update).
 """
 from keras import ops
 

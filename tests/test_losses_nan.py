@@ -53,3 +53,20 @@ def test_adversarial_losses():
     assert_nan_only_in_example_0(losses.modified_discriminator_loss(real * 0 + 0.5, fake))
     assert_nan_only_in_example_0(losses.wasserstein_generator_loss(fake))
     assert_nan_only_in_example_0(losses.wasserstein_discriminator_loss(real, fake))
+
+
+def test_enhancegan_losses():
+    good, output = with_nan((3, 1), seed=5), with_nan((3,), seed=6)
+    assert_nan_only_in_example_0(losses.enhancegan_generator_loss(output))
+    assert_nan_only_in_example_0(losses.enhancegan_critic_loss(good, output))
+    assert_nan_only_in_example_0(losses.wasserstein_estimate(good, output))
+    for reduction in ("mean", "sum"):
+        assert_nan_only_in_example_0(losses.feature_regulariser(
+            with_nan((3, 4096), seed=7), np.full((3, 4096), 0.5, np.float32), reduction))
+    input_score = np.float32([0.5, 0.5, 0.5])
+    for side in ("paper", "release"):
+        # A NaN on either side, whichever half the regulariser penalises.
+        assert_nan_only_in_example_0(losses.hinge_regulariser(output, input_score, side))
+        assert_nan_only_in_example_0(losses.hinge_regulariser(input_score, output, side))
+    assert_nan_only_in_example_0(losses.weighted_generator_loss(output, input_score,
+                                                                input_score))
