@@ -168,6 +168,9 @@ def test_a_bare_generator_is_wrapped_and_the_runner_knows_the_kind(tmp_path):
     expected = enhancegan.PhotoEnhancer(generator)(photo((20, 26)))
     np.testing.assert_array_equal(served["boxes"][0], expected["box"])
     np.testing.assert_allclose(served["enhanced_images"][0], expected["image"], atol=1e-6)
+    empty = tf.saved_model.load(path).signatures["serving_default"](images=tf.zeros([0, 9, 9, 3]))
+    assert empty["enhanced_images"].shape == (0, 0, 0, 3) and empty["boxes"].shape == (0, 4)
+    assert empty["crop_attention"].shape == (0, 7, 7)
     with pytest.raises(TypeError, match="PhotoEnhancer"):
         export.export_enhancegan(lambda x: x, str(tmp_path / "bad"))
     with pytest.raises(ValueError, match="jpeg_quality"):

@@ -378,6 +378,7 @@ def enhancegan_signatures(enhancer, jpeg_quality=95):
           [N, n] (filters head);
         `<head>_attention` [N, h', w']: each head's pooling weights on its feature map (7 x 7),
           summing to 1 (the paper's Fig. 5).
+      An empty batch gives empty outputs (`enhanced_images` [0, 0, 0, 3]).
     - `serve_image_bytes`: `image_bytes`, tf.string [N] of encoded images of any and different
       sizes (decoded on the CPU, `map_over_image_bytes`) -> `enhanced_image_bytes`, tf.string
       [N] of JPEGs of quality `jpeg_quality` of each output at its own size, and the same
@@ -402,14 +403,22 @@ def enhancegan_signatures(enhancer, jpeg_quality=95):
             image = tf.image.pad_to_bounding_box(outputs["image"], 0, 0, shape[1], shape[2])
             return {"enhanced_images": image, "boxes": outputs["box"], **parameters(outputs)}
 
-        served = tf.map_fn(one, images, fn_output_signature={
-            "enhanced_images": tf.TensorSpec([None, None, 3], tf.float32), "boxes": box_spec,
-            **specs})
-        boxes = served["boxes"]
-        height = tf.reduce_max(tf.concat([boxes[:, 2], [0]], axis=0))
-        width = tf.reduce_max(tf.concat([boxes[:, 3], [0]], axis=0))
-        served["enhanced_images"] = served["enhanced_images"][:, :height, :width]
-        return served
+        def enhance_all():
+            served = tf.map_fn(one, images, fn_output_signature={
+                "enhanced_images": tf.TensorSpec([None, None, 3], tf.float32),
+                "boxes": box_spec, **specs})
+            boxes = served["boxes"]
+            height, width = tf.reduce_max(boxes[:, 2]), tf.reduce_max(boxes[:, 3])
+            served["enhanced_images"] = served["enhanced_images"][:, :height, :width]
+            return served
+
+        def nothing():  # map_fn cannot stack zero images of an unknown size
+            return {"enhanced_images": tf.zeros([0, 0, 0, 3]),
+                    "boxes": tf.zeros([0, 4], tf.int32),
+                    **{name: tf.zeros([0, *spec.shape], spec.dtype)
+                       for name, spec in specs.items()}}
+
+        return tf.cond(shape[0] > 0, enhance_all, nothing)
 
     def serve_image_bytes(image_bytes):
         def one(image):
