@@ -171,7 +171,8 @@ class NimaTask(Task):
             shard_index=spec.shard_index, decode_failures=spec.decode_failures)
 
     def evaluate(self, models):
-        """Accuracy, LCC, SRCC and EMD (r = 1) on the test split (section 4.1, Table 1)."""
+        """Accuracy, LCC, SRCC and EMD (r = 1) on the test split (section 4.1, Table 1).
+        Undecodable images are skipped and counted; a `pipeline.DataError` if none decodes."""
         model, config = models["model"], self.config
         failures = pipeline.DecodeFailures()
         dataset = ava.make_dataset(
@@ -184,6 +185,9 @@ class NimaTask(Task):
         for images, target in dataset:
             predictions.append(predict(images).numpy())
             targets.append(target.numpy())
+        if not predictions:
+            raise pipeline.none_usable(len(self.data[1]), "images of the eval split",
+                                       failures.examples)
         metrics = nima_metrics(np.concatenate(targets), np.concatenate(predictions))
         return reports.nima_report(metrics, f"NIMA({config.backbone})",
                                    undecodable_images=failures.count)

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, logging
 
-from datasets.pipeline import DecodeFailures
+from datasets.pipeline import DataError, DecodeFailures
 from tools import cli as tools_cli
 from tools import export as export_tools
 from tools import leftovers
@@ -191,18 +191,19 @@ def main(task_class, argv=None):
 
 def cli(task_class):
     """The `__main__` of `train/<system>.py` (`tools.cli.run_main`: absl's app around the run,
-    flag errors printed as absl prints them). Exit status 0 finished, 1 error, EXIT_INTERRUPTED
-    (75) interrupted and checkpointed."""
+    flag errors printed as absl prints them; a ConfigError, a DataError or a diverged run told
+    in one line). Exit status 0 finished, 1 error, EXIT_INTERRUPTED (75) interrupted and
+    checkpointed."""
     def define(flag_values):
         define_flags(task_class.config_class, flag_values)
 
     def run_parsed(flag_values, args):
         if args:
             raise app.UsageError(f"Unexpected arguments: {' '.join(args)}")
-        config = config_from_flags(task_class.config_class, flag_values)
         try:
+            config = config_from_flags(task_class.config_class, flag_values)
             outcome = run(task_class, config)
-        except (ConfigError, loop.NonFiniteLossError) as error:  # told in one line, exit 1
+        except (ConfigError, DataError, loop.NonFiniteLossError) as error:  # one line, exit 1
             logging.error("%s", error)
             return 1
         print_outcome(task_class, config, outcome)
