@@ -137,3 +137,16 @@ def test_an_unusable_data_set_is_one_line_naming_its_file(tmp_path):
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("E")]
     assert len(errors) == 1 and str(ava_txt) in errors[0] and "zero votes" in errors[0], errors
+
+
+def test_an_export_dir_naming_a_file_is_refused_before_training(tmp_path):
+    """Issue 15: --export_dir naming a regular file failed with a bare FileExistsError after the
+    whole run had trained. absl now refuses the flag in one line, exit status 1."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    run = _run("train.nima", "--flagfile=configs/nima_demo.flags",
+               f"--model_dir={tmp_path / 'run'}", f"--export_dir={afile}")
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert f"flag --export_dir={afile}: is a file, not a directory" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "run").exists()
+    assert afile.read_text() == "keep me"

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 from PIL import Image
 
 from datasets.images import load_rgb8, to_uint8
@@ -141,6 +142,26 @@ def test_a_fifo_given_or_in_a_folder_is_skipped_by_name_and_never_opened(photos,
     assert sorted(path for path, _ in report.written) == sorted(paths.values())
     assert dict(report.failed) == {str(given): "not a regular file",
                                    str(inside): "not a regular file"}
+
+
+def test_an_output_dir_that_is_a_file_is_refused_in_one_line(photos, tmp_path):
+    """Issue 15: a bare FileExistsError / NotADirectoryError traceback. Now the flag is refused
+    when parsing (absl's one line naming it), and enhance_files refuses before reading."""
+    folder, paths = photos
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for output, reason in ((afile, "is a file, not a directory"),
+                           (afile / "out", f"cannot be created: {afile} is not a directory")):
+        with pytest.raises(flags.IllegalFlagValueError,
+                           match=re.escape(f"--output_dir={output}: {reason}")):
+            enhance.main(["tools.enhance", "--saved_model=unused", f"--output_dir={output}",
+                          paths["a"]])
+        with pytest.raises(NotADirectoryError, match=re.escape(f"{output}: {reason}")):
+            enhance.enhance_files(_invert, [str(folder)], str(output))
+    assert afile.read_text() == "keep me"
+    with pytest.raises(flags.IllegalFlagValueError, match="--learning_rate=nan: must be a finite"):
+        enhance.main(["tools.enhance", "--method=piea", "--learning_rate=nan",
+                      f"--output_dir={tmp_path}", paths["a"]])
 
 
 def test_resolve_saved_model_dir(tmp_path):

@@ -21,11 +21,12 @@ Inputs:
   processed. A summary is printed at the end, and the exit status is 1 if any photo failed.
 
 Outputs:
-- `--output_dir` is created if needed. An existing output file is never replaced unless
-  `--overwrite` is given, and an input file is never replaced, even with `--overwrite` (for
-  example `photo.png` enhanced into its own directory as PNG). Two inputs that would give the
-  same output name (`a.jpg` and `a.png`) are reported: the first one wins. Files are written to a
-  temporary name and moved into place, so an interrupted run leaves no half-written photo.
+- `--output_dir` is created if needed; a file there (or above it) is refused in one line before
+  anything is read. An existing output file is never replaced unless `--overwrite` is given,
+  and an input file is never replaced, even with `--overwrite` (for example `photo.png`
+  enhanced into its own directory as PNG). Two inputs that would give the same output name
+  (`a.jpg` and `a.png`) are reported: the first one wins. Files are written to a temporary name
+  and moved into place, so an interrupted run leaves no half-written photo.
 
 Methods (`--method`):
 - `saved_model` (default): a SavedModel exported by `tools.export.export_enhancer` (any
@@ -373,6 +374,9 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
     Returns:
       EnhanceReport. A photo that fails (unreadable, output exists, enhance_fn raises ...) is
       logged by name and listed in `failed`; the others are processed.
+
+    Raises:
+      NotADirectoryError: `output_dir` is a file or lies under one (before any photo is read).
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {sorted(OUTPUT_FORMATS)}, "
@@ -380,6 +384,9 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
     if not 1 <= int(jpeg_quality) <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
     output_dir = os.fspath(output_dir)
+    problem = cli.directory_error(output_dir)
+    if problem:
+        raise NotADirectoryError(f"--output_dir={output_dir}: {problem}")
     files, failures = expand_inputs(paths)
     report = EnhanceReport(failed=list(failures))
     for path, reason in failures:
@@ -530,6 +537,7 @@ def define_flags(flag_values):
                          lower_bound=0, flag_values=flag_values)
     flags.DEFINE_float("learning_rate", 1e-3, "--method=piea: lambda of the gradient step.",
                        flag_values=flag_values)
+    cli.require_finite("learning_rate", flag_values)
     flags.DEFINE_integer("proxy_size", None, "--method=piea: score a copy with this longer "
                          "side and apply the parameters found at full size (default: off, "
                          "score at full size as the paper).", lower_bound=32,
@@ -537,6 +545,7 @@ def define_flags(flag_values):
     define_piea_choice_flags(flag_values, prefix="--method=piea: ")
     flags.DEFINE_string("output_dir", None, "Where the enhanced photos go (created).",
                         flag_values=flag_values)
+    cli.require_directory("output_dir", flag_values)
     flags.DEFINE_enum("format", "png", list(OUTPUT_FORMATS), "Output file format.",
                       flag_values=flag_values)
     flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of --format=jpg.", lower_bound=1,

@@ -341,6 +341,7 @@ def define_flags(flag_values):
     flags.DEFINE_integer("version", None, "Version to write; default: next after the largest.",
                          flag_values=flag_values)
     flags.mark_flags_as_required(["weights", "export_dir"], flag_values=flag_values)
+    cli.require_directory("export_dir", flag_values)
 
 
 def run(FLAGS, args):
