@@ -12,6 +12,7 @@ import re
 import shutil
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -162,6 +163,34 @@ def test_an_output_dir_that_is_a_file_is_refused_in_one_line(photos, tmp_path):
     with pytest.raises(flags.IllegalFlagValueError, match="--learning_rate=nan: must be a finite"):
         enhance.main(["tools.enhance", "--method=piea", "--learning_rate=nan",
                       f"--output_dir={tmp_path}", paths["a"]])
+
+
+@pytest.mark.slow
+def test_exported_can_and_wespe_enhance_one_pixel_wide_photos(tmp_path):
+    """Issue 15: 1x1, 1xN and Nx1 photos through real CAN and WESPE exports (tiled, symmetric
+    and zero padding) come back at their own size, as the Keras model computes them."""
+    from enhancers import can, wespe
+
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sizes = {"dot": (1, 1), "row": (1, 40), "column": (40, 1)}
+    for name, size in sizes.items():
+        _save(rng.integers(0, 256, (*size, 3), dtype=np.uint8), folder / f"{name}.png")
+    keras.utils.set_random_seed(0)
+    models = {"can": can.inference_model(can.build_can(depth=5, width=8)),
+              "wespe": wespe.build_generator(8, 1)}
+    for system, model in models.items():
+        export.export_enhancer(model, str(tmp_path / system), version=1)
+        enhance_fn = enhance.load_saved_model_enhancer(str(tmp_path / system))
+        report = enhance.enhance_files(enhance_fn, [str(folder)], str(tmp_path / f"{system}_out"))
+        assert report.ok and len(report.written) == 3, report.summary()
+        for name in sizes:
+            source = str(folder / f"{name}.png")
+            written = np.asarray(Image.open(tmp_path / f"{system}_out" / f"{name}.png"))
+            expected = to_uint8(expected_output(model, load_rgb8(source)[None] / np.float32(255)))
+            assert written.shape == load_rgb8(source).shape, (system, name)
+            assert np.abs(written.astype(int) - expected[0]).max() <= 1, (system, name)
 
 
 def test_resolve_saved_model_dir(tmp_path):

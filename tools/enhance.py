@@ -55,7 +55,8 @@ Methods (`--method`):
   which candidate was returned and why, the adjustments made in a photographer's units,
   warnings, the parameters, score and parameters per iteration;
   `enhancers.piea_report.replay` re-renders the photo from it) and `<stem>.figure.png` (the
-  paper's Figure 4 for this photo).
+  paper's Figure 4 for this photo). A photo smaller than its guide can score
+  (`nima.min_input_side`: 32 pixels a side, 224 for VGG16) is skipped by name.
 
 To add a method, write a function that returns `enhance_fn(image) -> image` (float32 (h, w, 3)
 RGB in [0, 1] in and out) and register it in `_METHODS`; `enhance_files` does all the I/O. A
