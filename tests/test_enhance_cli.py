@@ -133,6 +133,41 @@ def test_enhance_files_reports_bad_inputs_and_continues(photos, tmp_path):
     assert "Enhanced 1 of 6 photos." in report.summary() and "broken.jpg" in report.summary()
 
 
+def test_every_kind_of_encoding_is_enhanced_or_skipped_by_name(tmp_path):
+    """Issue 15: each unusual encoding decodes to 8-bit RGB (load_rgb8) and is enhanced; a
+    zero-byte or truncated file is skipped by name and the rest go on."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    base = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored rotated
+    palette = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    base.save(folder / "exif.jpg", exif=exif)
+    palette.save(folder / "palette.png", transparency=bytes(range(0, 256, 32)))
+    base.convert("LA").save(folder / "gray_alpha.png")
+    base.convert("RGBA").save(folder / "rgba.png")
+    base.convert("CMYK").save(folder / "cmyk.jpg")
+    base.convert("1").save(folder / "bits.png")
+    base.save(folder / "anim.gif", save_all=True, append_images=[palette], loop=0)
+    base.save(folder / "tiff.tif")
+    base.save(folder / "webp.webp")
+    (folder / "deep.png").write_bytes(tf.io.encode_png(rgb.astype(np.uint16) * 257).numpy())
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes((folder / "exif.jpg").read_bytes()[:300])
+    report = enhance.enhance_files(_invert, [str(folder)], str(tmp_path / "out"))
+    assert dict(report.failed).keys() == {str(folder / "empty.jpg"), str(folder / "truncated.jpg")}
+    assert all("cannot read image" in reason for _, reason in report.failed)
+    assert len(report.written) == 10
+    for source, output in report.written:
+        written = np.asarray(Image.open(output))
+        assert written.dtype == np.uint8 and written.shape[2] == 3, source
+        np.testing.assert_array_equal(written, 255 - load_rgb8(source))
+    assert np.asarray(Image.open(tmp_path / "out" / "exif.png")).shape == (10, 12, 3)  # upright
+    np.testing.assert_array_equal(load_rgb8(folder / "deep.png"), rgb)  # 16 bits scaled
+
+
 def test_a_fifo_given_or_in_a_folder_is_skipped_by_name_and_never_opened(photos, tmp_path):
     # Issue 15: a FIFO named like a photo hung the run, and the photos after it were never done.
     folder, paths = photos
