@@ -86,6 +86,7 @@ import nima
 from datasets.images import IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8, to_uint8
 from enhancers import piea, piea_report
 from tools import cli, figures
+from tools import report as reports
 
 __all__ = [
     "MAX_PIXELS",
@@ -217,7 +218,8 @@ def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rat
         buffer = io.BytesIO()
         Image.fromarray(figures.piea_figure(image, result, 0)).save(buffer, format="PNG")
         return Enhanced(result.images[0], {
-            ".recipe.json": piea_report.recipe_json(recipe).encode("utf-8"),
+            ".recipe.json": (reports.strict_dumps(recipe, f"PIEA recipe of {source}", indent=2)
+                             + "\n").encode("utf-8"),
             ".figure.png": buffer.getvalue(),
         })
 

@@ -6,7 +6,6 @@ in-process; `cli(task_class)` is the `__main__` of an entry point. The task (`tr
 supplies the paper's logic; everything else is here, once.
 """
 import hashlib
-import json
 import os
 import sys
 
@@ -171,7 +170,9 @@ def run(task_class, config):
 
 
 def print_outcome(task_class, config, outcome):
-    print(json.dumps(outcome, indent=2, allow_nan=False, default=str))
+    """Prints the outcome as strict JSON (`tools.report.strict_dumps`), then the evaluation's
+    table and headline."""
+    print(reports.strict_dumps(outcome, "Outcome of the run", indent=2, default=str))
     report = outcome.get("eval")
     if report:
         print(reports.format_table(report))
