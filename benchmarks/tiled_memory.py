@@ -63,7 +63,9 @@ def _measure(case, megapixels, window_pixels):
 def main(argv):
     if len(argv) == 3 and argv[1] == "--child":
         case, megapixels, window_pixels = json.loads(argv[2])
-        print(json.dumps(_measure(case, megapixels, window_pixels)))
+        from tools import report
+
+        print(report.strict_dumps(_measure(case, megapixels, window_pixels), case))
         return
     for case in FLAGS.cases:
         payload = json.dumps([case, FLAGS.megapixels, FLAGS.window_pixels])

@@ -32,7 +32,7 @@ import tensorflow as tf
 from absl import logging
 
 from datasets.images import ImageDecodeError, load_rgb8
-from datasets.pipeline import (GIVE_UP_AFTER, DecodeFailures, DecodeWorker,
+from datasets.pipeline import (GIVE_UP_AFTER, DataError, DecodeFailures, DecodeWorker,
                                check_stream_position, index_stream, map_decoded,
                                stream_options)
 
@@ -109,6 +109,8 @@ def read_ava_txt(path):
     Raises:
       ValueError: a line has fewer than 12 columns or a count that is not a non-negative
         integer; the message names the file and the line number.
+      DataError: no row is left: the file is empty, or every row has zero votes (it names the
+        file).
     """
     path = os.fspath(path)
     ids, rows, first_line = [], [], {}
@@ -142,6 +144,10 @@ def read_ava_txt(path):
                 continue
             ids.append(image_id)
             rows.append(counts)
+    if not ids:
+        why = (f"every one of its {len(zero_total)} rows has zero votes (no label)" if zero_total
+               else "it is empty")
+        raise DataError(f"{path} lists no image: {why}; is it AVA.txt?")
     if zero_total:
         logging.warning("%s: dropped %d rows with zero votes (first: %s)", path,
                         len(zero_total), ", ".join(zero_total[:_FIRST_NAMES]))
@@ -168,7 +174,8 @@ def load_ava(ava_txt, image_dir, *, skip_missing=False, extensions=(".jpg",)):
       FileNotFoundError: `image_dir` does not exist, or images are missing and skip_missing is
         False (the message names AVA.txt, the directory, the count, the first ids and the flag
         `--skip_missing_images`).
-      ValueError: AVA.txt is malformed (see `read_ava_txt`) or no listed image exists.
+      ValueError: AVA.txt is malformed (see `read_ava_txt`).
+      DataError: AVA.txt lists no labelled image, or none of its images exists.
     """
     ava_txt, image_dir = os.fspath(ava_txt), os.fspath(image_dir)
     if isinstance(extensions, str):
@@ -215,7 +222,7 @@ def load_ava(ava_txt, image_dir, *, skip_missing=False, extensions=(".jpg",)):
         logging.warning("%s; skipping them (--skip_missing_images), %d images remain",
                         summary, len(keep))
     if not keep:
-        raise ValueError(f"none of the {len(ids)} images listed in {ava_txt} is in {image_dir}")
+        raise DataError(f"none of the {len(ids)} images listed in {ava_txt} is in {image_dir}")
     counts = counts[keep]
     distributions = (counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
     return AvaRecords(ids=[ids[i] for i in keep], paths=paths, distributions=distributions)

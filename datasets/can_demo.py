@@ -274,5 +274,5 @@ def build_can_demo(output_dir, *, num_train=DEFAULT_NUM_TRAIN, train_size=DEFAUL
                   "ratio_floor": RATIO_FLOOR},
         crops={"fraction": list(CROP_FRACTION), "exposure_stops": list(EXPOSURE_STOPS),
                "contrast": list(CONTRAST)})
-    demo.write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    demo.write_atomically(manifest_path, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return paths

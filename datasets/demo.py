@@ -317,7 +317,7 @@ def build_demo_ava(output_dir, *, num_images=1200, image_size=256, seed=0):
 
     manifest = dict(params, ava_txt=AVA_TXT, image_dir=IMAGE_DIR, labels=LABELS_CSV,
                     sources=[name for name, _ in SOURCES])
-    write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    write_atomically(manifest_path, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return ava_txt, image_dir
 
 

@@ -117,6 +117,8 @@ def _to_rgb8(image):
         return np.asarray(image, dtype=np.uint8)
     if mode in ("RGBA", "RGBX"):  # Alpha dropped (module docstring).
         return np.asarray(image, dtype=np.uint8)[..., :3]
+    if mode in ("P", "PA"):  # Palette colours; transparency dropped as alpha is.
+        return np.asarray(image.convert("RGBA"), dtype=np.uint8)[..., :3]
     if mode.startswith("I;16") or mode == "I":
         # 16-bit grayscale (PNG, TIFF); "I" (32-bit int) is read as the same 0..65535 range.
         gray = _scale_16bit(np.asarray(image))
@@ -125,8 +127,7 @@ def _to_rgb8(image):
     elif mode in ("L", "LA", "La", "1"):
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
     else:
-        # P, PA (palette colours; transparency ignored), CMYK (Adobe inverted CMYK is undone by
-        # Pillow's JPEG decoder), YCbCr, HSV, RGBa, LAB ...
+        # CMYK (Adobe inverted CMYK is undone by Pillow's JPEG decoder), YCbCr, HSV, RGBa, LAB ...
         try:
             rgb = image.convert("RGB")
         except (ValueError, OSError) as e:
@@ -151,11 +152,13 @@ def load_rgb8(path, *, min_size=None):
     """Reads an image file into an (H, W, 3) uint8 RGB array, upright.
 
     - The EXIF orientation is applied (a phone photo stored sideways comes out upright).
-    - Grayscale (1, L, LA, I, I;16*, F), palette (P, PA), RGBA (alpha dropped, not composited),
-      CMYK and YCbCr become 8-bit RGB. 16-bit data is scaled, not clipped: v -> round(v * 255 /
-      65535), so 65535 -> 255 and 32896 -> 128. (Pillow itself reads 16-bit *colour* PNGs as
-      8-bit RGB by keeping the high byte, which agrees with this to within 1.)
-    - Multi-frame files (GIF, TIFF) give their first frame.
+    - Grayscale (1-bit, L, LA, I, I;16*, F), palette (P, PA), RGBA, CMYK and YCbCr become 8-bit
+      RGB. Alpha and palette transparency are dropped, not composited (the stored colour is
+      kept). 16-bit data is scaled, not clipped: v -> round(v * 255 / 65535), so 65535 -> 255
+      and 32896 -> 128. (Pillow itself reads 16-bit *colour* PNGs as 8-bit RGB by keeping the
+      high byte, which agrees with this to within 1.) 1-bit pixels become 0 and 255.
+    - JPEG, PNG, BMP, GIF, TIFF and WebP are read (what Pillow reads); multi-frame files
+      (animated GIF or WebP, TIFF) give their first frame.
 
     Args:
       path: the file.
@@ -169,8 +172,8 @@ def load_rgb8(path, *, min_size=None):
 
     Raises:
       ImageDecodeError: the file is missing, not a regular file (a FIFO or device is never
-        opened: reading one can block forever), unreadable, not an image, truncated or corrupt.
-        Its message names the path and the reason.
+        opened: reading one can block forever), unreadable, empty, not an image, truncated or
+        corrupt. Its message names the path and the reason.
     """
     check_regular_file(path)
     try:

@@ -10,9 +10,12 @@
   process exits with a live iterator, or after a stream gave up with an error.
 - `check_stream_position`, `stream_options`: the argument check and tf.data options of every
   training stream.
+- `DataError`, `none_usable`: a data set that cannot be used as given (no usable line, no
+  decodable image), told in one line naming the files.
 """
 import abc
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -23,16 +26,36 @@ from absl import logging
 
 __all__ = [
     "GIVE_UP_AFTER",
+    "DataError",
     "DecodeFailures",
     "DecodeWorker",
     "check_stream_position",
     "index_stream",
     "map_decoded",
+    "none_usable",
     "stream_options",
 ]
 
 # A stream whose first min(n, this many) examples all fail to decode raises.
 GIVE_UP_AFTER = 1000
+_SHOWN = 3  # failures a DataError names
+
+
+class DataError(ValueError):
+    """A data set that cannot be used as given: a list file without one usable line, a split
+    none of whose images decodes. The message names the file or the folder and some files; the
+    training command lines print it in one line and exit 1."""
+
+
+def none_usable(total, what, failures, verb="decoded"):
+    """The DataError when none of the `total` `what` ("images of the eval split") could be
+    `verb`: it names their folders and the first of `failures`, (path, reason) pairs."""
+    failures = list(failures)
+    folders = sorted({os.path.dirname(os.path.abspath(path)) for path, _ in failures})
+    folders = folders[:_SHOWN] + (["..."] if len(folders) > _SHOWN else [])
+    shown = "; ".join(f"{os.path.basename(path)}: {reason}" for path, reason in failures[:_SHOWN])
+    return DataError(f"none of the {total} {what} could be {verb} (in {', '.join(folders)}; "
+                     f"e.g. {shown})")
 
 
 def map_decoded(ds, decode):

@@ -269,5 +269,5 @@ def build_wespe_demo(output_dir, *, patch_size=100, num_train_patches=3000, num_
                     cheap_camera={"blur_sigma": BLUR_SIGMA, "gains": list(GAINS),
                                   "contrast": CONTRAST, "contrast_pivot": CONTRAST_PIVOT,
                                   "noise_sigma": NOISE_SIGMA})
-    demo.write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    demo.write_atomically(manifest_path, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return root

@@ -299,7 +299,8 @@ class PieaEnhancer:
         (h, w, 3) photo, returned with a batch axis of 1). Returns a `PieaResult`.
 
         `names` (one per photo, e.g. file names) name the photos in the warnings logged;
-        default "photo <index>".
+        default "photo <index>". ValueError naming them if their sides (the proxy's with
+        proxy_size) are below `nima.min_input_side` of the guide (32, VGG16: 224).
         """
         images = tf.convert_to_tensor(images, tf.float32)
         if images.shape.rank == 3:
@@ -311,6 +312,7 @@ class PieaEnhancer:
         if len(names) != batch:
             raise ValueError(f"{len(names)} names for {batch} photos")
         scored_images = images if self.proxy_size is None else self._proxy(images)
+        _check_size(scored_images, self.nima_model, names, self.proxy_size)
         scored = filters.planar_logs(scored_images)
         steps = self._steps
         input_scores = steps.score(scored_images).numpy().astype(np.float64)
@@ -428,6 +430,17 @@ def _select(select, scores, input_score):
 
 def _numpy(natural):
     return {name: np.array(value) for name, value in natural.items()}
+
+
+def _check_size(scored_images, nima_model, names, proxy_size):
+    """ValueError naming the photos if what is scored is smaller than the guide can score."""
+    height, width = scored_images.shape[1:3]
+    side = nima.min_input_side(nima_model)
+    if min(height, width) < side:
+        scored = "" if proxy_size is None else f" as scored (proxy_size={proxy_size})"
+        raise ValueError(f"{', '.join(map(str, names))}: {width}x{height} pixels{scored} is "
+                         f"below {side}x{side}, the smallest photo its NIMA guide can score; "
+                         "PIEA cannot enhance it")
 
 
 def _check_finite(scores, when):

@@ -1,13 +1,14 @@
 """PIEA's interpretable outputs: the JSON recipe and a figure like the paper's Figure 4.
 
-- `recipe(result, index, ...)`: a JSON-ready dict for one photo of a `PieaResult`: the NIMA
-  score of the input as given ("score_before") and of the returned photo ("score_after"),
-  which candidate was returned and why, the adjustments made (only the filters that moved
-  away from identity, in a photographer's units: `enhancers.filters.adjustments`), any
-  warnings, the NIMA score at every iteration and every filter's parameters at every
-  iteration (the "interpretable adjusting strategy", PIEA section 4.3). Its "parameters"
-  entry is exactly the natural-unit dict that `enhancers.filters.apply` takes, so
-  `replay(image, recipe)` re-renders the returned photo (to within 1/255 when it is the input).
+- `recipe(result, index, ...)`: a JSON-ready dict for one photo of a `PieaResult` (written as
+  strict JSON by `tools.report.strict_dumps`): the NIMA score of the input as given
+  ("score_before") and of the returned photo ("score_after"), which candidate was returned and
+  why, the adjustments made (only the filters that moved away from identity, in a
+  photographer's units: `enhancers.filters.adjustments`), any warnings, the NIMA score at every
+  iteration and every filter's parameters at every iteration (the "interpretable adjusting
+  strategy", PIEA section 4.3). Its "parameters" entry is exactly the natural-unit dict that
+  `enhancers.filters.apply` takes, so `replay(image, recipe)` re-renders the returned photo (to
+  within 1/255 when it is the input).
 - `summary_lines(result, index)`: the same in a few lines of text, for logs and the figure.
 - `shown_iterations(iterations)`: the iterations Figure 4 shows.
 
@@ -16,8 +17,6 @@ shown iterations) is drawn by `tools.figures.piea_figure` with matplotlib: packa
 enhancers -> tools, so enhancers may not import tools' plotting helpers, and each plot type
 (here the score-per-iteration line plot) has one home, `tools.figures`.
 """
-import json
-
 import numpy as np
 
 from enhancers import filters
@@ -85,10 +84,6 @@ def recipe(result, index, *, source=None, nima=None, settings=None):
             for t in range(result.iterations + 1)
         ],
     }
-
-
-def recipe_json(recipe_dict):
-    return json.dumps(recipe_dict, indent=2) + "\n"
 
 
 def replay(image, recipe_dict):

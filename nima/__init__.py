@@ -1,5 +1,6 @@
 """NIMA: neural image assessment (Talebi & Milanfar), the aesthetic models every enhancer uses."""
-from nima.backbones import BACKBONES, KERAS_WEIGHT_FILES, build_backbone, count_trainable_params
+from nima.backbones import (BACKBONES, KERAS_WEIGHT_FILES, MIN_INPUT_SIDE, build_backbone,
+                            count_trainable_params)
 from nima.model import (
     NUM_BUCKETS,
     SCORING_MAX_PIXELS,
@@ -8,6 +9,7 @@ from nima.model import (
     head_and_backbone_variables,
     load_nima_weights,
     mean_score,
+    min_input_side,
     scoring_size,
     std_score,
 )

@@ -10,6 +10,10 @@ from nima import inception_v2, keras_h5
 from nima.preprocessing import CaffePreprocess, SymmetricScale
 
 BACKBONES = ("mobilenet", "vgg16", "inception_v2")
+# The smallest height and width each backbone scores: its total stride, one cell of its last
+# feature map (oneDNN's depthwise-convolution gradient fails below it for MobileNet); VGG16's fc6
+# is a 7x7 "valid" convolution over that map, so 7 x 32.
+MIN_INPUT_SIDE = {"mobilenet": 32, "vgg16": 224, "inception_v2": 32}
 
 # The Keras ImageNet files that `weights=` takes (download them on a machine with internet).
 KERAS_WEIGHT_FILES = {

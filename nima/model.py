@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from nima.backbones import build_backbone
+from nima.backbones import BACKBONES, MIN_INPUT_SIDE, build_backbone
 
 NUM_BUCKETS = 10  # AVA scores 1..10
 # Photos above this many pixels are scored after an area downscale to it (`downscale_for_scoring`).
@@ -48,6 +48,13 @@ def load_nima_weights(model, path):
     except Exception as error:  # Keras raises several types for incompatible files.
         raise ValueError(f"Could not load NIMA weights from {path} into {model.name}: {error}") from error
     return model
+
+
+def min_input_side(model):
+    """The smallest height and width `model`, a NIMA of `build_nima`, can score: its backbone's
+    MIN_INPUT_SIDE; 1 for a model without one of the known backbones."""
+    names = {layer.name for layer in model.layers}
+    return max([MIN_INPUT_SIDE[name] for name in BACKBONES if name in names], default=1)
 
 
 def head_and_backbone_variables(model):

@@ -122,3 +122,31 @@ def test_a_run_stopped_by_sigterm_exits_75_with_its_checkpoint_and_no_export(tmp
     assert "Traceback" not in stderr
     assert any(name.startswith("ckpt-") for name in os.listdir(checkpoints))
     assert not os.path.exists(tmp_path / "export")
+
+
+@pytest.mark.slow
+def test_an_unusable_data_set_is_one_line_naming_its_file(tmp_path):
+    """Issue 15: an AVA.txt without a labelled row said "none of the 0 images listed ... is in
+    images/", after a traceback. It is one error line naming the file, exit status 1."""
+    ava_txt = tmp_path / "AVA.txt"
+    ava_txt.write_text("1 953619 0 0 0 0 0 0 0 0 0 0 0 0 1\n")
+    (tmp_path / "images").mkdir()
+    run = _run("train.nima", "--dataset=ava", f"--ava_txt={ava_txt}",
+               f"--image_dir={tmp_path / 'images'}", f"--model_dir={tmp_path / 'run'}")
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("E")]
+    assert len(errors) == 1 and str(ava_txt) in errors[0] and "zero votes" in errors[0], errors
+
+
+def test_an_export_dir_naming_a_file_is_refused_before_training(tmp_path):
+    """Issue 15: --export_dir naming a regular file failed with a bare FileExistsError after the
+    whole run had trained. absl now refuses the flag in one line, exit status 1."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    run = _run("train.nima", "--flagfile=configs/nima_demo.flags",
+               f"--model_dir={tmp_path / 'run'}", f"--export_dir={afile}")
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert f"flag --export_dir={afile}: is a file, not a directory" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "run").exists()
+    assert afile.read_text() == "keep me"

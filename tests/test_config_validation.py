@@ -1,6 +1,8 @@
 """Every numeric setting is checked at start-up with one line naming the flag (issue 15, item 4):
 on the command line when absl parses, and when a config is built in Python."""
 import dataclasses
+import math
+import re
 
 import numpy as np
 import pytest
@@ -37,6 +39,16 @@ def test_every_default_passes_its_own_check(config_class):
     ("--base_learning_rate=-1e-3", "must be at least 0.0"),
     ("--dropout=1.5", "must be at most 0.9"),
     ("--momentum=inf", "must be a finite number"),
+    # Issue 15: numbers beyond their type went on to an OverflowError or a TF error.
+    ("--train_steps=99999999999999999999", "must be at most 2147483647"),
+    ("--batch_size=1e30", "invalid literal for int()"),
+    ("--head_learning_rate=1e400", "must be a finite number"),
+    ("--seed=-1", "must be at least 0"),
+    ("--seed=4294967296", "must be at most 2147483647"),
+    ("--crop_size=1099511627776", "must be at most 16384"),
+    ("--demo_image_size=20000", "must be at most 16384"),
+    ("--lr_decay_epochs=1e300", "must be at most 1000000.0"),
+    ("--num_cpu_devices=100000", "must be at most 256"),
 ])
 def test_command_line_rejects_absurd_numbers_naming_the_flag(flag, reason):
     with pytest.raises(flags.Error) as error:
@@ -76,3 +88,30 @@ def test_base_learning_rate_zero_freezes_the_backbone(shared, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(backbone_before, backbone_after))
     assert any(not np.array_equal(a, b) for a, b in zip(head_before, head_after))
 
+
+def test_negative_zero_is_zero_and_negative_zero_above_zero_is_refused():
+    config = parse_config(CanConfig, ["train.can", "--model_dir=/tmp/unused",
+                                      "--learning_rate=-0.0"])
+    assert config.learning_rate == 0.0 and math.copysign(1.0, config.learning_rate) == 1.0
+    assert math.copysign(1.0, CanConfig(model_dir="/tmp/unused", nima_weight=-0.0).nima_weight) > 0
+    with pytest.raises(flags.Error, match="--head_learning_rate=-0.0: must be above 0.0"):
+        parse_config(NimaConfig, ["train.nima", "--model_dir=/tmp/unused",
+                                  "--head_learning_rate=-0.0"])
+
+
+@pytest.mark.parametrize("name", ["model_dir", "export_dir", "demo_dir"])
+def test_a_directory_flag_naming_a_file_is_refused_at_start_up(tmp_path, name):
+    """Issue 15: --export_dir naming a regular file failed after training, with a bare
+    FileExistsError; now parsing (or building the config) refuses it, naming the flag."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for path, reason in ((afile, "is a file, not a directory"),
+                         (afile / "run", f"cannot be created: {afile} is not a directory")):
+        message = re.escape(f"--{name}={path}: {reason}")
+        argv = ["train.wespe", f"--model_dir={tmp_path / 'run'}", f"--{name}={path}"]
+        with pytest.raises(flags.Error, match=message):
+            parse_config(WespeConfig, argv)
+        settings = {"model_dir": str(tmp_path / "run"), name: str(path)}
+        with pytest.raises(ConfigError, match=f"^{message}$"):
+            WespeConfig(**settings)
+    assert afile.read_text() == "keep me" and not (tmp_path / "run").exists()

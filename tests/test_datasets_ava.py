@@ -11,7 +11,7 @@ from PIL import Image
 
 from datasets.ava import (AvaRecords, load_ava, make_dataset, read_ava_txt, read_split_file,
                           split_ava, write_split_file)
-from datasets.pipeline import DecodeFailures
+from datasets.pipeline import DataError, DecodeFailures
 from tests.fifos import guarded_fifo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,6 +110,20 @@ def test_repeated_id_keeps_the_first_line(tmp_path, caplog):
     assert ids == ["953619", "953958", "954113"]
     np.testing.assert_array_equal(counts[0], [0, 1, 5, 17, 38, 36, 15, 6, 5, 1])
     assert "953619 (lines 1, 6)" in caplog.text
+
+
+@pytest.mark.parametrize("text, why", [
+    ("", "it is empty"),
+    ("\n  \n", "it is empty"),
+    ("1 953619 0 0 0 0 0 0 0 0 0 0 0 0 1\n2 953958 0 0 0 0 0 0 0 0 0 0 0 0 1\n",
+     "every one of its 2 rows has zero votes"),
+])
+def test_an_ava_txt_without_a_labelled_row_is_an_error_naming_it(tmp_path, text, why):
+    # Issue 15: "none of the 0 images listed in AVA.txt is in images/" hid the real cause.
+    path = _write(tmp_path / "AVA.txt", text)
+    with pytest.raises(DataError, match=why) as info:
+        load_ava(path, tmp_path)
+    assert str(path) in str(info.value) and "none of the 0" not in str(info.value)
 
 
 def test_missing_images_error_lists_count_names_and_flag(tmp_path, caplog):

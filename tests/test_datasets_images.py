@@ -1,6 +1,7 @@
 """datasets.images: load_rgb8 on every pixel format a photo collection throws at it, to_uint8,
 and the photo file names (IMAGE_EXTENSIONS, natural order)."""
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -61,6 +62,47 @@ def test_palette_png(tmp_path):
     image.save(tmp_path / "p.png")
     out = load_rgb8(tmp_path / "p.png")
     np.testing.assert_array_equal(out, [[[0, 0, 0], [255, 0, 0]], [[0, 128, 255], [255, 0, 0]]])
+
+
+def test_palette_png_with_transparency_keeps_its_colours_without_a_warning(tmp_path):
+    palette = [0, 0, 0, 255, 0, 0, 0, 128, 255] + [0] * (253 * 3)
+    image = Image.fromarray(np.array([[0, 1], [2, 1]], np.uint8), "P")
+    image.putpalette(palette)
+    image.save(tmp_path / "t.png", transparency=bytes([0, 128, 255]))  # tRNS: alpha per entry
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow warns when such a P image goes straight to RGB
+        out = load_rgb8(tmp_path / "t.png")
+    np.testing.assert_array_equal(out, [[[0, 0, 0], [255, 0, 0]], [[0, 128, 255], [255, 0, 0]]])
+
+
+def test_one_bit_image_is_black_and_white(tmp_path):
+    bits = np.array([[0, 255, 255], [255, 0, 0]], np.uint8)
+    Image.fromarray(bits).convert("1").save(tmp_path / "b.png")
+    assert Image.open(tmp_path / "b.png").mode == "1"
+    out = load_rgb8(tmp_path / "b.png")
+    np.testing.assert_array_equal(out, np.repeat(bits[..., None], 3, axis=2))
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "anim.webp"])
+def test_an_animation_gives_its_first_frame(tmp_path, name):
+    first = np.zeros((8, 10, 3), np.uint8)
+    first[:, :5] = (255, 0, 0)
+    frames = [Image.fromarray(first), Image.fromarray(255 - first)]
+    options = {"lossless": True} if name.endswith("webp") else {}
+    frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100,
+                   loop=0, **options)
+    assert getattr(Image.open(tmp_path / name), "n_frames", 1) == 2
+    np.testing.assert_array_equal(load_rgb8(tmp_path / name), first)
+
+
+def test_tiff_and_webp(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (9, 7, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "p.tif")
+    Image.fromarray(rgb).save(tmp_path / "p.webp", lossless=True)
+    Image.fromarray(np.full((4, 5), 32896, np.uint16)).save(tmp_path / "g16.tif")
+    np.testing.assert_array_equal(load_rgb8(tmp_path / "p.tif"), rgb)
+    np.testing.assert_array_equal(load_rgb8(tmp_path / "p.webp"), rgb)
+    np.testing.assert_array_equal(load_rgb8(tmp_path / "g16.tif"), np.full((4, 5, 3), 128))
 
 
 def test_16bit_gray_png_is_scaled_not_clipped(tmp_path):

@@ -12,9 +12,11 @@ import re
 import shutil
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 from PIL import Image
 
 from datasets.images import load_rgb8, to_uint8
@@ -131,6 +133,41 @@ def test_enhance_files_reports_bad_inputs_and_continues(photos, tmp_path):
     assert "Enhanced 1 of 6 photos." in report.summary() and "broken.jpg" in report.summary()
 
 
+def test_every_kind_of_encoding_is_enhanced_or_skipped_by_name(tmp_path):
+    """Issue 15: each unusual encoding decodes to 8-bit RGB (load_rgb8) and is enhanced; a
+    zero-byte or truncated file is skipped by name and the rest go on."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    base = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored rotated
+    palette = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    base.save(folder / "exif.jpg", exif=exif)
+    palette.save(folder / "palette.png", transparency=bytes(range(0, 256, 32)))
+    base.convert("LA").save(folder / "gray_alpha.png")
+    base.convert("RGBA").save(folder / "rgba.png")
+    base.convert("CMYK").save(folder / "cmyk.jpg")
+    base.convert("1").save(folder / "bits.png")
+    base.save(folder / "anim.gif", save_all=True, append_images=[palette], loop=0)
+    base.save(folder / "tiff.tif")
+    base.save(folder / "webp.webp")
+    (folder / "deep.png").write_bytes(tf.io.encode_png(rgb.astype(np.uint16) * 257).numpy())
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes((folder / "exif.jpg").read_bytes()[:300])
+    report = enhance.enhance_files(_invert, [str(folder)], str(tmp_path / "out"))
+    assert dict(report.failed).keys() == {str(folder / "empty.jpg"), str(folder / "truncated.jpg")}
+    assert all("cannot read image" in reason for _, reason in report.failed)
+    assert len(report.written) == 10
+    for source, output in report.written:
+        written = np.asarray(Image.open(output))
+        assert written.dtype == np.uint8 and written.shape[2] == 3, source
+        np.testing.assert_array_equal(written, 255 - load_rgb8(source))
+    assert np.asarray(Image.open(tmp_path / "out" / "exif.png")).shape == (10, 12, 3)  # upright
+    np.testing.assert_array_equal(load_rgb8(folder / "deep.png"), rgb)  # 16 bits scaled
+
+
 def test_a_fifo_given_or_in_a_folder_is_skipped_by_name_and_never_opened(photos, tmp_path):
     # Issue 15: a FIFO named like a photo hung the run, and the photos after it were never done.
     folder, paths = photos
@@ -141,6 +178,54 @@ def test_a_fifo_given_or_in_a_folder_is_skipped_by_name_and_never_opened(photos,
     assert sorted(path for path, _ in report.written) == sorted(paths.values())
     assert dict(report.failed) == {str(given): "not a regular file",
                                    str(inside): "not a regular file"}
+
+
+def test_an_output_dir_that_is_a_file_is_refused_in_one_line(photos, tmp_path):
+    """Issue 15: a bare FileExistsError / NotADirectoryError traceback. Now the flag is refused
+    when parsing (absl's one line naming it), and enhance_files refuses before reading."""
+    folder, paths = photos
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for output, reason in ((afile, "is a file, not a directory"),
+                           (afile / "out", f"cannot be created: {afile} is not a directory")):
+        with pytest.raises(flags.IllegalFlagValueError,
+                           match=re.escape(f"--output_dir={output}: {reason}")):
+            enhance.main(["tools.enhance", "--saved_model=unused", f"--output_dir={output}",
+                          paths["a"]])
+        with pytest.raises(NotADirectoryError, match=re.escape(f"{output}: {reason}")):
+            enhance.enhance_files(_invert, [str(folder)], str(output))
+    assert afile.read_text() == "keep me"
+    with pytest.raises(flags.IllegalFlagValueError, match="--learning_rate=nan: must be a finite"):
+        enhance.main(["tools.enhance", "--method=piea", "--learning_rate=nan",
+                      f"--output_dir={tmp_path}", paths["a"]])
+
+
+@pytest.mark.slow
+def test_exported_can_and_wespe_enhance_one_pixel_wide_photos(tmp_path):
+    """Issue 15: 1x1, 1xN and Nx1 photos through real CAN and WESPE exports (tiled, symmetric
+    and zero padding) come back at their own size, as the Keras model computes them."""
+    from enhancers import can, wespe
+
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sizes = {"dot": (1, 1), "row": (1, 40), "column": (40, 1)}
+    for name, size in sizes.items():
+        _save(rng.integers(0, 256, (*size, 3), dtype=np.uint8), folder / f"{name}.png")
+    keras.utils.set_random_seed(0)
+    models = {"can": can.inference_model(can.build_can(depth=5, width=8)),
+              "wespe": wespe.build_generator(8, 1)}
+    for system, model in models.items():
+        export.export_enhancer(model, str(tmp_path / system), version=1)
+        enhance_fn = enhance.load_saved_model_enhancer(str(tmp_path / system))
+        report = enhance.enhance_files(enhance_fn, [str(folder)], str(tmp_path / f"{system}_out"))
+        assert report.ok and len(report.written) == 3, report.summary()
+        for name in sizes:
+            source = str(folder / f"{name}.png")
+            written = np.asarray(Image.open(tmp_path / f"{system}_out" / f"{name}.png"))
+            expected = to_uint8(expected_output(model, load_rgb8(source)[None] / np.float32(255)))
+            assert written.shape == load_rgb8(source).shape, (system, name)
+            assert np.abs(written.astype(int) - expected[0]).max() <= 1, (system, name)
 
 
 def test_resolve_saved_model_dir(tmp_path):

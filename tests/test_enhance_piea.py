@@ -154,6 +154,30 @@ def test_command_line_with_a_nima_weights_file(photos, tmp_path, capsys, caplog)
     Image.open(io.BytesIO((out / "rgb.figure.png").read_bytes())).verify()
 
 
+def test_photos_smaller_than_the_guide_scores_are_skipped_by_name(tmp_path):
+    """Issue 15: a 1x1 photo under a MobileNet guide died in oneDNN (AbortedError). A photo
+    with a side below nima.min_input_side (32) is skipped, named; the others are enhanced."""
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sizes = {"dot": (1, 1), "row": (1, 40), "column": (40, 1), "small": (20, 31),
+             "fine": (32, 48)}
+    for name, size in sizes.items():
+        Image.fromarray(_dark(rng, (*size, 3))).save(folder / f"{name}.png")
+    enhance_fn = enhance.piea_enhance_fn(nima.build_nima("mobilenet"), "MobileNet NIMA",
+                                         iterations=1)
+    report = enhance.enhance_files(enhance_fn, [str(folder)], str(tmp_path / "out"))
+    assert [os.path.basename(path) for path, _ in report.written] == ["fine.png"]
+    reasons = dict(report.failed)
+    assert len(reasons) == 4
+    for name, (height, width) in sizes.items():
+        if name != "fine":
+            reason = reasons[str(folder / f"{name}.png")]
+            assert (f"{width}x{height} pixels is below 32x32, the smallest photo its NIMA guide "
+                    "can score") in reason, reason
+    assert nima.min_input_side(brightness_nima()) == 1  # a guide without a known backbone
+
+
 def test_bad_initial_exposure_flag_is_a_usage_error(tmp_path, photos):
     with pytest.raises(flags.IllegalFlagValueError, match="initial_exposure"):
         enhance.main(["tools.enhance", "--method=piea", "--initial_exposure=bright",

@@ -17,6 +17,7 @@ from PIL import Image
 
 import nima
 from datasets.images import load_rgb8, to_uint8
+from datasets.pipeline import DataError
 from tools import evaluate, evaluate_can, export, report
 
 SHAPES = [(24, 32), (30, 26), (24, 32)]
@@ -268,8 +269,10 @@ def test_a_corrupt_file_and_a_mismatched_pair_are_reported_and_skipped(photos, n
         assert len(row["per_image"]["nima"]) == 2
     assert "(2 skipped)" in report.format_table(results)
 
-    with pytest.raises(ValueError, match="none of the 1 pairs"):
+    # Nothing evaluated: one error naming the folder and the file (issue 15).
+    with pytest.raises(DataError, match="none of the 1 pairs could be evaluated") as error:
         evaluate_can.compare([(str(broken), photos[1][1])], ENHANCERS)
+    assert str(tmp_path / "in") in str(error.value) and "broken.png" in str(error.value)
 
 
 def test_a_failing_enhancer_skips_the_photo(photos):

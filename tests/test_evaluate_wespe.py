@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from datasets.images import load_rgb8
+from datasets.pipeline import DataError
 from tools import evaluate, evaluate_wespe, report
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -105,3 +106,16 @@ def test_mismatched_pair_is_an_error(data, tmp_path):
     with pytest.raises(ValueError, match="sizes differ"):
         evaluate_wespe.evaluate_wespe(_generator(), [(pairs[0][0], photos[0])], [],
                                       output_dir=str(tmp_path))
+
+
+def test_a_set_of_which_nothing_decodes_is_one_error_naming_the_folder(data, tmp_path):
+    # Issue 15: a report of nulls (or a deep error) instead of saying no image could be read.
+    pairs, photos = data
+    broken = pairs[3]
+    with pytest.raises(DataError, match="none of the 1 aligned test pairs could be decoded") as e:
+        evaluate_wespe.evaluate_wespe(_generator(), [broken], photos, output_dir=str(tmp_path))
+    assert "broken.png" in str(e.value) and str(tmp_path / "src") in str(e.value)
+    with pytest.raises(DataError, match="none of the 2 evaluation photos could be decoded") as e:
+        evaluate_wespe.evaluate_wespe(_generator(), pairs, [broken[0], broken[0] + ".gone"],
+                                      output_dir=str(tmp_path))
+    assert "broken.png" in str(e.value) and "broken.png.gone" in str(e.value)

@@ -159,13 +159,18 @@ def test_existing_version_raises(model, case):
     assert sorted(os.listdir(case["export_dir"])) == ["1"]
 
 
-def test_bad_metadata_writes_nothing(model, tmp_path):
+def test_bad_metadata_writes_nothing_and_nan_is_written_as_null(model, tmp_path):
     export_dir = str(tmp_path / "bad")
     with pytest.raises(TypeError):
-        export.export_enhancer(model, export_dir, metadata={"array": np.zeros(2)})
-    with pytest.raises(ValueError):
-        export.export_enhancer(model, export_dir, metadata={"psnr": float("nan")})
+        export.export_enhancer(model, export_dir, metadata={"model": object()})
     assert not os.path.exists(export_dir) or os.listdir(export_dir) == []
+    # Issue 15, item 8: strict JSON, NaN as null and noted (it used to fail after training).
+    path = export.export_enhancer(model, str(tmp_path / "nan"),
+                                  metadata={"psnr": float("nan"), "sizes": np.arange(2)})
+    with open(os.path.join(path, export.METADATA_FILE), encoding="utf-8") as f:
+        metadata = json.load(f, parse_constant=pytest.fail)
+    assert metadata["psnr"] is None and metadata["sizes"] == [0, 1]
+    assert metadata["non_finite"] == [{"at": "psnr", "value": "nan"}]
 
 
 def test_saved_model_cli_show(case):

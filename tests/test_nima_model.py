@@ -20,8 +20,11 @@ def test_trainable_parameter_count_matches_table_2(backbone):
 
 @pytest.mark.parametrize("backbone", ["mobilenet", "vgg16"])
 def test_any_image_size_gives_a_distribution(backbone):
+    """Any size from the backbone's smallest (nima.min_input_side) up."""
     model = nima.build_nima(backbone)
-    for height, width in [(224, 224), (333, 500)]:
+    side = nima.min_input_side(model)
+    assert side == nima.MIN_INPUT_SIDE[backbone] == {"mobilenet": 32, "vgg16": 224}[backbone]
+    for height, width in [(224, 224), (333, 500), (side, 2 * side)]:
         images = np.random.default_rng(0).random((1, height, width, 3), np.float32)
         distribution = np.asarray(model(images))
         assert distribution.shape == (1, 10)

@@ -53,6 +53,31 @@ def test_write_report_converts_late_non_finite_values(tmp_path):
     json.loads((tmp_path / "r.json").read_text(), parse_constant=pytest.fail)
 
 
+def test_a_nan_metric_reaches_eval_json_and_the_printed_outcome_as_strict_json(
+        tmp_path, capsys, monkeypatch):
+    """Issue 15, item 8: the outcome a run prints was json.dumps(allow_nan=False) of whatever it
+    held, so a NaN there raised. Both the run's eval.json and its printed outcome are strict
+    JSON, the NaN written as null and noted."""
+    from train import runner
+    from train.nima_task import NimaConfig, NimaTask
+
+    metrics = {"accuracy": float("nan"), "lcc": 0.5, "srcc": 0.25, "emd": 0.1, "num_images": 4}
+    monkeypatch.setattr(NimaTask, "evaluate",
+                        lambda self, models: report.nima_report(metrics, "NIMA(toy)"))
+    config = NimaConfig(model_dir=str(tmp_path))
+    evaluated = runner.evaluate(NimaTask(config), models=None)
+    written = json.loads((tmp_path / "eval.json").read_text(), parse_constant=pytest.fail)
+    assert written == evaluated and written["rows"][0]["metrics"]["accuracy"] is None
+    assert written["non_finite"] == [{"at": "rows/0/metrics/accuracy", "value": "nan"}]
+
+    runner.print_outcome(NimaTask, config, {"eval": evaluated, "loss": np.float32("nan")})
+    out = capsys.readouterr().out
+    printed, end = json.JSONDecoder(parse_constant=pytest.fail).raw_decode(out)
+    assert printed["eval"] == written and printed["loss"] is None
+    assert printed["non_finite"] == [{"at": "loss", "value": "nan"}]
+    assert "n/a" in out[end:] and "Test SRCC 0.250 on 4 test images" in out[end:]
+
+
 def test_read_report_rejects_nan_and_non_reports(tmp_path):
     (tmp_path / "nan.json").write_text('{"system": "x", "num_images": 1, "metrics": {}, '
                                        '"rows": [], "v": NaN}')

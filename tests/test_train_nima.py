@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from datasets.pipeline import DataError
 from nima.demo import DEMO_SETTINGS
 from tests.task_testing import parse, run_preset
 from train import runner
@@ -58,6 +59,30 @@ def test_missing_ava_images_stop_the_run_with_the_flag_to_skip_them(tmp_path):
     assert "99" in str(error.value)
     outcome = runner.run(NimaTask, dataclasses.replace(config, skip_missing_images=True))
     assert outcome["step"] == 1
+
+
+def test_an_eval_split_of_undecodable_images_is_one_error_naming_them(tmp_path):
+    # Issue 15: "need at least one array to concatenate" when no test image decoded.
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    ids = [str(i) for i in range(10, 16)]
+    for image_id in ids[:3]:
+        Image.new("RGB", (40, 40), (90, 90, 40)).save(images / f"{image_id}.jpg")
+    for image_id in ids[3:]:
+        (images / f"{image_id}.jpg").write_bytes(b"not a jpeg")
+    lines = [f"{i} {image_id} 1 2 3 4 5 5 4 3 2 1 0 0 1" for i, image_id in enumerate(ids)]
+    (tmp_path / "AVA.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "test_ids.txt").write_text("\n".join(ids[3:]) + "\n")
+    config = NimaConfig(ava_txt=str(tmp_path / "AVA.txt"), image_dir=str(images), dataset="ava",
+                        split_file=str(tmp_path / "test_ids.txt"), crop_size=32,
+                        model_dir=str(tmp_path / "run"), eval_batch_size=2)
+    task = NimaTask(config)
+    with pytest.raises(DataError, match="none of the 3 images of the eval split could be "
+                                        "decoded") as error:
+        task.evaluate(task.build_models(training=False))
+    assert str(images) in str(error.value) and "13.jpg" in str(error.value)
 
 
 def test_demo_flagfile_matches_demo_model_preset():

@@ -20,6 +20,7 @@ def define_flags(flag_values):
     flags.DEFINE_integer("seed", 0, "Seed; the same seed gives the same set.",
                          flag_values=flag_values)
     flags.mark_flag_as_required("output_dir", flag_values=flag_values)
+    cli.require_directory("output_dir", flag_values)
 
 
 def run(FLAGS, args):

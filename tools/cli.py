@@ -10,7 +10,12 @@ then
 
     if __name__ == "__main__":
         cli.run_main(define_flags, run)
+
+A flag naming a folder the tool writes into is checked when parsing (`require_directory`), and
+so is a float flag that must be finite (`require_finite`).
 """
+import math
+import os
 import sys
 
 from absl import app, flags
@@ -33,6 +38,39 @@ def parse(flag_values, argv, absl_flags=False):
     if absl_flags or unknown:
         flags.FLAGS([argv[0], *unknown])  # raises UnrecognizedFlagError for the rest
     return [arg for arg in rest[1:] if arg not in unknown]
+
+
+def directory_error(path):
+    """Why `path` cannot be a folder to write into, or None: it exists and is not a directory,
+    or the nearest existing path above it is not one (so it cannot be created)."""
+    if not path or os.path.isdir(path):
+        return None
+    if os.path.lexists(path):
+        return "is a file, not a directory" if os.path.isfile(path) else "is not a directory"
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot be created: {parent} is not a directory"
+    return None
+
+
+def require_directory(name, flag_values):
+    """Registers a check of flag `name`, when set: a folder to write into (`directory_error`);
+    absl then reports a bad value in one line naming the flag."""
+    def check(path):
+        error = directory_error(path)
+        if error:
+            raise flags.ValidationError(error)
+        return True
+
+    flags.register_validator(name, check, flag_values=flag_values)
+
+
+def require_finite(name, flag_values):
+    """Registers a check of float flag `name`: not NaN nor infinite (absl reads "1e400" as inf)."""
+    flags.register_validator(name, lambda value: value is None or math.isfinite(value),
+                             message="must be a finite number", flag_values=flag_values)
 
 
 def new_flags(define_flags):

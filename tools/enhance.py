@@ -21,11 +21,12 @@ Inputs:
   processed. A summary is printed at the end, and the exit status is 1 if any photo failed.
 
 Outputs:
-- `--output_dir` is created if needed. An existing output file is never replaced unless
-  `--overwrite` is given, and an input file is never replaced, even with `--overwrite` (for
-  example `photo.png` enhanced into its own directory as PNG). Two inputs that would give the
-  same output name (`a.jpg` and `a.png`) are reported: the first one wins. Files are written to a
-  temporary name and moved into place, so an interrupted run leaves no half-written photo.
+- `--output_dir` is created if needed; a file there (or above it) is refused in one line before
+  anything is read. An existing output file is never replaced unless `--overwrite` is given,
+  and an input file is never replaced, even with `--overwrite` (for example `photo.png`
+  enhanced into its own directory as PNG). Two inputs that would give the same output name
+  (`a.jpg` and `a.png`) are reported: the first one wins. Files are written to a temporary name
+  and moved into place, so an interrupted run leaves no half-written photo.
 
 Methods (`--method`):
 - `saved_model` (default): a SavedModel exported by `tools.export.export_enhancer` (any
@@ -63,7 +64,8 @@ Methods (`--method`):
   which candidate was returned and why, the adjustments made in a photographer's units,
   warnings, the parameters, score and parameters per iteration;
   `enhancers.piea_report.replay` re-renders the photo from it) and `<stem>.figure.png` (the
-  paper's Figure 4 for this photo).
+  paper's Figure 4 for this photo). A photo smaller than its guide can score
+  (`nima.min_input_side`: 32 pixels a side, 224 for VGG16) is skipped by name.
 
 To add a method, write a function that returns `enhance_fn(image) -> image` (float32 (h, w, 3)
 RGB in [0, 1] in and out) and register it in `_METHODS`; `enhance_files` does all the I/O. A
@@ -80,7 +82,6 @@ Library use (no flags involved):
 """
 import dataclasses
 import io
-import json
 import os
 import time
 import uuid
@@ -94,7 +95,8 @@ import nima
 from datasets.images import IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8, to_uint8
 from enhancers import piea, piea_report
 from enhancers.enhancegan import parameter_record
-from tools import cli, figures, report
+from tools import cli, figures
+from tools import report as reports
 
 __all__ = [
     "MAX_PIXELS",
@@ -229,7 +231,7 @@ def enhancegan_enhance_fn(loaded):
                   "saved_model": loaded.path,
                   "photo": {"height": int(np.shape(image)[0]), "width": int(np.shape(image)[1])},
                   **parameter_record(outputs)}
-        text = json.dumps(report.strict_json(record), indent=2, allow_nan=False) + "\n"
+        text = reports.strict_dumps(record, f"EnhanceGAN parameters of {source}", indent=2) + "\n"
         return Enhanced(outputs["image"], {".json": text.encode("utf-8")})
 
     enhance_fn.side_suffixes = (".json",)
@@ -269,7 +271,8 @@ def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rat
         buffer = io.BytesIO()
         Image.fromarray(figures.piea_figure(image, result, 0)).save(buffer, format="PNG")
         return Enhanced(result.images[0], {
-            ".recipe.json": piea_report.recipe_json(recipe).encode("utf-8"),
+            ".recipe.json": (reports.strict_dumps(recipe, f"PIEA recipe of {source}", indent=2)
+                             + "\n").encode("utf-8"),
             ".figure.png": buffer.getvalue(),
         })
 
@@ -427,6 +430,9 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
     Returns:
       EnhanceReport. A photo that fails (unreadable, output exists, enhance_fn raises ...) is
       logged by name and listed in `failed`; the others are processed.
+
+    Raises:
+      NotADirectoryError: `output_dir` is a file or lies under one (before any photo is read).
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {sorted(OUTPUT_FORMATS)}, "
@@ -434,6 +440,9 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
     if not 1 <= int(jpeg_quality) <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
     output_dir = os.fspath(output_dir)
+    problem = cli.directory_error(output_dir)
+    if problem:
+        raise NotADirectoryError(f"--output_dir={output_dir}: {problem}")
     files, failures = expand_inputs(paths)
     report = EnhanceReport(failed=list(failures))
     for path, reason in failures:
@@ -587,6 +596,7 @@ def define_flags(flag_values):
                          lower_bound=0, flag_values=flag_values)
     flags.DEFINE_float("learning_rate", 1e-3, "--method=piea: lambda of the gradient step.",
                        flag_values=flag_values)
+    cli.require_finite("learning_rate", flag_values)
     flags.DEFINE_integer("proxy_size", None, "--method=piea: score a copy with this longer "
                          "side and apply the parameters found at full size (default: off, "
                          "score at full size as the paper).", lower_bound=32,
@@ -594,6 +604,7 @@ def define_flags(flag_values):
     define_piea_choice_flags(flag_values, prefix="--method=piea: ")
     flags.DEFINE_string("output_dir", None, "Where the enhanced photos go (created).",
                         flag_values=flag_values)
+    cli.require_directory("output_dir", flag_values)
     flags.DEFINE_enum("format", "png", list(OUTPUT_FORMATS), "Output file format.",
                       flag_values=flag_values)
     flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of --format=jpg.", lower_bound=1,

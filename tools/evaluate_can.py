@@ -56,6 +56,7 @@ from absl import app, flags, logging
 import nima
 from datasets import paired
 from datasets.images import ImageDecodeError
+from datasets.pipeline import none_usable
 from tools import cli, enhance, figures, report
 from tools import evaluate as metrics
 
@@ -195,7 +196,9 @@ def compare(pairs, enhancers, *, nima_model=None, output_dir=None, save_images=0
 
     Raises:
       FileExistsError: results.json exists in `output_dir` and `overwrite` is false.
-      ValueError: bad arguments, or none of the pairs could be evaluated (first reasons given).
+      ValueError: bad arguments.
+      DataError: none of the pairs could be evaluated (`datasets.pipeline.none_usable`: the
+        folder and the first reasons given).
     """
     enhancers = dict(enhancers)
     for name in enhancers:
@@ -279,8 +282,8 @@ def compare(pairs, enhancers, *, nima_model=None, output_dir=None, save_images=0
                      source.shape[0], ", ".join(parts), time.perf_counter() - start)
 
     if not names:
-        shown = "; ".join(f"{os.path.basename(s['file'])}: {s['reason']}" for s in skipped[:3])
-        raise ValueError(f"none of the {len(pairs)} pairs could be evaluated ({shown})")
+        raise none_usable(len(pairs), "pairs", [(s["file"], s["reason"]) for s in skipped],
+                          verb="evaluated")
     rows = [_row(row, None if row == REFERENCE else scores[row]["psnr"],
                  None if row == REFERENCE else scores[row]["ssim"],
                  None if nima_model is None else scores[row]["nima"]) for row in row_names]
@@ -421,6 +424,7 @@ def define_flags(flag_values):
                          flag_values=flag_values)
     flags.DEFINE_string("output_dir", None, f"Optional: {RESULTS_FILE}, {BOX_PLOT_FILE} and "
                         f"{SIDE_BY_SIDE_DIR}/ go here (created).", flag_values=flag_values)
+    cli.require_directory("output_dir", flag_values)
     flags.DEFINE_boolean("overwrite", False, f"Replace an existing {RESULTS_FILE}.",
                          flag_values=flag_values)
     flags.mark_flags_as_mutual_exclusive(["fivek_dir", "input_dir"], required=True,

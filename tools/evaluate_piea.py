@@ -333,6 +333,7 @@ def define_flags(flag_values):
                          flag_values=flag_values)
     flags.DEFINE_float("learning_rate", 1e-3, "lambda, PIEA's gradient step size.",
                        flag_values=flag_values)
+    cli.require_finite("learning_rate", flag_values)
     flags.DEFINE_integer("proxy_size", None, "Score a copy with this longer side (default: off, "
                          "full size as the paper).", lower_bound=32, flag_values=flag_values)
     enhance.define_piea_choice_flags(flag_values)
@@ -340,6 +341,7 @@ def define_flags(flag_values):
                          flag_values=flag_values)
     flags.DEFINE_string("output_dir", None, "Optional: write <stem>.png per enhanced photo and "
                         f"{RESULTS_FILE} here (created; files replaced).", flag_values=flag_values)
+    cli.require_directory("output_dir", flag_values)
     flags.DEFINE_integer("seed", 0, "Seed of the histogram patches' random crops.",
                          flag_values=flag_values)
 

@@ -21,7 +21,8 @@ Files under `output_dir`: the first `save_images` enhanced photos as `enhanced/<
 one side-by-side PNG (`tools.figures.side_by_side`), `<stem>_side_by_side.png`: input | G(x) of
 the first photo, or, without photos, input | G(x) | reference of the first pair
 (`pair_<stem>_side_by_side.png`). The report lists them under "figures". Unreadable files are
-skipped and listed with the reason; a pair whose two images differ in size is an error.
+skipped and listed with the reason; a pair whose two images differ in size is an error, and so
+is a set of which no image can be read (`datasets.pipeline.DataError`).
 """
 import os
 
@@ -30,6 +31,7 @@ import tensorflow as tf
 from PIL import Image
 
 from datasets.images import ImageDecodeError, load_rgb8, to_uint8
+from datasets.pipeline import none_usable
 from tools import evaluate as metrics
 from tools import figures, report
 
@@ -70,6 +72,8 @@ def evaluate_wespe(generator, test_pairs, eval_images, *, nima_model=None, outpu
 
     Raises:
       ValueError: a test pair's images differ in size.
+      DataError: `test_pairs` or `eval_images` is not empty but none of its images can be
+        read (`datasets.pipeline.none_usable`: it names the folders and some files).
     """
     enhance = tf.function(lambda images: tf.clip_by_value(generator(images, training=False), 0, 1),
                           input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
@@ -81,6 +85,10 @@ def evaluate_wespe(generator, test_pairs, eval_images, *, nima_model=None, outpu
 
     def skip(error):
         skipped.append({"file": os.fspath(error.path), "reason": error.reason})
+
+    def check_any(what, count, total, failures):
+        if not count:
+            raise none_usable(total, what, [(s["file"], s["reason"]) for s in failures])
 
     if test_pairs:
         figures_per_pair = {INPUT: {"psnr": [], "ssim": []}, ENHANCED: {"psnr": [], "ssim": []}}
@@ -102,15 +110,16 @@ def evaluate_wespe(generator, test_pairs, eval_images, *, nima_model=None, outpu
                 side_by_side = ("pair_" + stem, {INPUT: source, ENHANCED: enhanced,
                                                  "reference": reference})
         count = len(figures_per_pair[INPUT]["psnr"])
+        check_any("aligned test pairs", count, len(test_pairs), skipped)
         for metric in FULL_REFERENCE:
             guides[metric] = report.METRIC_GUIDES[metric] + _ON_PAIRS
             counts[metric] = count
             for name in values:
-                values[name][metric] = (float(np.mean(figures_per_pair[name][metric]))
-                                        if count else None)
+                values[name][metric] = float(np.mean(figures_per_pair[name][metric]))
 
     if eval_images:
         photos = {INPUT: [], ENHANCED: []}
+        pair_failures = len(skipped)
         for index, path in enumerate(eval_images):
             try:
                 source = _load(path)
@@ -127,13 +136,13 @@ def evaluate_wespe(generator, test_pairs, eval_images, *, nima_model=None, outpu
             if index == 0:
                 side_by_side = (stem, {INPUT: source, ENHANCED: enhanced})
         count = len(photos[INPUT])
+        check_any("evaluation photos", count, len(eval_images), skipped[pair_failures:])
         names = NO_REFERENCE if nima_model is not None else NO_REFERENCE[:2]
         for metric in names:
             guides[metric] = report.METRIC_GUIDES[metric] + _ON_PHOTOS
             counts[metric] = count
         for name, images in photos.items():
-            if images:
-                values[name].update(metrics.no_reference_figures(images, nima_model=nima_model))
+            values[name].update(metrics.no_reference_figures(images, nima_model=nima_model))
 
     files = {"enhanced": saved}
     if side_by_side is not None:

@@ -17,7 +17,6 @@ variable is tracked by hand; ExportArchive tracks them.
     python -m tools.export --backbone=mobilenet --weights=nima.weights.h5 --export_dir=exports/nima
 """
 import contextlib
-import json
 import os
 import shutil
 
@@ -29,7 +28,7 @@ import nima
 from datasets.images import decode_image_tensor
 from enhancers import tiling
 from enhancers.enhancegan import PhotoEnhancer
-from tools import cli, leftovers
+from tools import cli, leftovers, report
 
 __all__ = [
     "METADATA_FILE",
@@ -118,8 +117,9 @@ def export_saved_model(model, export_dir, signatures, version=None, metadata=Non
     `metadata`, a JSON-serialisable dict, is written to `<version>/assets.extra/metadata.json`
     (`METADATA_FILE`; UTF-8, keys sorted) before that rename, so a version never appears without
     it. TF Serving ignores assets.extra apart from warm-up records, and `tf.saved_model.load` does
-    not read it either: read it back with `json.load`. A value that JSON cannot encode raises
-    TypeError (ValueError for NaN) before anything is written.
+    not read it either: read it back with `json.load`. It is strict JSON: a non-finite float is
+    written as null and listed under "non_finite" (`tools.report.strict_dumps`); a value that
+    JSON cannot encode raises TypeError before anything is written.
     """
     if not signatures:
         raise ValueError("signatures must name at least one endpoint")
@@ -127,7 +127,8 @@ def export_saved_model(model, export_dir, signatures, version=None, metadata=Non
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
-        metadata_json = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False)
+        metadata_json = report.strict_dumps(metadata, "Export metadata", indent=2,
+                                            sort_keys=True)
     export_dir = os.fspath(export_dir)
     version = resolve_version(export_dir, version)
     final_path = os.path.join(export_dir, str(version))
@@ -471,6 +472,7 @@ def define_flags(flag_values):
     flags.DEFINE_integer("version", None, "Version to write; default: next after the largest.",
                          flag_values=flag_values)
     flags.mark_flags_as_required(["weights", "export_dir"], flag_values=flag_values)
+    cli.require_directory("export_dir", flag_values)
 
 
 def run(FLAGS, args):

@@ -42,6 +42,7 @@ def darkened_photos(directory):
 def define_flags(flag_values):
     flags.DEFINE_string("output_dir", "runs/piea_demo", "Where the photos go.",
                         flag_values=flag_values)
+    cli.require_directory("output_dir", flag_values)
     flags.DEFINE_string("nima_weights", None, "Whole-NIMA weights file; default: the demo NIMA.",
                         flag_values=flag_values)
     flags.DEFINE_enum("backbone", piea.PAPER_BACKBONE, list(nima.BACKBONES),
@@ -49,6 +50,7 @@ def define_flags(flag_values):
     flags.DEFINE_integer("iterations", piea.ITERATIONS, "M.", lower_bound=0,
                          flag_values=flag_values)
     flags.DEFINE_float("learning_rate", piea.LEARNING_RATE, "lambda.", flag_values=flag_values)
+    cli.require_finite("learning_rate", flag_values)
     enhance.define_piea_choice_flags(flag_values)
 
 

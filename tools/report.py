@@ -35,7 +35,9 @@ Rules:
   figure is undefined, ...).
 
 Functions: `make_report`, `write_report`, `read_report`, `format_table`, `nima_report`, and
-`METRIC_GUIDES`, the reading guide of every metric the package reports.
+`METRIC_GUIDES`, the reading guide of every metric the package reports; `strict_dumps`, the same
+strict JSON (non-finite values as null, noted in "non_finite") for any other record: a run's
+printed outcome, export metadata, PIEA recipes.
 """
 import json
 import math
@@ -52,7 +54,9 @@ __all__ = [
     "make_report",
     "nima_report",
     "read_report",
+    "strict_dumps",
     "strict_json",
+    "strict_record",
     "write_report",
 ]
 
@@ -108,16 +112,29 @@ def strict_json(value, at="", found=None):
     return value
 
 
-def _strict_report(report):
+def strict_record(record, what):
+    """The dict `record` as strict JSON data (`strict_json`), each non-finite value it held
+    listed in its "non_finite" [{"at", "value"}] (after those listed before) and logged as a
+    warning naming `what` ("Report of nima")."""
     found = []
-    clean = strict_json({k: v for k, v in report.items() if k != "non_finite"}, found=found)
-    non_finite = list(report.get("non_finite", [])) + found
+    clean = strict_json({k: v for k, v in record.items() if k != "non_finite"}, found=found)
+    non_finite = list(record.get("non_finite", [])) + found
     if found:
-        logging.warning("Report of %s: non-finite figures written as null: %s",
-                        report.get("system"), ", ".join(f"{f['at']}={f['value']}" for f in found))
+        logging.warning("%s: non-finite values written as null: %s", what,
+                        ", ".join(f"{f['at']}={f['value']}" for f in found))
     if non_finite:
         clean["non_finite"] = non_finite
     return clean
+
+
+def strict_dumps(record, what, **options):
+    """The dict `record` as strict JSON text (`strict_record`; `json.dumps` options such as
+    indent): every JSON the package writes or prints goes through this or `write_report`."""
+    return json.dumps(strict_record(record, what), allow_nan=False, **options)
+
+
+def _strict_report(report):
+    return strict_record(report, f"Report of {report.get('system')}")
 
 
 def make_report(system, rows, metrics, *, num_images, skipped=(), num_images_per_metric=None,

@@ -29,7 +29,7 @@ from enhancers import can
 from losses import FIDELITY_LOSSES, HUBER_DELTA, fidelity_loss, nima_loss
 from tools import evaluate_can
 from tools.enhance import load_saved_model_enhancer
-from train.config import RunConfig, setting
+from train.config import MAX_IMAGE_SIDE, RunConfig, setting
 from train.task import Export, Task, gradient_norm
 
 FINAL_WEIGHTS = "can.weights.h5"
@@ -56,12 +56,14 @@ class CanConfig(RunConfig):
                                      "default: the paper's 2,500/2,500 split.")
     test_list: str | None = setting(None, "Test photos, as --train_list.")
     demo_dir: str | None = setting(None, "Where the demo set is built (default "
-                                   "<model_dir>/demo_data).")
+                                   "<model_dir>/demo_data).", directory=True)
     demo_num_train: int = setting(can_demo.DEFAULT_NUM_TRAIN, "Training pairs of the demo set.",
                                   minimum=1)
     train_height: int = setting(480, "Height of the rescaled training pairs (paper: 480; "
-                                "portrait photos swap height and width).", minimum=8)
-    train_width: int = setting(640, "Width of the rescaled training pairs (paper: 640).", minimum=8)
+                                "portrait photos swap height and width).", minimum=8,
+                                maximum=MAX_IMAGE_SIDE)
+    train_width: int = setting(640, "Width of the rescaled training pairs (paper: 640).", minimum=8,
+                               maximum=MAX_IMAGE_SIDE)
     # The CAN (section 3): 10 layers, 32 maps, dilations 2^k, symmetric padding.
     can_depth: int = setting(can.DEPTH, "CAN layers (paper: 10).", minimum=2)
     can_width: int = setting(can.WIDTH, "CAN feature maps (paper: 32; Chen et al.: 24).", minimum=3)

@@ -51,7 +51,7 @@ def define_flags(config_class, flag_values):
             flags.DEFINE_list(default=None if default is None else list(default), **common)
         else:
             flags.DEFINE_string(default=default, **common)
-        if kind in (int, float):
+        if kind in (int, float) or field.metadata.get("directory"):
             _validate(field, flag_values)
     for name in REQUIRED_FIELDS:
         flags.mark_flag_as_required(name, flag_values=flag_values)

@@ -19,7 +19,7 @@ from nima.demo import DEMO_SETTINGS
 from nima.emd import emd_loss
 from nima.metrics import nima_metrics
 from tools import report as reports
-from train.config import RunConfig, setting
+from train.config import MAX_IMAGE_SIDE, RunConfig, setting
 from train.task import Export, Task
 
 FINAL_WEIGHTS = "nima.weights.h5"
@@ -41,13 +41,14 @@ class NimaConfig(RunConfig):
                                    above=0.0, maximum=0.9)
     skip_missing_images: bool = setting(False, "Drop AVA.txt ids that have no image file.")
     demo_dir: str | None = setting(None, "Where the demo set is built (default "
-                                   "<model_dir>/demo_data).")
+                                   "<model_dir>/demo_data).", directory=True)
     demo_num_images: int = setting(1200, "Images in the demo set.", minimum=10)
-    demo_image_size: int = setting(256, "Side of the demo images.", minimum=32)
+    demo_image_size: int = setting(256, "Side of the demo images.", minimum=32,
+                                   maximum=MAX_IMAGE_SIDE)
     augmentation: str = setting("crop", "Resize 256 + random crop 224 + flip (public ports) or "
                                 "rescale to 480x640 + flip (paper).", choices=("crop", "paper"))
     crop_size: int = setting(224, "Crop side of --augmentation=crop (resize: x 256/224).",
-                             minimum=32)
+                             minimum=32, maximum=MAX_IMAGE_SIDE)
     dropout: float = setting(0.25, "Dropout before the 10-way head (keep 0.75).",
                              minimum=0.0, maximum=0.9)
     # Section 4.1: momentum optimiser, 3e-7 (base) / 3e-6 (head), decay every 10 epochs.
@@ -55,7 +56,7 @@ class NimaConfig(RunConfig):
     head_learning_rate: float = setting(3e-6, "Head learning rate (paper: 3e-6).", above=0.0)
     momentum: float = setting(0.9, "Momentum of the SGD optimizer.", minimum=0.0, maximum=1.0)
     lr_decay_epochs: float = setting(10.0, "Epochs between exponential decays (paper: 10).",
-                                     above=0.0)
+                                     above=0.0, maximum=1e6)
     lr_decay_rate: float = setting(0.95, "Factor of each decay (not given by the paper).",
                                    above=0.0, maximum=1.0)
     eval_batch_size: int = setting(32, "Batch size of evaluation.", minimum=1)
@@ -171,7 +172,8 @@ class NimaTask(Task):
             shard_index=spec.shard_index, decode_failures=spec.decode_failures)
 
     def evaluate(self, models):
-        """Accuracy, LCC, SRCC and EMD (r = 1) on the test split (section 4.1, Table 1)."""
+        """Accuracy, LCC, SRCC and EMD (r = 1) on the test split (section 4.1, Table 1).
+        Undecodable images are skipped and counted; a `pipeline.DataError` if none decodes."""
         model, config = models["model"], self.config
         failures = pipeline.DecodeFailures()
         dataset = ava.make_dataset(
@@ -184,6 +186,9 @@ class NimaTask(Task):
         for images, target in dataset:
             predictions.append(predict(images).numpy())
             targets.append(target.numpy())
+        if not predictions:
+            raise pipeline.none_usable(len(self.data[1]), "images of the eval split",
+                                       failures.examples)
         metrics = nima_metrics(np.concatenate(targets), np.concatenate(predictions))
         return reports.nima_report(metrics, f"NIMA({config.backbone})",
                                    undecodable_images=failures.count)

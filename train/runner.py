@@ -6,7 +6,6 @@ in-process; `cli(task_class)` is the `__main__` of an entry point. The task (`tr
 supplies the paper's logic; everything else is here, once.
 """
 import hashlib
-import json
 import os
 import sys
 
@@ -15,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, logging
 
-from datasets.pipeline import DecodeFailures
+from datasets.pipeline import DataError, DecodeFailures
 from tools import cli as tools_cli
 from tools import export as export_tools
 from tools import leftovers
@@ -172,7 +171,9 @@ def run(task_class, config):
 
 
 def print_outcome(task_class, config, outcome):
-    print(json.dumps(outcome, indent=2, allow_nan=False, default=str))
+    """Prints the outcome as strict JSON (`tools.report.strict_dumps`), then the evaluation's
+    table and headline."""
+    print(reports.strict_dumps(outcome, "Outcome of the run", indent=2, default=str))
     report = outcome.get("eval")
     if report:
         print(reports.format_table(report))
@@ -192,18 +193,19 @@ def main(task_class, argv=None):
 
 def cli(task_class):
     """The `__main__` of `train/<system>.py` (`tools.cli.run_main`: absl's app around the run,
-    flag errors printed as absl prints them). Exit status 0 finished, 1 error, EXIT_INTERRUPTED
-    (75) interrupted and checkpointed."""
+    flag errors printed as absl prints them; a ConfigError, a DataError or a diverged run told
+    in one line). Exit status 0 finished, 1 error, EXIT_INTERRUPTED (75) interrupted and
+    checkpointed."""
     def define(flag_values):
         define_flags(task_class.config_class, flag_values)
 
     def run_parsed(flag_values, args):
         if args:
             raise app.UsageError(f"Unexpected arguments: {' '.join(args)}")
-        config = config_from_flags(task_class.config_class, flag_values)
         try:
+            config = config_from_flags(task_class.config_class, flag_values)
             outcome = run(task_class, config)
-        except (ConfigError, loop.NonFiniteLossError) as error:  # told in one line, exit 1
+        except (ConfigError, DataError, loop.NonFiniteLossError) as error:  # one line, exit 1
             logging.error("%s", error)
             return 1
         print_outcome(task_class, config, outcome)

@@ -23,7 +23,7 @@ from enhancers import wespe
 from losses import (build_vgg19_features, content_loss, discriminator_accuracy,
                     modified_discriminator_loss, modified_generator_loss, total_variation_loss)
 from tools import evaluate_wespe
-from train.config import RunConfig, setting
+from train.config import MAX_IMAGE_SIDE, RunConfig, setting
 from train.task import Export, Task, gradient_norm
 
 GENERATOR_WEIGHTS = "generator.weights.h5"
@@ -56,10 +56,11 @@ class WespeConfig(RunConfig):
     eval_dir: str | None = setting(None, "Photos for the no-reference figures (entropy, bpp, "
                                    "NIMA).")
     demo_dir: str | None = setting(None, "Where the demo set is built (default "
-                                   "<model_dir>/demo_data).")
+                                   "<model_dir>/demo_data).", directory=True)
     demo_num_train_patches: int = setting(3000, "Demo training patches per domain.", minimum=1)
     demo_num_test_patches: int = setting(100, "Demo aligned test pairs.", minimum=0)
-    patch_size: int = setting(100, "Training patch side (paper: 100).", minimum=16)
+    patch_size: int = setting(100, "Training patch side (paper: 100).", minimum=16,
+                              maximum=MAX_IMAGE_SIDE)
     augment: bool = setting(True, "Random flips and 90-degree rotations of training patches.")
     filters: int = setting(wespe.FILTERS, "Width of G and F (paper: 64).", minimum=1)
     residual_blocks: int = setting(wespe.RESIDUAL_BLOCKS, "Residual blocks of G and F "
