@@ -12,6 +12,7 @@ sums the shares over replicas, so figures do not depend on the number of replica
 import dataclasses
 import math
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -22,11 +23,22 @@ import tensorflow as tf
 from absl import logging
 
 from train import strategies
+from train.config import ConfigError
 
 
 class NonFiniteLossError(RuntimeError):
     """A train step returned NaN or infinity, or the weights about to be saved hold one; the
     last good checkpoint is left as it was."""
+
+
+def mismatch_error(model_dir, path, error):
+    """The ConfigError for a checkpoint or weights file `path` that does not fit the networks
+    the flags build (a variable of another shape, or one it lacks), naming model_dir."""
+    gist = re.split(r"(?<=\.)\s", str(error).strip().splitlines()[0], maxsplit=1)[0]
+    return ConfigError(
+        f"{path} does not fit the networks these flags build ({gist.rstrip(':')}): "
+        f"--model_dir={model_dir} was trained with other architecture settings. Run with the "
+        "flags it was trained with, or give another --model_dir.")
 
 
 @dataclasses.dataclass
@@ -106,7 +118,10 @@ class TrainingLoop:
         latest = tf.train.latest_checkpoint(os.path.join(self.config.model_dir, "checkpoints"))
         if latest:
             configured = self._constant_rates()
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError) as error:
+                raise mismatch_error(self.config.model_dir, latest, error) from error
             logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
             for optimizer, rate in configured.items():
                 restored = float(keras.ops.convert_to_numpy(optimizer.learning_rate))

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import sys
+import uuid
 
 import keras
 import numpy as np
@@ -29,6 +30,8 @@ EXPORTERS = {"nima": export_tools.export_nima, "enhancer": export_tools.export_e
 # Exit status of a command-line run: 0 finished, 1 error (a diverged run included), and this
 # (EX_TEMPFAIL) when SIGTERM/SIGINT stopped it after a checkpoint: the same command resumes it.
 EXIT_INTERRUPTED = 75
+# In model_dir: the system and what its checkpoints fix (`Task.architecture`), JSON.
+ARCHITECTURE_FILE = "architecture.json"
 
 
 def weights_fingerprint(models):
@@ -38,6 +41,62 @@ def weights_fingerprint(models):
         for weight in model.weights:
             digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
     return digest.hexdigest()
+
+
+def _flag_text(value):
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return "(unset)" if value is None else str(value)
+
+
+def check_architecture(task, training):
+    """ConfigError if model_dir holds another system, or was trained with other values of the
+    settings its checkpoints fix (`Task.architecture`, recorded by `record_architecture`),
+    naming each differing flag. Returns the record, or None without one (a new model_dir, or one
+    from before the record)."""
+    model_dir = task.config.model_dir
+    path = os.path.join(model_dir, ARCHITECTURE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} cannot be read ({error}); it records the architecture of "
+                          "the run in --model_dir: restore it, or delete it to skip the "
+                          "check.") from error
+    if record.get("system") != task.name:
+        raise ConfigError(f"--model_dir={model_dir} holds a {str(record.get('system')).upper()} "
+                          f"run, not a {task.name.upper()} one: give another --model_dir.")
+    recorded = record.get("settings", {})
+    given = json.loads(json.dumps(task.architecture(training)))
+    differing = [f"--{name}={_flag_text(recorded[name])} in the checkpoint, "
+                 f"{_flag_text(value)} given" for name, value in given.items()
+                 if name in recorded and recorded[name] != value]
+    if differing:
+        raise ConfigError(f"--model_dir={model_dir} was trained with other architecture "
+                          f"settings than these flags: {'; '.join(differing)}. Run with the "
+                          "checkpoint's values, or give another --model_dir.")
+    return record
+
+
+def record_architecture(task):
+    """Writes <model_dir>/architecture.json (atomically): the system and the values of what
+    its checkpoints fix, for `check_architecture`."""
+    record = {"system": task.name, "settings": task.architecture(training=True)}
+    path = os.path.join(task.config.model_dir, ARCHITECTURE_FILE)
+    os.makedirs(task.config.model_dir, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _with_loss_scaling(optimizer):
@@ -65,6 +124,9 @@ def train(task):
     """Trains (or resumes) `task` under its strategy; writes the final weights on the chief.
     Returns (models, `train.loop.LoopResult`)."""
     config = task.config
+    # A record binds only once a checkpoint exists (a run that failed before one may change).
+    resuming = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
+    recorded = check_architecture(task, training=True) if resuming else None
     keras.utils.set_random_seed(config.seed)
     logging.info("Precision policy: %s", loop.set_mixed_precision(config.mixed_precision))
     strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
@@ -74,6 +136,8 @@ def train(task):
                           f"replicas of --strategy={config.strategy}")
     if strategies.is_chief(strategy):
         leftovers.remove_stale(config.model_dir, config.export_dir)
+        if not resuming:
+            record_architecture(task)
     task.data  # read (and a demo set built) before the models, in a fixed order
     models, optimizers, train_step = build_training(task, strategy)
     failures = DecodeFailures()
@@ -93,6 +157,8 @@ def train(task):
     training = loop.TrainingLoop(strategy, loop_config, train_step, {**models, **optimizers},
                                  make_dataset, summary_fn=task.make_summary_fn(models))
     result = training.run()
+    if resuming and recorded is None and training.is_chief:
+        record_architecture(task)  # a model_dir from before the record: its checkpoint fitted
     if failures.count:
         logging.warning("%d files could not be decoded and were skipped, e.g. %s",
                         failures.count, failures.examples[:5])
@@ -106,13 +172,21 @@ def train(task):
 def restore(task):
     """The task's models holding the newest trained state in model_dir: the latest checkpoint
     (newest also after an interrupted resumed run), else the final weights files.
-    FileNotFoundError naming the system and both places if neither exists."""
+    FileNotFoundError naming the system and both places if neither exists; ConfigError if the
+    flags build other networks than those (`check_architecture`), or a variable of the models
+    is missing from the checkpoint or has another shape there: never restored in part."""
     config = task.config
+    check_architecture(task, training=False)
     models = task.build_models(training=False)
     keys = list(task.final_weights)
     latest = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
     if latest is not None:
-        tf.train.Checkpoint(**{k: models[k] for k in keys}).restore(latest).expect_partial()
+        try:
+            status = tf.train.Checkpoint(**{k: models[k] for k in keys}).restore(latest)
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError) as error:
+            raise loop.mismatch_error(config.model_dir, latest, error) from error
+        status.expect_partial()  # the optimizers and the other networks are not restored
         logging.info("Restored the %s from %s", task.name.upper(), latest)
         return models
     paths = {k: os.path.join(config.model_dir, task.final_weights[k]) for k in keys}
@@ -122,7 +196,10 @@ def restore(task):
             f"No trained {task.name.upper()} in {config.model_dir}: no checkpoint and no "
             f"{', '.join(os.path.basename(p) for p in missing)}.")
     for key, path in paths.items():
-        task.load_final_weights(key, models[key], path)
+        try:
+            task.load_final_weights(key, models[key], path)
+        except ValueError as error:
+            raise loop.mismatch_error(config.model_dir, path, error) from error
     return models
 
 

@@ -1,0 +1,125 @@
+"""A tester's sweep of bad input, kills and faults against the training runs (issue 15), on tiny
+demo settings and the CPU. Each case: what was tried, and how it fared before this module's
+fixes (found with the code of commit 947f6dd).
+
+Architecture flags other than the checkpoint's (`train.runner.check_architecture`):
+ 1. NIMA --backbone, at resume, --mode=eval and --mode=export: a TF shape error. Fixed: a
+    ConfigError naming the flag, its value in the checkpoint and the one given (the values are
+    recorded in <model_dir>/architecture.json).
+ 2. NIMA --base_learning_rate=0 resuming a run above 0 (the optimizer then holds the head's
+    momenta alone): a shape error naming an unrelated variable. Fixed, as 1.
+ 3. WESPE --filters, --residual_blocks, --generator_instance_norm: shape errors, and at eval
+    more residual blocks restored G in part, silently; --generator_padding and
+    --generator_residual: taken silently on resume. Fixed, as 1.
+ 4. WESPE --patch_size on resume (the discriminators' dense layer): a shape error. Fixed, as 1;
+    at eval and export, which restore no discriminator, it stays allowed.
+ 5. CAN --can_width, --can_depth, --can_adaptive_batch_norm: shape errors on resume, and at eval
+    a silent partial restore (depth, adaptive BN); --can_dilations and --can_padding: taken
+    silently. Fixed, as 1.
+ 6. A model_dir without architecture.json (from before it): a shape change is a ConfigError
+    naming the checkpoint and model_dir; a variable missing from the checkpoint at eval (more
+    residual blocks, a deeper CAN) is one too, instead of a partial restore. Fixed.
+ 7. Only the final weights file left (no checkpoints), other architecture: Keras' multi-line
+    error. Fixed: one line naming the file and model_dir.
+ 8. Another system's model_dir: an obscure restore error. Fixed: "holds a ... run".
+"""
+import dataclasses
+import os
+import re
+
+import pytest
+import tensorflow as tf
+
+from tests.task_testing import tiny_config
+from train import runner
+from train.can_task import CanTask
+from train.config import ConfigError
+from train.nima_task import NimaTask
+from train.wespe_task import WespeTask
+
+TASKS = {"nima": NimaTask, "wespe": WespeTask, "can": CanTask}
+
+
+def checkpoint_step(model_dir):
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return None if latest is None else int(latest.rsplit("-", 1)[1])
+
+
+def snapshot(directory):
+    """Every path under `directory` with its size and modification time."""
+    return sorted((os.path.join(root, name), os.lstat(os.path.join(root, name)).st_size,
+                   os.lstat(os.path.join(root, name)).st_mtime_ns)
+                  for root, dirs, files in os.walk(directory) for name in dirs + files)
+
+
+# -- architecture flags ---------------------------------------------------------------------
+# Per system: changes the record catches, with the modes they are checked in; a change that
+# the checkpoint itself shows without the record (mode, change); and one for the weights file.
+CHANGES = {
+    "nima": ([({"backbone": "inception_v2"}, ("train", "eval", "export")),
+              ({"base_learning_rate": 0.0}, ("train",))],
+             ("train", {"base_learning_rate": 0.0}), {"backbone": "inception_v2"}),
+    "wespe": ([({"filters": 4}, ("train", "eval")),
+               ({"residual_blocks": 2}, ("train", "eval")),
+               ({"generator_instance_norm": False}, ("train", "eval")),
+               ({"generator_padding": "symmetric"}, ("train", "eval")),
+               ({"generator_residual": True}, ("train", "eval")),
+               ({"patch_size": 48}, ("train",))],
+              ("eval", {"residual_blocks": 2}), {"filters": 4}),
+    "can": ([({"can_width": 6}, ("train", "eval")), ({"can_depth": 6}, ("train", "eval")),
+             ({"can_dilations": (1, 2, 1)}, ("train", "eval")),
+             ({"can_padding": "zero"}, ("train", "eval")),
+             ({"can_adaptive_batch_norm": True}, ("train", "eval"))],
+            ("eval", {"can_depth": 6}), {"can_width": 6}),
+}
+
+
+def _flag_text(value):
+    if isinstance(value, bool):
+        return str(value).lower()
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+# Keras warns for each layer of a weights file that does not fit, before it raises.
+@pytest.mark.filterwarnings("ignore:Skipping nested container", "ignore:__array__")
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_other_architecture_flags_are_a_clear_error_and_never_restore_in_part(name, shared,
+                                                                             tmp_path):
+    task_class, run = TASKS[name], tmp_path / "run"
+    config = tiny_config(name, shared, run, export_dir=str(tmp_path / "export"), train_steps=1)
+    runner.train(task_class(config))
+    before = snapshot(run)
+    recorded, (fallback_mode, fallback), weights_change = CHANGES[name]
+    for change, modes in recorded:
+        (flag, value), = change.items()
+        given = "0 (backbone frozen)" if flag == "base_learning_rate" else _flag_text(value)
+        for mode in modes:
+            with pytest.raises(ConfigError, match=re.escape(f"--{flag}=") + ".+ in the "
+                               f"checkpoint, {re.escape(given)} given"):
+                runner.run(task_class, dataclasses.replace(config, mode=mode, train_steps=2,
+                                                           **change))
+    other = sorted(TASKS)[(sorted(TASKS).index(name) + 1) % len(TASKS)]
+    with pytest.raises(ConfigError, match=f"holds a {name.upper()} run, not a {other.upper()}"):
+        runner.train(TASKS[other](tiny_config(other, shared, run)))
+    assert snapshot(run) == before  # refused before anything was written
+
+    # Without the record (a model_dir from before it), the checkpoint itself is checked.
+    os.remove(run / runner.ARCHITECTURE_FILE)
+    with pytest.raises(ConfigError, match=re.escape(
+            "ckpt-1 does not fit the networks these flags build")
+            + f".*--model_dir={re.escape(str(run))}"):
+        runner.run(task_class, dataclasses.replace(config, mode=fallback_mode, train_steps=2,
+                                                   **fallback))
+    if name == "wespe":  # the discriminators' size does not matter to G and F
+        runner.restore(task_class(dataclasses.replace(config, patch_size=48)))
+    resumed = runner.train(task_class(dataclasses.replace(config, train_steps=2)))[1]
+    assert resumed.step == 2 and checkpoint_step(run) == 2
+    assert (run / runner.ARCHITECTURE_FILE).exists()  # recorded once a resume fitted
+
+    # Only the final weights left: they are checked too.
+    os.remove(run / runner.ARCHITECTURE_FILE)
+    for path in (run / "checkpoints").iterdir():
+        path.unlink()
+    weights_file = next(iter(task_class.final_weights.values()))
+    with pytest.raises(ConfigError, match=re.escape(f"{weights_file} does not fit")):
+        runner.restore(task_class(dataclasses.replace(config, **weights_change)))
