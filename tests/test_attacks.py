@@ -22,22 +22,33 @@ Architecture flags other than the checkpoint's (`train.runner.check_architecture
  7. Only the final weights file left (no checkpoints), other architecture: Keras' multi-line
     error. Fixed: one line naming the file and model_dir.
  8. Another system's model_dir: an obscure restore error. Fixed: "holds a ... run".
+A full disk (ENOSPC as TensorFlow and h5py raise it; first seen on a real 1 MB tmpfs):
+12. The checkpoint write: TF's raw error and a traceback, ckpt-N_temp left. Fixed: a one-line
+    SaveError naming the checkpoint and the last good one; what the save wrote is removed.
+13. The final weights write: truncated in place, the previous good file lost. Fixed: written
+    under a temporary name and renamed; a SaveError naming the file.
+14. The export write: the partial export was removed already, but TF's raw error. Fixed: a
+    SaveError naming the export folder.
+15. Space back: the same command resumes and finishes after each of 12-14. Passed as-is.
 """
 import dataclasses
+import errno
 import os
 import re
 
+import keras
 import pytest
 import tensorflow as tf
 
 from tests.task_testing import tiny_config
-from train import runner
+from train import loop, runner
 from train.can_task import CanTask
 from train.config import ConfigError
 from train.nima_task import NimaTask
 from train.wespe_task import WespeTask
 
 TASKS = {"nima": NimaTask, "wespe": WespeTask, "can": CanTask}
+ENOSPC = os.strerror(errno.ENOSPC)
 
 
 def checkpoint_step(model_dir):
@@ -123,3 +134,74 @@ def test_other_architecture_flags_are_a_clear_error_and_never_restore_in_part(na
     weights_file = next(iter(task_class.final_weights.values()))
     with pytest.raises(ConfigError, match=re.escape(f"{weights_file} does not fit")):
         runner.restore(task_class(dataclasses.replace(config, **weights_change)))
+
+
+# -- a full disk ------------------------------------------------------------------------------
+def _full_disk_checkpoint(manager, checkpoint_number=None, **kwargs):
+    """What TF's CheckpointManager.save leaves and raises when the disk fills during the merge
+    (seen on a 1 MB tmpfs): a ckpt-N_temp folder, a partial data file, ResourceExhaustedError."""
+    prefix = os.path.join(manager.directory, f"ckpt-{int(checkpoint_number)}")
+    os.makedirs(prefix + "_temp")
+    with open(os.path.join(prefix + "_temp", "part-00000-of-00001.index"), "wb") as f:
+        f.write(b"partial")
+    with open(prefix + ".data-00000-of-00001", "wb") as f:
+        f.write(b"partial")
+    raise tf.errors.ResourceExhaustedError(
+        None, None, f"{{{{function_node __wrapped__MergeV2Checkpoints}}}} {prefix}.index; "
+        f"{ENOSPC} [Op:MergeV2Checkpoints]")
+
+
+def _full_disk_weights(model, filepath, *args, **kwargs):
+    with open(filepath, "wb") as f:
+        f.write(b"\x89HDF\r\n partial")
+    raise OSError(errno.ENOSPC, ENOSPC, filepath)
+
+
+def _full_disk_export(archive, filepath, *args, **kwargs):
+    os.makedirs(os.path.join(filepath, "variables"))
+    with open(os.path.join(filepath, "saved_model.pb"), "wb") as f:
+        f.write(b"partial")
+    raise tf.errors.ResourceExhaustedError(
+        None, None, f"{filepath}/variables/variables_temp/part-00000-of-00001.data-00000-of-"
+        f"00001.tempstate1; {ENOSPC} [Op:SaveV2]")
+
+
+def test_a_full_disk_fails_in_one_line_keeps_the_good_state_and_a_rerun_resumes(
+        shared, tmp_path, monkeypatch):
+    run, export_dir = tmp_path / "run", tmp_path / "export"
+    config = tiny_config("can", shared, run, export_dir=str(export_dir), train_steps=1,
+                         nima_weight=0.0, nima_weights=None, eval_max_images=1,
+                         eval_save_images=0)
+    runner.run(CanTask, config)
+    weights = run / "can.weights.h5"
+    good_weights = weights.read_bytes()
+    more = dataclasses.replace(config, train_steps=2)
+
+    with monkeypatch.context() as patch:  # 1. the checkpoint of step 2
+        patch.setattr(tf.train.CheckpointManager, "save", _full_disk_checkpoint)
+        with pytest.raises(loop.SaveError, match=re.escape(
+                f"{run}/checkpoints/ckpt-2: {ENOSPC}. The last good checkpoint is kept: "
+                f"{run}/checkpoints/ckpt-1")):
+            runner.run(CanTask, more)
+    assert sorted(os.listdir(run / "checkpoints")) == [
+        "checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+    assert tf.train.load_checkpoint(str(run / "checkpoints" / "ckpt-1")).has_tensor(
+        "step/.ATTRIBUTES/VARIABLE_VALUE")
+
+    with monkeypatch.context() as patch:  # 2. the final weights
+        patch.setattr(keras.Model, "save_weights", _full_disk_weights)
+        with pytest.raises(loop.SaveError, match=re.escape(f"{weights}: {ENOSPC}")):
+            runner.run(CanTask, more)
+    assert weights.read_bytes() == good_weights and checkpoint_step(run) == 2
+    assert not [name for name in os.listdir(run) if name.startswith(".tmp")]
+
+    with monkeypatch.context() as patch:  # 3. the export
+        # keras.export.ExportArchive() makes an instance of the backend's subclass.
+        patch.setattr(type(keras.export.ExportArchive()), "write_out", _full_disk_export)
+        with pytest.raises(loop.SaveError, match=re.escape(f"{export_dir}: {ENOSPC}")):
+            runner.run(CanTask, more)
+    assert os.listdir(export_dir) == ["1"]
+
+    outcome = runner.run(CanTask, more)  # space is back: the same command ends the job
+    assert outcome["step"] == 2 and outcome["export_path"] == str(export_dir / "2")
+    assert weights.read_bytes() != good_weights

@@ -94,6 +94,26 @@ def record_architecture(task):
             json.dump(record, f, indent=2, sort_keys=True)
             f.write("\n")
         os.replace(tmp, path)
+    except OSError as error:
+        raise loop.SaveError("the architecture record", path, error,
+                             "Nothing was trained yet.") from error
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_weights(model, path):
+    """`model.save_weights(path)` through a temporary sibling renamed into place, so that
+    `path` holds the old file or the whole new one; SaveError naming `path` if it fails."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, leftovers.weights_temp_name(name))
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise loop.SaveError("the weights file", path, error, (
+            "The checkpoints are kept; free space (or fix the folder) and run the same command "
+            "to write it.")) from error
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -164,7 +184,7 @@ def train(task):
                         failures.count, failures.examples[:5])
     if not result.interrupted and training.is_chief:
         for key, file_name in task.final_weights.items():
-            models[key].save_weights(os.path.join(config.model_dir, file_name))
+            save_weights(models[key], os.path.join(config.model_dir, file_name))
         logging.info("Wrote %s to %s", ", ".join(task.final_weights.values()), config.model_dir)
     return models, result
 
@@ -209,7 +229,11 @@ def evaluate(task, models):
     report = task.evaluate(models)
     if report is None:
         return None
-    return reports.write_report(os.path.join(task.config.model_dir, "eval.json"), report)
+    path = os.path.join(task.config.model_dir, "eval.json")
+    try:
+        return reports.write_report(path, report)
+    except OSError as error:
+        raise loop.SaveError("the evaluation", path, error, "The trained state is kept.") from error
 
 
 def export(task, models, train_step=None):
@@ -218,8 +242,15 @@ def export(task, models, train_step=None):
     if not config.export_dir:
         raise ValueError("--export_dir is required to export.")
     spec = task.export(models, train_step=train_step)
-    path = EXPORTERS[spec.kind](spec.model, config.export_dir, version=config.export_version,
-                                metadata=spec.metadata)
+    try:
+        path = EXPORTERS[spec.kind](spec.model, config.export_dir, version=config.export_version,
+                                    metadata=spec.metadata)
+    except FileExistsError:
+        raise  # an existing version, never overwritten: its own message
+    except (OSError, tf.errors.OpError) as error:
+        raise loop.SaveError("the export into", config.export_dir, error, (
+            f"The partial export was removed and the trained state in {config.model_dir} is "
+            "kept; free space (or fix the folder) and run the same command to export.")) from error
     logging.info("Exported the %s as a SavedModel to %s", task.name.upper(), path)
     return path
 
@@ -279,7 +310,8 @@ def cli(task_class):
         config = config_from_flags(task_class.config_class, flag_values)
         try:
             outcome = run(task_class, config)
-        except (ConfigError, loop.NonFiniteLossError) as error:  # told in one line, exit 1
+        except (ConfigError, loop.NonFiniteLossError, loop.SaveError,
+                FileExistsError) as error:  # told in one line, exit 1
             logging.error("%s", error)
             return 1
         print_outcome(task_class, config, outcome)
