@@ -30,6 +30,21 @@ A full disk (ENOSPC as TensorFlow and h5py raise it; first seen on a real 1 MB t
 14. The export write: the partial export was removed already, but TF's raw error. Fixed: a
     SaveError naming the export folder.
 15. Space back: the same command resumes and finishes after each of 12-14. Passed as-is.
+Read-only folders (chmod: as root, which chmod does not stop, the test skips; it passes run as
+the nobody user, `setpriv --reuid=65534 --regid=65534 --clear-groups python -m pytest ...`):
+16. A read-only model_dir with checkpoints: trained on, then failed at the evaluation. Fixed:
+    refused at start-up naming the folder, nothing changed.
+17. A read-only checkpoints/ folder: the first save failed. Fixed, as 16.
+18. A model_dir to be made in a read-only parent: TF's PermissionDeniedError from the summary
+    writer. Fixed, as 16.
+19. A read-only export_dir: the whole training ran, then the export failed. Fixed, as 16.
+20. --mode=eval on a read-only model_dir (eval.json cannot be written): a traceback after the
+    evaluation. Fixed: refused at start-up, naming the folder (chosen over printing the report
+    only, since writing it is what eval is asked to do).
+21. --mode=export from a read-only model_dir: works, it only reads it. Passed as-is.
+22. An existing export version (--export_version): refused, never overwritten. Passed as-is
+    (tests/task_testing.py); the command line now says so in one line.
+
 """
 import dataclasses
 import errno
@@ -205,3 +220,41 @@ def test_a_full_disk_fails_in_one_line_keeps_the_good_state_and_a_rerun_resumes(
     outcome = runner.run(CanTask, more)  # space is back: the same command ends the job
     assert outcome["step"] == 2 and outcome["export_path"] == str(export_dir / "2")
     assert weights.read_bytes() != good_weights
+
+
+# -- read-only folders ----------------------------------------------------------------------
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only (chmod) folders; run "
+                    "as another user, e.g. setpriv --reuid=65534 --regid=65534 --clear-groups")
+def test_read_only_folders_are_refused_at_start_and_nothing_is_lost(shared, tmp_path):
+    run, parent = tmp_path / "run", tmp_path / "read_only"
+    config = tiny_config("can", shared, run, export_dir=None, train_steps=1, eval_save_images=0)
+    runner.train(CanTask(config))
+    before = snapshot(run)
+    not_writable = "is not writable (read-only or another user's); nothing was changed"
+    parent.mkdir()
+    for folder in (run, run / "checkpoints", parent):
+        os.chmod(folder, 0o555)
+    try:
+        with pytest.raises(ConfigError,
+                           match=re.escape(f"--model_dir={run}: {run} {not_writable}")):
+            runner.run(CanTask, dataclasses.replace(config, train_steps=2))
+        with pytest.raises(ConfigError, match=re.escape(f"{run} {not_writable}")):
+            runner.run(CanTask, dataclasses.replace(config, mode="eval"))
+        exported = runner.run(CanTask, dataclasses.replace(
+            config, mode="export", export_dir=str(tmp_path / "export")))  # only reads model_dir
+        assert exported["export_path"] == str(tmp_path / "export" / "1")
+        assert snapshot(run) == before
+        os.chmod(run, 0o755)
+        with pytest.raises(ConfigError, match=re.escape(f"{run}/checkpoints {not_writable}")):
+            runner.run(CanTask, dataclasses.replace(config, train_steps=2))
+        with pytest.raises(ConfigError, match=re.escape(
+                f"--model_dir={parent}/new: cannot be created: {parent} {not_writable}")):
+            runner.run(CanTask, dataclasses.replace(config, model_dir=str(parent / "new")))
+        os.chmod(run / "checkpoints", 0o755)
+        with pytest.raises(ConfigError, match=re.escape(f"--export_dir={parent}/export:")):
+            runner.run(CanTask, dataclasses.replace(config, train_steps=2,
+                                                    export_dir=str(parent / "export")))
+        assert snapshot(run) == before
+    finally:
+        for folder in (run, run / "checkpoints", parent):
+            os.chmod(folder, 0o755)

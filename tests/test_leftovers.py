@@ -1,5 +1,7 @@
 """tools.leftovers: stale temporary checkpoint, export and weights entries are removed at the
-start of a training run, and nothing else: not a live writer's, nor look-alikes (issue 15)."""
+start of a training run or an export, and nothing else: not a live writer's, nor look-alikes
+(issue 15)."""
+import dataclasses
 import os
 import re
 import subprocess
@@ -102,10 +104,15 @@ def test_export_temp_names_carry_the_writers_pid():
     assert re.fullmatch(rf"\.tmp-7-{os.getpid()}-[0-9a-f]{{32}}", name)
 
 
-def test_a_training_run_starts_by_removing_them(shared, tmp_path, live_pid):
+def test_a_training_run_and_an_export_start_by_removing_them(shared, tmp_path, live_pid):
     stale, kept = _layout(tmp_path, live_pid)
     config = tiny_config("nima", shared, tmp_path / "run", export_dir=str(tmp_path / "export"),
                          train_steps=1)
     runner.train(NimaTask(config))
+    assert not any(os.path.exists(p) for p in stale)
+    assert all(os.path.exists(p) for p in kept)
+
+    stale = _stale(tmp_path / "run", tmp_path / "export", 10)
+    runner.run(NimaTask, dataclasses.replace(config, mode="export"))
     assert not any(os.path.exists(p) for p in stale)
     assert all(os.path.exists(p) for p in kept)

@@ -11,8 +11,8 @@ Three writers leave them when killed mid-write:
 - Final weights: `train.runner.save_weights` writes the file
   `<model_dir>/.tmp-<pid>-<hex>-<name>.weights.h5` (`weights_temp_name`) and renames it.
 
-The rule (`remove_stale`, run by `train.runner` on the chief at the start of a training run):
-an entry is removed only if it lies directly in `<model_dir>/checkpoints`,
+The rule (`remove_stale`, run by `train.runner` at the start of every mode, on the chief when
+training): an entry is removed only if it lies directly in `<model_dir>/checkpoints`,
 `<export_dir>` or `<model_dir>` (weights files), is a directory (a regular file for weights),
 its name matches one of those patterns exactly, nothing under it changed for STALE_AFTER_S (a
 save or an export still under way keeps writing), and, for a name with a pid, no process of

@@ -43,6 +43,24 @@ def weights_fingerprint(models):
     return digest.hexdigest()
 
 
+def check_writable(path, flag, subfolders=()):
+    """ConfigError naming the folder if this process cannot write into `path` (or its existing
+    `subfolders`), or create `path` in its nearest existing parent (read-only, or another
+    user's); checked at start-up, before any work, so that nothing is lost."""
+    target = existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"--{flag}={path}: {existing} is not a folder.")
+    for folder in (existing, *(os.path.join(target, name) for name in subfolders)):
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+            where = ("cannot be created: " if folder != target and not os.path.exists(target)
+                     else "")
+            raise ConfigError(f"--{flag}={path}: {where}{folder} is not writable (read-only or "
+                              "another user's); nothing was changed. Make it writable, or give "
+                              "another folder.")
+
+
 def _flag_text(value):
     if isinstance(value, bool):
         return str(value).lower()
@@ -144,6 +162,9 @@ def train(task):
     """Trains (or resumes) `task` under its strategy; writes the final weights on the chief.
     Returns (models, `train.loop.LoopResult`)."""
     config = task.config
+    check_writable(config.model_dir, "model_dir", subfolders=("checkpoints",))
+    if config.export_dir:
+        check_writable(config.export_dir, "export_dir")
     # A record binds only once a checkpoint exists (a run that failed before one may change).
     resuming = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
     recorded = check_architecture(task, training=True) if resuming else None
@@ -271,9 +292,14 @@ def run(task_class, config):
         if config.export_dir:
             outcome["export_path"] = export(task, models, train_step=result.step)
         return outcome
-    if config.mode == "eval":
+    if config.mode == "eval":  # writes eval.json (and pictures) into model_dir
+        check_writable(config.model_dir, "model_dir")
+        leftovers.remove_stale(config.model_dir, config.export_dir)
         return {"eval": evaluate(task, restore(task))}
-    if config.mode == "export":
+    if config.mode == "export":  # only reads model_dir
+        if config.export_dir:
+            check_writable(config.export_dir, "export_dir")
+        leftovers.remove_stale(config.model_dir, config.export_dir)
         return {"export_path": export(task, restore(task))}
     raise ValueError(f"Unknown --mode={config.mode!r}; choose train, eval or export.")
 
