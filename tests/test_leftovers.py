@@ -1,10 +1,14 @@
-"""tools.leftovers: stale temporary checkpoint and export directories are removed at the start
-of a training run, and nothing else (issue 15)."""
+"""tools.leftovers: stale temporary checkpoint, export and weights entries are removed at the
+start of a training run or an export, and nothing else: not a live writer's, nor look-alikes
+(issue 15)."""
+import dataclasses
 import os
 import re
 import subprocess
 import sys
 import time
+
+import pytest
 
 from tests.task_testing import tiny_config
 from tools import leftovers
@@ -34,23 +38,59 @@ def _make(path, age=OLD, is_dir=True):
     return path
 
 
-def _layout(tmp_path):
-    checkpoints, export = tmp_path / "run" / "checkpoints", tmp_path / "export"
+def _stale(run, export, number):
+    """Stale temporary entries of a killed save, export and weights write, named after
+    `number`."""
     dead = _dead_pid()
-    stale = [_make(checkpoints / "ckpt-3_temp"), _make(export / f".tmp-2-{dead}-{HEX}"),
-             _make(export / f".tmp-1-{HEX}")]  # the name before the pid was in it
+    return [str(p) for p in (
+        _make(run / "checkpoints" / f"ckpt-{number}_temp"),
+        _make(export / f".tmp-{number}-{dead}-{HEX}"),
+        _make(export / f".tmp-{number + 1}-{HEX}"),  # the name before the pid was in it
+        _make(run / f".tmp-{dead}-{HEX}-{number}.weights.h5", is_dir=False))]
+
+
+def _layout(tmp_path, live_pid):
+    """(stale paths, kept paths) made under tmp_path/run and tmp_path/export; `live_pid` is a
+    live process other than this one."""
+    run = tmp_path / "run"
+    checkpoints, export = run / "checkpoints", tmp_path / "export"
+    stale = _stale(run, export, 3)
+    dead = _dead_pid()
+    weights = f".tmp-{dead}-{HEX}-generator.weights.h5"
+    users = _make(tmp_path / "users_folder")
+    os.symlink(users, checkpoints / "ckpt-9_temp")
     kept = [_make(checkpoints / "ckpt-4_temp", age=time.time()),  # a save under way
             _make(export / f".tmp-3-{dead}-{HEX}", age=time.time()),  # fresh: maybe elsewhere
             _make(export / f".tmp-4-{os.getpid()}-{HEX}"),  # its writer is alive
+            _make(export / f".tmp-6-{live_pid}-{HEX}"),  # another live writer
+            _make(run / f".tmp-{live_pid}-{HEX}-can.weights.h5", is_dir=False),
+            _make(run / weights, age=time.time(), is_dir=False),
+            # Look-alikes: other names, places or kinds.
             _make(checkpoints / "ckpt-3_temp.txt", is_dir=False), _make(checkpoints / "ckpt-3"),
-            _make(checkpoints / "my-ckpt-3_temp"), _make(export / "tmp-1"),
+            _make(checkpoints / "my-ckpt-3_temp"), _make(checkpoints / "ckpt-3_temp_old"),
+            _make(checkpoints / "ckpt-_temp"), _make(export / "tmp-1"),
             _make(export / ".tmp-notes"), _make(export / f".tmp-5-{HEX}", is_dir=False),
-            _make(export / "1"), _make(tmp_path / "run" / "ckpt-5_temp")]
-    return [str(p) for p in stale], [str(p) for p in kept]
+            _make(export / f".tmp-7-{HEX.upper()}"), _make(export / f".tmp-8-{dead}-{HEX[1:]}"),
+            _make(export / "1"), _make(export / "1" / f".tmp-2-{dead}-{HEX}"),
+            _make(run / "ckpt-5_temp"), _make(run / f".tmp-{dead}-{HEX}-notes.txt", is_dir=False),
+            _make(run / f".tmp-{dead}-{HEX}-x.weights.h5"),  # a folder
+            _make(checkpoints / weights, is_dir=False), _make(export / weights, is_dir=False),
+            _make(run / "can.weights.h5", is_dir=False),
+            checkpoints / "ckpt-9_temp", users]  # a link to the user's folder, and the folder
+    return stale, [str(p) for p in kept]
 
 
-def test_only_stale_temporary_directories_are_removed_and_logged(tmp_path, caplog):
-    stale, kept = _layout(tmp_path)
+@pytest.fixture
+def live_pid():
+    """The pid of a live process other than this one."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield child.pid
+    child.kill()
+    child.wait()
+
+
+def test_only_stale_temporary_directories_are_removed_and_logged(tmp_path, caplog, live_pid):
+    stale, kept = _layout(tmp_path, live_pid)
     removed = leftovers.remove_stale(tmp_path / "run", tmp_path / "export")
     assert sorted(removed) == sorted(stale)
     assert not any(os.path.exists(p) for p in stale)
@@ -64,10 +104,15 @@ def test_export_temp_names_carry_the_writers_pid():
     assert re.fullmatch(rf"\.tmp-7-{os.getpid()}-[0-9a-f]{{32}}", name)
 
 
-def test_a_training_run_starts_by_removing_them(shared, tmp_path):
-    stale, kept = _layout(tmp_path)
+def test_a_training_run_and_an_export_start_by_removing_them(shared, tmp_path, live_pid):
+    stale, kept = _layout(tmp_path, live_pid)
     config = tiny_config("nima", shared, tmp_path / "run", export_dir=str(tmp_path / "export"),
                          train_steps=1)
     runner.train(NimaTask(config))
+    assert not any(os.path.exists(p) for p in stale)
+    assert all(os.path.exists(p) for p in kept)
+
+    stale = _stale(tmp_path / "run", tmp_path / "export", 10)
+    runner.run(NimaTask, dataclasses.replace(config, mode="export"))
     assert not any(os.path.exists(p) for p in stale)
     assert all(os.path.exists(p) for p in kept)

@@ -173,6 +173,8 @@ class CanTask(Task):
     name = "can"
     config_class = CanConfig
     final_weights = {"can": FINAL_WEIGHTS}
+    architecture_settings = ("can_depth", "can_width", "can_dilations", "can_padding",
+                             "can_adaptive_batch_norm")
 
     def load_data(self):
         """(train pairs, test pairs, photos without a partner) (`load_pairs`)."""

@@ -10,8 +10,11 @@ per-example losses with `tf.nn.compute_average_loss(..., global_batch_size=...)`
 sums the shares over replicas, so figures do not depend on the number of replicas.
 """
 import dataclasses
+import glob
 import math
 import os
+import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -22,11 +25,40 @@ import tensorflow as tf
 from absl import logging
 
 from train import strategies
+from train.config import ConfigError
 
 
 class NonFiniteLossError(RuntimeError):
     """A train step returned NaN or infinity, or the weights about to be saved hold one; the
     last good checkpoint is left as it was."""
+
+
+class SaveError(OSError):
+    """A checkpoint, weights file, export or report could not be written (a full disk, a
+    read-only directory); the message names the path and what is kept, and nothing partial is
+    left under that path."""
+
+    def __init__(self, what, path, error, kept):
+        super().__init__(f"Could not write {what} {path}: {failure_reason(error)}. {kept}")
+
+
+def failure_reason(error):
+    """The operating system's reason in an OSError or a TensorFlow I/O error, in a few words
+    ("No space left on device")."""
+    if isinstance(error, tf.errors.OpError):
+        text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", error.message)
+        return text.rsplit("; ", 1)[-1].strip()
+    return error.strerror or str(error)
+
+
+def mismatch_error(model_dir, path, error):
+    """The ConfigError for a checkpoint or weights file `path` that does not fit the networks
+    the flags build (a variable of another shape, or one it lacks), naming model_dir."""
+    gist = re.split(r"(?<=\.)\s", str(error).strip().splitlines()[0], maxsplit=1)[0]
+    return ConfigError(
+        f"{path} does not fit the networks these flags build ({gist.rstrip(':')}): "
+        f"--model_dir={model_dir} was trained with other architecture settings. Run with the "
+        "flags it was trained with, or give another --model_dir.")
 
 
 @dataclasses.dataclass
@@ -106,7 +138,10 @@ class TrainingLoop:
         latest = tf.train.latest_checkpoint(os.path.join(self.config.model_dir, "checkpoints"))
         if latest:
             configured = self._constant_rates()
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError) as error:
+                raise mismatch_error(self.config.model_dir, latest, error) from error
             logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
             for optimizer, rate in configured.items():
                 restored = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
@@ -126,12 +161,36 @@ class TrainingLoop:
                     f"{last_path or 'none was written yet'}.")
 
     def save(self):
-        """Checkpoints the trackables, after checking that the model weights are finite."""
-        self._check_weights(self.manager.latest_checkpoint)
-        path = self.manager.save(checkpoint_number=self.step)
+        """Checkpoints the trackables, after checking that the model weights are finite.
+        SaveError if the write fails: what it wrote is removed, the last good checkpoint kept."""
+        last = self.manager.latest_checkpoint
+        self._check_weights(last)
+        try:
+            path = self.manager.save(checkpoint_number=self.step)
+        except (OSError, tf.errors.OpError) as error:
+            prefix = os.path.join(self.manager.directory, f"ckpt-{int(self.step.numpy())}")
+            self._remove_partial(prefix)
+            raise SaveError("the checkpoint", prefix, error, (
+                f"The last good checkpoint is kept: {last or 'none was written yet'}; free "
+                "space (or fix the folder) and run the same command to resume.")) from error
         if self.is_chief:
             logging.info("Saved checkpoint %s", path)
         return path
+
+    def _remove_partial(self, prefix):
+        """Removes what a failed save of `prefix` left (its `_temp` folder, and the index or
+        data files of a failed merge), unless the manager holds that checkpoint."""
+        if prefix in self.manager.checkpoints:
+            return
+        for path in glob.glob(glob.escape(prefix) + "_temp") + glob.glob(
+                glob.escape(prefix) + ".index") + glob.glob(glob.escape(prefix) + ".data-*"):
+            try:
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+            except OSError as error:
+                logging.warning("Could not remove %s after the failed save: %s", path, error)
 
     # -- signals -----------------------------------------------------------------------------
     def _install_signal_handlers(self):

@@ -107,6 +107,17 @@ class NimaTask(Task):
     name = "nima"
     config_class = NimaConfig
     final_weights = {"model": FINAL_WEIGHTS}
+    architecture_settings = ("backbone",)
+
+    def architecture(self, training):
+        """Also, for training, whether --base_learning_rate=0 froze the backbone: the optimizer
+        then holds momenta for the head alone."""
+        settings = super().architecture(training)
+        if training:
+            settings["base_learning_rate"] = ("0 (backbone frozen)"
+                                              if self.config.base_learning_rate == 0
+                                              else "above 0 (backbone trained)")
+        return settings
 
     def load_data(self):
         """(train records, test records) of AVA's split (`load_splits`)."""

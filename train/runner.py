@@ -6,8 +6,10 @@ in-process; `cli(task_class)` is the `__main__` of an entry point. The task (`tr
 supplies the paper's logic; everything else is here, once.
 """
 import hashlib
+import json
 import os
 import sys
+import uuid
 
 import keras
 import numpy as np
@@ -29,6 +31,8 @@ EXPORTERS = {"nima": export_tools.export_nima, "enhancer": export_tools.export_e
 # Exit status of a command-line run: 0 finished, 1 error (a diverged run included), and this
 # (EX_TEMPFAIL) when SIGTERM/SIGINT stopped it after a checkpoint: the same command resumes it.
 EXIT_INTERRUPTED = 75
+# In model_dir: the system and what its checkpoints fix (`Task.architecture`), JSON.
+ARCHITECTURE_FILE = "architecture.json"
 
 
 def weights_fingerprint(models):
@@ -38,6 +42,100 @@ def weights_fingerprint(models):
         for weight in model.weights:
             digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
     return digest.hexdigest()
+
+
+def check_writable(path, flag, subfolders=()):
+    """ConfigError naming the folder if this process cannot write into `path` (or its existing
+    `subfolders`), or create `path` in its nearest existing parent (read-only, or another
+    user's); checked at start-up, before any work, so that nothing is lost."""
+    target = existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"--{flag}={path}: {existing} is not a folder.")
+    for folder in (existing, *(os.path.join(target, name) for name in subfolders)):
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+            where = ("cannot be created: " if folder != target and not os.path.exists(target)
+                     else "")
+            raise ConfigError(f"--{flag}={path}: {where}{folder} is not writable (read-only or "
+                              "another user's); nothing was changed. Make it writable, or give "
+                              "another folder.")
+
+
+def _flag_text(value):
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return "(unset)" if value is None else str(value)
+
+
+def check_architecture(task, training):
+    """ConfigError if model_dir holds another system, or was trained with other values of the
+    settings its checkpoints fix (`Task.architecture`, recorded by `record_architecture`),
+    naming each differing flag. Returns the record, or None without one (a new model_dir, or one
+    from before the record)."""
+    model_dir = task.config.model_dir
+    path = os.path.join(model_dir, ARCHITECTURE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} cannot be read ({error}); it records the architecture of "
+                          "the run in --model_dir: restore it, or delete it to skip the "
+                          "check.") from error
+    if record.get("system") != task.name:
+        raise ConfigError(f"--model_dir={model_dir} holds a {str(record.get('system')).upper()} "
+                          f"run, not a {task.name.upper()} one: give another --model_dir.")
+    recorded = record.get("settings", {})
+    given = json.loads(json.dumps(task.architecture(training)))
+    differing = [f"--{name}={_flag_text(recorded[name])} in the checkpoint, "
+                 f"{_flag_text(value)} given" for name, value in given.items()
+                 if name in recorded and recorded[name] != value]
+    if differing:
+        raise ConfigError(f"--model_dir={model_dir} was trained with other architecture "
+                          f"settings than these flags: {'; '.join(differing)}. Run with the "
+                          "checkpoint's values, or give another --model_dir.")
+    return record
+
+
+def record_architecture(task):
+    """Writes <model_dir>/architecture.json (atomically): the system and the values of what
+    its checkpoints fix, for `check_architecture`."""
+    record = {"system": task.name, "settings": task.architecture(training=True)}
+    path = os.path.join(task.config.model_dir, ARCHITECTURE_FILE)
+    os.makedirs(task.config.model_dir, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as error:
+        raise loop.SaveError("the architecture record", path, error,
+                             "Nothing was trained yet.") from error
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_weights(model, path):
+    """`model.save_weights(path)` through a temporary sibling renamed into place, so that
+    `path` holds the old file or the whole new one; SaveError naming `path` if it fails."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, leftovers.weights_temp_name(name))
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise loop.SaveError("the weights file", path, error, (
+            "The checkpoints are kept; free space (or fix the folder) and run the same command "
+            "to write it.")) from error
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _with_loss_scaling(optimizer):
@@ -65,6 +163,12 @@ def train(task):
     """Trains (or resumes) `task` under its strategy; writes the final weights on the chief.
     Returns (models, `train.loop.LoopResult`)."""
     config = task.config
+    check_writable(config.model_dir, "model_dir", subfolders=("checkpoints",))
+    if config.export_dir:
+        check_writable(config.export_dir, "export_dir")
+    # A record binds only once a checkpoint exists (a run that failed before one may change).
+    resuming = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
+    recorded = check_architecture(task, training=True) if resuming else None
     keras.utils.set_random_seed(config.seed)
     logging.info("Precision policy: %s", loop.set_mixed_precision(config.mixed_precision))
     strategy = strategies.make_strategy(config.strategy, config.num_cpu_devices)
@@ -74,6 +178,8 @@ def train(task):
                           f"replicas of --strategy={config.strategy}")
     if strategies.is_chief(strategy):
         leftovers.remove_stale(config.model_dir, config.export_dir)
+        if not resuming:
+            record_architecture(task)
     task.data  # read (and a demo set built) before the models, in a fixed order
     models, optimizers, train_step = build_training(task, strategy)
     failures = DecodeFailures()
@@ -93,12 +199,14 @@ def train(task):
     training = loop.TrainingLoop(strategy, loop_config, train_step, {**models, **optimizers},
                                  make_dataset, summary_fn=task.make_summary_fn(models))
     result = training.run()
+    if resuming and recorded is None and training.is_chief:
+        record_architecture(task)  # a model_dir from before the record: its checkpoint fitted
     if failures.count:
         logging.warning("%d files could not be decoded and were skipped, e.g. %s",
                         failures.count, failures.examples[:5])
     if not result.interrupted and training.is_chief:
         for key, file_name in task.final_weights.items():
-            models[key].save_weights(os.path.join(config.model_dir, file_name))
+            save_weights(models[key], os.path.join(config.model_dir, file_name))
         logging.info("Wrote %s to %s", ", ".join(task.final_weights.values()), config.model_dir)
     return models, result
 
@@ -106,13 +214,21 @@ def train(task):
 def restore(task):
     """The task's models holding the newest trained state in model_dir: the latest checkpoint
     (newest also after an interrupted resumed run), else the final weights files.
-    FileNotFoundError naming the system and both places if neither exists."""
+    FileNotFoundError naming the system and both places if neither exists; ConfigError if the
+    flags build other networks than those (`check_architecture`), or a variable of the models
+    is missing from the checkpoint or has another shape there: never restored in part."""
     config = task.config
+    check_architecture(task, training=False)
     models = task.build_models(training=False)
     keys = list(task.final_weights)
     latest = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
     if latest is not None:
-        tf.train.Checkpoint(**{k: models[k] for k in keys}).restore(latest).expect_partial()
+        try:
+            status = tf.train.Checkpoint(**{k: models[k] for k in keys}).restore(latest)
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError) as error:
+            raise loop.mismatch_error(config.model_dir, latest, error) from error
+        status.expect_partial()  # the optimizers and the other networks are not restored
         logging.info("Restored the %s from %s", task.name.upper(), latest)
         return models
     paths = {k: os.path.join(config.model_dir, task.final_weights[k]) for k in keys}
@@ -122,7 +238,10 @@ def restore(task):
             f"No trained {task.name.upper()} in {config.model_dir}: no checkpoint and no "
             f"{', '.join(os.path.basename(p) for p in missing)}.")
     for key, path in paths.items():
-        task.load_final_weights(key, models[key], path)
+        try:
+            task.load_final_weights(key, models[key], path)
+        except ValueError as error:
+            raise loop.mismatch_error(config.model_dir, path, error) from error
     return models
 
 
@@ -132,7 +251,11 @@ def evaluate(task, models):
     report = task.evaluate(models)
     if report is None:
         return None
-    return reports.write_report(os.path.join(task.config.model_dir, "eval.json"), report)
+    path = os.path.join(task.config.model_dir, "eval.json")
+    try:
+        return reports.write_report(path, report)
+    except OSError as error:
+        raise loop.SaveError("the evaluation", path, error, "The trained state is kept.") from error
 
 
 def export(task, models, train_step=None):
@@ -141,8 +264,15 @@ def export(task, models, train_step=None):
     if not config.export_dir:
         raise ValueError("--export_dir is required to export.")
     spec = task.export(models, train_step=train_step)
-    path = EXPORTERS[spec.kind](spec.model, config.export_dir, version=config.export_version,
-                                metadata=spec.metadata)
+    try:
+        path = EXPORTERS[spec.kind](spec.model, config.export_dir, version=config.export_version,
+                                    metadata=spec.metadata)
+    except FileExistsError:
+        raise  # an existing version, never overwritten: its own message
+    except (OSError, tf.errors.OpError) as error:
+        raise loop.SaveError("the export into", config.export_dir, error, (
+            f"The partial export was removed and the trained state in {config.model_dir} is "
+            "kept; free space (or fix the folder) and run the same command to export.")) from error
     logging.info("Exported the %s as a SavedModel to %s", task.name.upper(), path)
     return path
 
@@ -163,9 +293,14 @@ def run(task_class, config):
         if config.export_dir:
             outcome["export_path"] = export(task, models, train_step=result.step)
         return outcome
-    if config.mode == "eval":
+    if config.mode == "eval":  # writes eval.json (and pictures) into model_dir
+        check_writable(config.model_dir, "model_dir")
+        leftovers.remove_stale(config.model_dir, config.export_dir)
         return {"eval": evaluate(task, restore(task))}
-    if config.mode == "export":
+    if config.mode == "export":  # only reads model_dir
+        if config.export_dir:
+            check_writable(config.export_dir, "export_dir")
+        leftovers.remove_stale(config.model_dir, config.export_dir)
         return {"export_path": export(task, restore(task))}
     raise ValueError(f"Unknown --mode={config.mode!r}; choose train, eval or export.")
 
@@ -205,7 +340,8 @@ def cli(task_class):
         try:
             config = config_from_flags(task_class.config_class, flag_values)
             outcome = run(task_class, config)
-        except (ConfigError, DataError, loop.NonFiniteLossError) as error:  # one line, exit 1
+        except (ConfigError, DataError, loop.NonFiniteLossError, loop.SaveError,
+                FileExistsError) as error:  # told in one line, exit 1
             logging.error("%s", error)
             return 1
         print_outcome(task_class, config, outcome)

@@ -52,6 +52,12 @@ class Task(abc.ABC):
     # Checkpoint key of each model whose weights are written at the end of training -> file
     # name in model_dir; these models are restored for evaluation and export.
     final_weights = {}
+    # Config fields that fix the networks of `final_weights` (their variables and what they
+    # compute), and those that fix only the rest of the training state (e.g. discriminators):
+    # a checkpoint fits only the values it was trained with. The runner records them in
+    # model_dir and checks them on every resume, evaluation and export (`architecture`).
+    architecture_settings = ()
+    training_architecture_settings = ()
 
     def __init__(self, config):
         self.config = config
@@ -87,6 +93,14 @@ class Task(abc.ABC):
     def make_summary_fn(self, models):
         """Optional: `fn(step)` writing TensorBoard summaries beyond the scalars, or None."""
         return None
+
+    def architecture(self, training):
+        """{flag name: value} of what a checkpoint fixes: the architecture settings, and with
+        `training` the training ones too."""
+        names = self.architecture_settings
+        if training:
+            names += self.training_architecture_settings
+        return {name: getattr(self.config, name) for name in names}
 
     def load_final_weights(self, key, model, path):
         """Loads a final weights file written by `model.save_weights`."""

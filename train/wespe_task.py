@@ -176,6 +176,9 @@ class WespeTask(Task):
     config_class = WespeConfig
     final_weights = {"generator": GENERATOR_WEIGHTS,
                      "inverse_generator": INVERSE_GENERATOR_WEIGHTS}
+    architecture_settings = ("filters", "residual_blocks", "generator_padding",
+                             "generator_instance_norm", "generator_residual")
+    training_architecture_settings = ("patch_size",)  # the discriminators' dense layer
 
     def load_data(self):
         """The files of --dataset (`load_data`)."""
