@@ -124,10 +124,13 @@ class DecodeFailures:
     Pass one to a stream (`decode_failures=...`) and read it while or after iterating: `count`
     is the number of failed decode attempts (a bad file fails again every epoch), `examples` the
     first `max_examples` distinct (path, reason) pairs. The first `log_first` failures are also
-    logged as warnings naming the file.
+    logged as warnings naming the file. `gave_up` is the message of the `DataError` a stream
+    raised when it gave up (nothing decodes), else None: inside tf.data that error reaches the
+    caller wrapped in a TensorFlow error, and the runner tells it in one line from here.
     """
 
     def __init__(self, max_examples=10, log_first=5):
+        self.gave_up = None
         self._lock = threading.Lock()
         self._count = 0
         self._examples = []
@@ -194,7 +197,8 @@ class DecodeWorker(abc.ABC):
 
     Giving up: with `in_a_row` False, once `give_up_after` failures have happened and nothing
     has succeeded yet; with `in_a_row` True, once `give_up_after` failures happen in a row;
-    never if `give_up_after` is None. Then `fail` raises RuntimeError(give_up_message(...)).
+    never if `give_up_after` is None. Then `fail` raises DataError(give_up_message(...)) and
+    notes the message in `failures.gave_up`.
 
     Calls return the outputs plus a bool `stop`, True (with `skipped()`) once the interpreter
     is exiting; `map_decoded` ends the stream on it. Call it through `numpy_function`.
@@ -253,7 +257,8 @@ class DecodeWorker(abc.ABC):
             dead = (self.give_up_after is not None and self._failed >= self.give_up_after
                     and (self.in_a_row or self._ok == 0))
         if dead:  # An endless stream of nothing but failures would hang the trainer.
-            error = RuntimeError(self.give_up_message(path, reason))
+            error = DataError(self.give_up_message(path, reason))
+            self.failures.gave_up = str(error)
             if cause is not None:
                 raise error from cause
             raise error

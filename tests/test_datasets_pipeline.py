@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datasets.pipeline import (DecodeFailures, DecodeWorker, check_stream_position,
+from datasets.pipeline import (DataError, DecodeFailures, DecodeWorker, check_stream_position,
                                index_stream, map_decoded)
 
 
@@ -125,7 +125,7 @@ _SKIPPED = (None, False, np.bool_(False))
 def test_worker_gives_up_only_if_nothing_decoded_first():
     worker = _Worker(DecodeFailures(log_first=0), 3)
     assert worker("bad1") == _SKIPPED and worker("bad2") == _SKIPPED
-    with pytest.raises(RuntimeError, match="gave up after 3 at bad3: unreadable"):
+    with pytest.raises(DataError, match="gave up after 3 at bad3: unreadable"):
         worker("bad3")
     worker = _Worker(DecodeFailures(log_first=0), 3)
     assert worker("good") == ("good", True, np.bool_(False))
@@ -142,7 +142,7 @@ def test_worker_in_a_row_counts_from_the_last_success():
     assert worker.failed == 0
     worker("bad")
     worker("bad")
-    with pytest.raises(RuntimeError, match="gave up after 3"):
+    with pytest.raises(DataError, match="gave up after 3"):
         worker("bad")
 
 

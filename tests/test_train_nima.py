@@ -85,6 +85,27 @@ def test_an_eval_split_of_undecodable_images_is_one_error_naming_them(tmp_path):
     assert str(images) in str(error.value) and "13.jpg" in str(error.value)
 
 
+def test_a_training_stream_of_undecodable_images_is_one_data_error(tmp_path):
+    """Issue 15: when no training image decodes, the stream's error reached the command line
+    wrapped in a TensorFlow error, with a traceback; the runner now raises the DataError itself
+    (which the command line prints in one line), naming the files."""
+    from train import runner
+
+    images = tmp_path / "images"
+    images.mkdir()
+    ids = [str(i) for i in range(20, 30)]
+    for image_id in ids:
+        (images / f"{image_id}.jpg").write_bytes(b"not a jpeg")
+    lines = [f"{i} {image_id} 1 2 3 4 5 5 4 3 2 1 0 0 1" for i, image_id in enumerate(ids)]
+    (tmp_path / "AVA.txt").write_text("\n".join(lines) + "\n")
+    config = NimaConfig(ava_txt=str(tmp_path / "AVA.txt"), image_dir=str(images), dataset="ava",
+                        crop_size=32, batch_size=2, train_steps=2,
+                        model_dir=str(tmp_path / "run"))
+    with pytest.raises(DataError, match="could be decoded") as error:
+        runner.run(NimaTask, config)
+    assert str(images) in str(error.value) and ".jpg" in str(error.value)
+
+
 def test_demo_flagfile_matches_demo_model_preset():
     config = parse(NimaTask, f"--flagfile={REPO}/configs/nima_demo.flags")
     expected = demo_config(model_dir="runs/nima_demo")

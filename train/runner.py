@@ -198,7 +198,12 @@ def train(task):
         log_every=config.log_every)
     training = loop.TrainingLoop(strategy, loop_config, train_step, {**models, **optimizers},
                                  make_dataset, summary_fn=task.make_summary_fn(models))
-    result = training.run()
+    try:
+        result = training.run()
+    except tf.errors.OpError:
+        if failures.gave_up:  # a stream of nothing but undecodable files, told in one line
+            raise DataError(failures.gave_up) from None
+        raise
     if resuming and recorded is None and training.is_chief:
         record_architecture(task)  # a model_dir from before the record: its checkpoint fitted
     if failures.count:
