@@ -213,6 +213,12 @@ class EnhanceGANGenerator(keras.Model):
         self.parameter_heads = {
             name: ParameterHead(head_channels(name, self.num_filters), name=f"{name}_head")
             for name in self.head_names}
+        # Each head also as an attribute of its own: tf.train.Checkpoint (the runner's
+        # checkpoints) does not see layers held in a dict of a Keras 3 model, so the heads
+        # would be left out of every checkpoint (and a restored generator keep its initial
+        # heads). The weights are not duplicated.
+        for name, head in self.parameter_heads.items():
+            setattr(self, f"{name}_head", head)
 
     def features(self, images):
         """The frozen backbone's features of RGB `images` in [0, 1]."""
