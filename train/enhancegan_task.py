@@ -111,10 +111,17 @@ PRETRAINING_STAGES = ("filter_fit", "critic")
 DATASETS = ("cuhkpq", "ava", "demo")
 BACKBONES = ("resnet101", "tiny")
 PAIRING_FEATURES = ("vgg16_fc7", "thumbnail")
-FEATURE_NETWORKS = ("vgg16_fc7", "none")
+FEATURE_NETWORKS = ("vgg16_fc7", "vgg16_block1", "none")
 LOSS_BALANCES = ("gradient", "weighted")
 PRETRAIN_OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCORE_INITS = ("random", "margin")
+HEAD_INITS = ("release", "near_identity")
+# --head_init=near_identity: each head channel's shift (raw value before the ranges' hardtanh),
+# close to the end of the range that changes the photo least (not at it: hardtanh's gradient
+# is 0 beyond it). Colour: alpha, beta, a, b, p at their low ends, q at its high end; crop:
+# scales 0.96, no translation; filters: equal weights; score maps 0.
+NEAR_IDENTITY_SHIFTS = {"color": (-0.9, -0.9, -0.9, -0.9, -0.9, 0.9, 0.0),
+                        "crop": (0.9, 0.9, 0.0, 0.0, 0.0)}
 
 CRITIC_WEIGHTS = "critic.weights.h5"
 GENERATOR_WEIGHTS = "generator.weights.h5"
@@ -224,6 +231,15 @@ class EnhanceganConfig(RunConfig):
     pooling: str = setting("top_k", "Head pooling: the release's top-K or the paper's "
                            "whole-map softmax.", choices=POOLINGS)
     top_k: int = setting(TOP_K, "K of the top-K pooling (paper: 3).", minimum=1)
+    head_norm: str = setting("instance", "The heads' normalisation: instance (the release's) "
+                             "or affine (ours: scale and shift without normalising, so that a "
+                             "parameter can follow how faded or dark the whole photo is).",
+                             choices=egan_models.HEAD_NORMS)
+    head_init: str = setting("release", "The heads' start: release (N(0, 0.02) convolutions, "
+                             "instance-norm scale U(0, 1), shift 0: parameters mid-range) or "
+                             "near_identity (ours: shifts at the gentle end of every range, "
+                             "scales / 10, so G starts close to leaving the photo as it is).",
+                             choices=HEAD_INITS)
     filter_weighting: str = setting("softmax", "Deep filtering's weights w_i: softmax (ours, "
                                     "a convex blend) or linear (as predicted).",
                                     choices=filter_ops.FILTER_WEIGHTINGS)
@@ -236,8 +252,9 @@ class EnhanceganConfig(RunConfig):
     vgg_weights: str | None = setting(None, "Local VGG-16 file with its fc layers (Keras' "
                                       "vgg16_weights_tf_dim_ordering_tf_kernels.h5) for fc7.")
     feature_network: str = setting("vgg16_fc7", "Equation 8's features (paper: VGG-16 fc7; "
-                                   "none: no feature regulariser, ours).",
-                                   choices=FEATURE_NETWORKS)
+                                   "ours: vgg16_block1, the spatial mean of the same VGG-16's "
+                                   "block1_conv2 at any size, cheap enough for a CPU; none: "
+                                   "no feature regulariser).", choices=FEATURE_NETWORKS)
     critic_weights: str | None = setting(None, "The pre-trained critic (default "
                                          "<model_dir>/critic/critic.weights.h5).")
     crop_weights: str | None = setting(None, "The crop stage's generator (default "
@@ -276,6 +293,8 @@ class EnhanceganConfig(RunConfig):
                                         "masked colour).")
     critic_clip: float = setting(egan_models.CRITIC_CLIP, "Critic weights clipped to [-c, c] "
                                  "after each step (release: 2; WGAN: 0.01).", above=0.0)
+    critic_iterations: int = setting(1, "Critic updates per step, on the step's batch "
+                                     "(release: 1; WGAN's n_critic: 5).", minimum=1)
     critic_warmup_steps: int = setting(50, "Critic updates before the first generator update "
                                        "(release: 50).", minimum=0)
     critic_decay_epochs: float = setting(4.0, "Critic rates / 10 every this many epochs of the "
@@ -295,6 +314,10 @@ class EnhanceganConfig(RunConfig):
     hinge_side: str = setting("paper", "Equation 9's penalised half: paper (output rated worse "
                               "than its input) or release (the other).",
                               choices=wasserstein.HINGE_SIDES)
+    crop_feature_regulariser: bool = setting(True, "Equation 8 in the crop stage too (the "
+                                             "release's); off: colour stages only (ours: a "
+                                             "feature stand-in less tolerant of crops than fc7 "
+                                             "holds the crop back).")
     feature_reduction: str = setting("mean", "Equation 8 over the 4096 features: mean (the "
                                      "release's MSECriterion) or sum (the paper's norm).",
                                      choices=wasserstein.FEATURE_REDUCTIONS)
@@ -420,11 +443,16 @@ def build_critic(config, backbone_weights=None):
 
 
 def build_generator(config, heads):
-    generator = egan_models.EnhanceGANGenerator(
+    generator = _built(egan_models.EnhanceGANGenerator(
         build_backbone(config), heads=heads, pooling=config.pooling, top_k=config.top_k,
         filter_weighting=config.filter_weighting, input_space=config.input_space,
-        name="generator")
-    return _built(generator, config)
+        head_norm=config.head_norm, name="generator"), config)
+    if config.head_init == "near_identity":
+        for name, head in generator.parameter_heads.items():
+            scale, shift = head.norm.get_weights()
+            shift = np.asarray(NEAR_IDENTITY_SHIFTS.get(name, np.zeros_like(shift)), np.float32)
+            head.norm.set_weights([scale * 0.1, shift])
+    return generator
 
 
 class FilterBank(keras.Model):
@@ -477,6 +505,23 @@ def load_vgg(config):
     vgg = build_vgg16(config.vgg_weights)
     vgg.trainable = False
     return vgg
+
+
+def feature_extractor(config):
+    """Equation 8's features (`--feature_network`): images in [0, 1] -> (b, d), or None."""
+    if config.feature_network == "none":
+        return None
+    vgg = load_vgg(config)
+    if config.feature_network == "vgg16_fc7":
+        return lambda images: fc7_features(vgg, images)
+    block1 = keras.Model(vgg.input, vgg.get_layer("block1_conv2").output, name="vgg16_block1")
+    block1.trainable = False
+
+    def features(images):
+        return tf.reduce_mean(tf.cast(block1(tf.cast(images, tf.float32), training=False),
+                                      tf.float32), axis=[1, 2])
+
+    return features
 
 
 def fc7_features(vgg, images):
@@ -696,7 +741,8 @@ class EnhanceganTask(Task):
             generator.parameter_heads["crop"].trainable = False
         if training:
             self._load_earlier_stages(generator, critic)
-            self.vgg = load_vgg(config) if config.feature_network == "vgg16_fc7" else None
+            self.features = (None if stage == "crop" and not config.crop_feature_regulariser
+                             else feature_extractor(config))
         return models
 
     def _load_earlier_stages(self, generator, critic):
@@ -762,7 +808,8 @@ class EnhanceganTask(Task):
 
         rate = config.critic_learning_rate
         epoch = max(1, math.ceil(len(self.data.train.bad) / config.batch_size))
-        decay_steps = int(round(config.critic_decay_epochs * epoch))
+        # The schedules count critic updates (the optimizers' iterations).
+        decay_steps = int(round(config.critic_decay_epochs * epoch * config.critic_iterations))
 
         def critic_rate(multiplier):
             if decay_steps < 1:
@@ -840,7 +887,7 @@ class EnhanceganTask(Task):
         """One critic update and, past the warm-up, one generator update (module docstring)."""
         config, average = self.config, self.average
         generator, critic = models["generator"], models["critic"]
-        vgg = self.vgg
+        features = self.features
         luminance_only = config.stage == "crop" and config.crop_luminance_only
         filter_networks = self.filter_bank.networks if self.filter_bank is not None else None
         head, body = critic_parts(critic)
@@ -877,7 +924,7 @@ class EnhanceganTask(Task):
         def generator_micro(micro):
             bad = micro[0]
             input_f_w = tf.stop_gradient(f_w(bad))
-            input_features = (tf.stop_gradient(fc7_features(vgg, bad)) if vgg is not None
+            input_features = (tf.stop_gradient(features(bad)) if features is not None
                               else None)
             with tf.GradientTape() as tape:
                 output = enhance(bad)
@@ -888,9 +935,9 @@ class EnhanceganTask(Task):
                     "adversarial": wasserstein.enhancegan_generator_loss(output_f_w),
                     "hinge": wasserstein.hinge_regulariser(output_f_w, input_f_w,
                                                            config.hinge_side)}
-                if vgg is not None:
+                if features is not None:
                     per_example["feature"] = wasserstein.feature_regulariser(
-                        fc7_features(vgg, output), input_features, config.feature_reduction)
+                        features(output), input_features, config.feature_reduction)
                 else:
                     per_example["feature"] = tf.zeros_like(output_f_w)
                 if gradient_balance:  # the release: each term the micro-batch's mean
@@ -906,7 +953,7 @@ class EnhanceganTask(Task):
             values = {f"generator/{name}": average(value) for name, value in per_example.items()}
             values["f_w/input"] = average(input_f_w)
             if gradient_balance:
-                active = [name for name in TERMS if name != "feature" or vgg is not None]
+                active = [name for name in TERMS if name != "feature" or features is not None]
                 balanced = {name: wasserstein.normalise_gradient(
                     raw[name], config.term_gradient_norm, config.balance_per_example)
                     for name in active}
@@ -941,16 +988,17 @@ class EnhanceganTask(Task):
 
         def train_step(batch):
             bad, good = batch
-            # Before this step's critic update: has the critic had its warm-up?
-            active = head_optimizer.iterations >= config.critic_warmup_steps
-            # 1. The critic (equation 10), clipped.
-            gradients, values = accumulate(
-                critic_micro, (bad, good), steps, critic_variables,
-                sums=["critic_loss", "f_w/good", "f_w/output"])
-            head_gradients, body_gradients = gradients[:len(head)], gradients[len(head):]
-            head_optimizer.apply_gradients(zip(head_gradients, head))
-            body_optimizer.apply_gradients(zip(body_gradients, body))
-            egan_models.clip_weights(critic, config.critic_clip)
+            # Before this step's critic updates: has the critic had its warm-up?
+            active = (head_optimizer.iterations
+                      >= config.critic_warmup_steps * config.critic_iterations)
+            # 1. The critic (equation 10), clipped after each update.
+            for _ in range(config.critic_iterations):
+                gradients, values = accumulate(
+                    critic_micro, (bad, good), steps, critic_variables,
+                    sums=["critic_loss", "f_w/good", "f_w/output"])
+                head_optimizer.apply_gradients(zip(gradients[:len(head)], head))
+                body_optimizer.apply_gradients(zip(gradients[len(head):], body))
+                egan_models.clip_weights(critic, config.critic_clip)
             values["grad_norm/critic"] = gradient_norm(head_optimizer, gradients) / replicas()
             # 2. The generator (equations 7-9), past the warm-up.
             g_gradients, g_values = tf.cond(active, lambda: generator_update(bad),
