@@ -131,6 +131,67 @@ def test_an_oracle_passes_and_harmful_enhancers_fail():
     assert any("colour cast" in f for f in found) and any("dark frame" in f for f in found)
 
 
+def test_an_enhancer_that_crops_is_judged_within_its_box():
+    """An enhancer that returns (image, box) or {"image", "box"} (EnhanceGAN) is compared with
+    the input and the original cut to its box: a crop alone neither passes nor fails a rule."""
+    photos = crops(48)
+    degraded = {heldout_photos.degrade(p, "wespe").tobytes(): p for p in photos.values()}
+    box = (6, 4, 36, 40)  # top, left, height, width
+
+    def cut(image):
+        top, left, height, width = box
+        return image[top:top + height, left:left + width]
+
+    def oracle(image):  # crops, and restores the degraded inputs it knows
+        pixels = np.rint(image * 255).astype(np.uint8)
+        return cut(degraded.get(pixels.tobytes(), pixels)) / 255.0, box
+
+    results = heldout.check_enhancer("crop oracle", oracle, photos, "wespe")
+    assert heldout.failures(results) == []
+    for photo_name, figures in results["photos"].items():
+        assert figures["clean"]["box"] == figures["degraded"]["box"] == list(box)
+        assert figures["clean"]["psnr_vs_input"] is None  # unchanged within the box
+        assert figures["clean"]["clipped_input"] == heldout.clipped_fraction(
+            cut(photos[photo_name]))
+        original, bad = photos[photo_name], heldout_photos.degrade(photos[photo_name], "wespe")
+        mse = np.mean((cut(bad) / 255.0 - cut(original) / 255.0) ** 2)
+        assert figures["degraded"]["psnr_input"] == pytest.approx(10 * np.log10(1 / mse))
+
+    # Cropping alone restores nothing: PSNR and SSIM within the box do not rise.
+    found = heldout.failures(heldout.check_enhancer(
+        "crop only", lambda x: {"image": cut(x), "box": np.array(box)}, photos, "wespe"))
+    assert len(found) == 2 * len(photos) and all("did not rise" in f for f in found)
+
+    def harmful(image):  # crops, then the bug report's orange cast and dark frame
+        out = cut(image) * np.array([1.1, 1.0, 0.7])
+        out[:3], out[-3:], out[:, :3], out[:, -3:] = 0.0, 0.0, 0.0, 0.0
+        return np.clip(out, 0, 1), box
+
+    found = heldout.failures(heldout.check_enhancer("harmful crop", harmful, photos, "wespe"))
+    assert any("colour cast" in f for f in found) and any("dark frame" in f for f in found)
+
+    one = {"flower": photos["flower"]}
+    for bad, message in (((40, 0, 10, 10), "not inside"), ((0, 0, 10, 12), "its box 10x12"),
+                         (None, "returns its box too")):
+        def wrong(image, bad=bad):
+            return image[:10, :10] if bad is None else (image[:10, :10], bad)
+        with pytest.raises(ValueError, match=message):
+            heldout.check_enhancer("wrong", wrong, one, "wespe")
+
+
+def test_an_enhancegan_photo_enhancer_runs_through_the_check():
+    from enhancers import enhancegan
+    from test_enhancegan_enhancer import tiny_generator
+
+    enhancer = enhancegan.PhotoEnhancer(tiny_generator(seed=7))
+    results = heldout.check_enhancer("EnhanceGAN", enhancer, {"china": crops(40)["china"]},
+                                     "wespe")
+    clean = results["photos"]["china"]["clean"]
+    top, left, height, width = clean["box"]
+    assert 0 <= top and top + height <= 40 and 0 <= left and left + width <= 40
+    assert height < 40 and width < 40  # it cropped, and was compared within its box
+
+
 def test_a_steered_enhancer_must_not_lower_its_guides_score():
     from test_piea import brightness_nima
 

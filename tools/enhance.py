@@ -35,6 +35,15 @@ Methods (`--method`):
   `serving_default` signature is called with float32 [1, h, w, 3] images in [0, 1]; the export
   tiles photos larger than one window (its metadata.json says how), so a 24 MP photo
   enhances in a few GB.
+  An EnhanceGAN export (`tools.export.export_enhancegan`, recognised by its `boxes` output)
+  works the same way: the output is the enhanced photo cut to the predicted box (its own size),
+  and beside it `<stem>.json` records the predicted parameters (strict JSON, UTF-8): "source"
+  (the input path), "saved_model" (the version used), "photo" {"height", "width"}, "box"
+  {"top", "left", "height", "width"} in the input's pixels, "color" {alpha, beta, a, b, p, q}
+  or null, "crop" {"scale": [s1, s2], "translation": [t1, t2]} (rows first) or null,
+  "filter_weights" [w_1 ... w_n] or null (`enhancers.enhancegan.parameter_record`; attention
+  maps are left out). The JSON follows the photo's rules (never replaces an input, nor an
+  existing file without `--overwrite`).
 
 - `piea`: PIEA (`enhancers.piea`), training-free: each photo's filter parameters are searched
   under the guidance of a NIMA model (`--nima_weights=<whole-NIMA weights file>` with its
@@ -71,6 +80,7 @@ Library use (no flags involved):
 """
 import dataclasses
 import io
+import json
 import os
 import time
 import uuid
@@ -83,7 +93,8 @@ from PIL import Image
 import nima
 from datasets.images import IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8, to_uint8
 from enhancers import piea, piea_report
-from tools import cli, figures
+from enhancers.enhancegan import parameter_record
+from tools import cli, figures, report
 
 __all__ = [
     "MAX_PIXELS",
@@ -94,6 +105,7 @@ __all__ = [
     "expand_inputs",
     "load_saved_model_enhancer",
     "define_piea_choice_flags",
+    "enhancegan_enhance_fn",
     "piea_enhance_fn",
     "resolve_saved_model_dir",
 ]
@@ -139,13 +151,20 @@ def resolve_saved_model_dir(path):
 
 
 def load_saved_model_enhancer(path, signature="serving_default"):
-    """Loads an exported enhancer (`tools.export.export_enhancer`); returns `enhance_fn`.
+    """Loads an exported enhancer (`tools.export.export_enhancer` or `export_enhancegan`);
+    returns `enhance_fn`.
 
     `path` as in `resolve_saved_model_dir`. `enhance_fn(image)` takes one float (h, w, 3) RGB
     image in [0, 1] and returns the enhanced float32 (h', w', 3) image, calling the signature
     (one float image input, output `enhanced_images` or its only output) with a batch of one.
     The function keeps the loaded SavedModel alive in its `saved_model` attribute; its `path`
-    attribute is the version directory used.
+    attribute is the version directory used, its `kind` "enhancegan" for an EnhanceGAN export
+    (a signature with a `boxes` output) and "enhancer" otherwise.
+
+    For an EnhanceGAN export the image returned is the enhanced photo cut to its predicted box,
+    and `enhance_fn.predict(image)` returns everything the export predicts for the photo, laid
+    out as `enhancers.enhancegan.PhotoEnhancer` returns it, as NumPy: "image", "box" (top,
+    left, height, width), the parameters and the "<head>_attention" maps.
     """
     version_dir = resolve_saved_model_dir(path)
     loaded = tf.saved_model.load(version_dir)
@@ -168,18 +187,53 @@ def load_saved_model_enhancer(path, signature="serving_default"):
     else:
         raise ValueError(f"Signature {signature!r} of {version_dir!r} returns {sorted(outputs)}; "
                          "expected 'enhanced_images'")
+    crops = "boxes" in outputs and output_name == "enhanced_images"
 
-    def enhance_fn(image):
+    def call(image):
         image = np.asarray(image, np.float32)
         if image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"expected an (h, w, 3) image, got shape {image.shape}")
-        enhanced = function(**{input_name: tf.constant(image[np.newaxis])})[output_name]
-        return np.asarray(enhanced[0], np.float32)
+        return function(**{input_name: tf.constant(image[np.newaxis])})
+
+    def predict(image):
+        served = call(image)
+        box = np.asarray(served["boxes"][0], np.int32)
+        result = {"image": np.asarray(served[output_name][0, :box[2], :box[3]], np.float32),
+                  "box": box}
+        result.update({name: np.asarray(value[0]) for name, value in served.items()
+                       if name not in (output_name, "boxes")})
+        return result
+
+    def enhance_fn(image):
+        if crops:
+            return predict(image)["image"]
+        return np.asarray(call(image)[output_name][0], np.float32)
 
     enhance_fn.saved_model = loaded  # signature functions need their object alive
     enhance_fn.path = version_dir
-    logging.info("Loaded enhancer %s (signature %s: %s -> %s)", version_dir, signature,
-                 input_name, output_name)
+    enhance_fn.kind = "enhancegan" if crops else "enhancer"
+    if crops:
+        enhance_fn.predict = predict
+    logging.info("Loaded enhancer %s (signature %s: %s -> %s%s)", version_dir, signature,
+                 input_name, output_name, ", boxes and parameters" if crops else "")
+    return enhance_fn
+
+
+def enhancegan_enhance_fn(loaded):
+    """`enhance_fn` for an EnhanceGAN export loaded by `load_saved_model_enhancer`: the photo cut
+    to its box, and `<stem>.json`, its parameters (module docstring, "Methods")."""
+
+    def enhance_fn(image, source=None):
+        outputs = loaded.predict(image)
+        record = {"source": None if source is None else os.fspath(source),
+                  "saved_model": loaded.path,
+                  "photo": {"height": int(np.shape(image)[0]), "width": int(np.shape(image)[1])},
+                  **parameter_record(outputs)}
+        text = json.dumps(report.strict_json(record), indent=2, allow_nan=False) + "\n"
+        return Enhanced(outputs["image"], {".json": text.encode("utf-8")})
+
+    enhance_fn.side_suffixes = (".json",)
+    enhance_fn.path = loaded.path
     return enhance_fn
 
 
@@ -472,7 +526,10 @@ def _output_problem(outputs, claimed, input_real_paths, input_ids, overwrite):
 def _saved_model_method(FLAGS):
     if not FLAGS.saved_model:
         raise app.UsageError("--method=saved_model needs --saved_model=<export dir>")
-    return load_saved_model_enhancer(FLAGS.saved_model)
+    loaded = load_saved_model_enhancer(FLAGS.saved_model)
+    if loaded.kind == "enhancegan":
+        return enhancegan_enhance_fn(loaded)
+    return loaded
 
 
 def _piea_method(FLAGS):

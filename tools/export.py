@@ -6,12 +6,13 @@ bytes endpoint taking encoded images (`tf.string`, decoded on the CPU), and expo
 
 The core, `export_saved_model`, is model-agnostic: the caller passes the signature functions, so
 the enhancers export through it too (`enhancer_signatures`, `export_enhancer` serve any Keras
-image-to-image model). A JSON `metadata` dict (training preset, steps, figures ...) can ride along
-in `<version>/assets.extra/metadata.json`. It is built on `keras.export.ExportArchive` because a
-SavedModel saved with `tf.saved_model.save` from a plain `tf.Module` holding a Keras 3 model
-loads in TF2 but fails in the session-based loader that TF Serving and `saved_model_cli run` use
-("Could not find variable .../moving_mean") unless every variable is tracked by hand;
-ExportArchive tracks them.
+image-to-image model; `enhancegan_signatures`, `export_enhancegan` serve EnhanceGAN's photo
+enhancer with its predicted parameters). A JSON `metadata` dict (training preset, steps,
+figures ...) can ride along in `<version>/assets.extra/metadata.json`. It is built on
+`keras.export.ExportArchive` because a SavedModel saved with `tf.saved_model.save` from a plain
+`tf.Module` holding a Keras 3 model loads in TF2 but fails in the session-based loader that TF
+Serving and `saved_model_cli run` use ("Could not find variable .../moving_mean") unless every
+variable is tracked by hand; ExportArchive tracks them.
 
     python -m tools.export --backbone=mobilenet --weights=nima.weights.h5 --export_dir=exports/nima
 """
@@ -27,12 +28,15 @@ from absl import flags, logging
 import nima
 from datasets.images import decode_image_tensor
 from enhancers import tiling
+from enhancers.enhancegan import PhotoEnhancer
 from tools import cli, leftovers
 
 __all__ = [
     "METADATA_FILE",
+    "enhancegan_signatures",
     "enhancer_signatures",
     "enhancer_tiling",
+    "export_enhancegan",
     "export_enhancer",
     "export_saved_model",
     "export_nima",
@@ -329,6 +333,132 @@ def export_enhancer(model, export_dir, version=None, metadata=None, jpeg_quality
         metadata=({**(metadata or {}), "tiling": description}
                   if metadata is None or isinstance(metadata, dict) else metadata),
     )
+
+
+# --------------------------------------------------------------------------- EnhanceGAN
+
+ENHANCEGAN_KIND = "enhancegan"  # metadata.json's "kind" for an EnhanceGAN export
+
+
+def _photo_enhancer(enhancer):
+    """`enhancer` itself, or a bare EnhanceGAN generator wrapped in a `PhotoEnhancer`."""
+    if isinstance(enhancer, PhotoEnhancer):
+        return enhancer
+    if isinstance(enhancer, keras.Model):
+        return PhotoEnhancer(enhancer)
+    raise TypeError(f"expected an enhancers.enhancegan.PhotoEnhancer (or its generator), got "
+                    f"{type(enhancer).__name__}")
+
+
+def _enhancegan_parameter_specs(enhancer):
+    """{name: tf.TensorSpec} of one photo's outputs besides the image and the box (parameters
+    and attention maps; all of fixed shape), read from a call on a small photo."""
+    outputs = enhancer(tf.fill([8, 8, 3], 0.5))
+    return {name: tf.TensorSpec(value.shape, value.dtype) for name, value in outputs.items()
+            if name not in ("image", "box")}
+
+
+def enhancegan_signatures(enhancer, jpeg_quality=95):
+    """Serving signatures of EnhanceGAN's photo enhancer, for `export_saved_model` (DESIGN.md
+    section 4, "Serving"; issue 16: "the enhanced image plus every predicted parameter").
+
+    `enhancer` is an `enhancers.enhancegan.PhotoEnhancer`: each photo of a batch is enhanced on
+    its own (`tf.map_fn`), the generator seeing it resized to 224 x 224 and the parameters
+    applied at its full size.
+
+    - `serving_default`: `images`, float32 [N, H, W, 3] in [0, 1] (same-size photos) ->
+        `enhanced_images` float32 [N, h, w, 3]: photo i's enhanced output, cut to its box, at
+          the top left, zero below and to the right of it; h, w are the largest box height and
+          width of the batch, so with one photo, or boxes of one size (always without a crop
+          head), there is no padding;
+        `boxes` int32 [N, 4]: (top, left, height, width) of each box in its photo's pixels,
+          also the valid extent of its `enhanced_images` (rows [0, height), cols [0, width));
+        the parameters: `alpha`, `beta`, `a`, `b`, `p`, `q` [N] (colour head);
+          `crop_scale`, `crop_translation` [N, 2], rows first (crop head); `filter_weights`
+          [N, n] (filters head);
+        `<head>_attention` [N, h', w']: each head's pooling weights on its feature map (7 x 7),
+          summing to 1 (the paper's Fig. 5).
+      An empty batch gives empty outputs (`enhanced_images` [0, 0, 0, 3]).
+    - `serve_image_bytes`: `image_bytes`, tf.string [N] of encoded images of any and different
+      sizes (decoded on the CPU, `map_over_image_bytes`) -> `enhanced_image_bytes`, tf.string
+      [N] of JPEGs of quality `jpeg_quality` of each output at its own size, and the same
+      `boxes`, parameters and attention maps as above.
+    """
+    if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int) or not (
+        0 <= jpeg_quality <= 100
+    ):
+        raise ValueError(f"jpeg_quality must be an integer in [0, 100], got {jpeg_quality!r}")
+    enhancer = _photo_enhancer(enhancer)
+    specs = _enhancegan_parameter_specs(enhancer)
+    box_spec = tf.TensorSpec([4], tf.int32)
+
+    def parameters(outputs):
+        return {name: outputs[name] for name in specs}
+
+    def serve_images(images):
+        shape = tf.shape(images)
+
+        def one(photo):
+            outputs = enhancer(photo)
+            image = tf.image.pad_to_bounding_box(outputs["image"], 0, 0, shape[1], shape[2])
+            return {"enhanced_images": image, "boxes": outputs["box"], **parameters(outputs)}
+
+        def enhance_all():
+            served = tf.map_fn(one, images, fn_output_signature={
+                "enhanced_images": tf.TensorSpec([None, None, 3], tf.float32),
+                "boxes": box_spec, **specs})
+            boxes = served["boxes"]
+            height, width = tf.reduce_max(boxes[:, 2]), tf.reduce_max(boxes[:, 3])
+            served["enhanced_images"] = served["enhanced_images"][:, :height, :width]
+            return served
+
+        def nothing():  # map_fn cannot stack zero images of an unknown size
+            return {"enhanced_images": tf.zeros([0, 0, 0, 3]),
+                    "boxes": tf.zeros([0, 4], tf.int32),
+                    **{name: tf.zeros([0, *spec.shape], spec.dtype)
+                       for name, spec in specs.items()}}
+
+        return tf.cond(shape[0] > 0, enhance_all, nothing)
+
+    def serve_image_bytes(image_bytes):
+        def one(image):
+            outputs = enhancer(image[0])
+            served = {"enhanced_image_bytes": _encode_jpeg(outputs["image"], jpeg_quality),
+                      "boxes": outputs["box"], **parameters(outputs)}
+            return tf.nest.map_structure(lambda tensor: tensor[tf.newaxis], served)
+
+        return map_over_image_bytes(one, image_bytes, fn_output_signature={
+            "enhanced_image_bytes": tf.TensorSpec([], tf.string), "boxes": box_spec, **specs})
+
+    return _image_signatures(serve_images, serve_image_bytes)
+
+
+def export_enhancegan(enhancer, export_dir, version=None, metadata=None, jpeg_quality=95):
+    """Exports EnhanceGAN's photo enhancer (`enhancers.enhancegan.PhotoEnhancer`, or a bare
+    generator, wrapped in one) for TF Serving and `tools.enhance`; returns the version path.
+
+    Signatures as in `enhancegan_signatures`; versioning and `metadata` as in
+    `export_saved_model`, with "kind": "enhancegan" and what the export predicts added under
+    "enhancegan" (heads, parameters, the generator's input size and resize).
+    """
+    enhancer = _photo_enhancer(enhancer)
+    signatures = enhancegan_signatures(enhancer, jpeg_quality=jpeg_quality)
+    parameters = [name for name in _enhancegan_parameter_specs(enhancer)
+                  if not name.endswith("_attention")]
+    description = {
+        "heads": list(getattr(enhancer.generator, "head_names", ())),
+        "parameters": parameters,
+        "input_size": enhancer.input_size,
+        "resize": ("whole photo to input_size x input_size, aspect not kept, bilinear"
+                   + (" with antialiasing" if enhancer.antialias else "")),
+        "box": "(top, left, height, width) in the photo's pixels",
+        "jpeg_quality": jpeg_quality,
+    }
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    return export_saved_model(
+        enhancer.models, export_dir, signatures, version=version,
+        metadata={**(metadata or {}), "kind": ENHANCEGAN_KIND, "enhancegan": description})
 
 
 def define_flags(flag_values):

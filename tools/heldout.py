@@ -4,8 +4,10 @@ DESIGN.md section 6. Every enhancer is run on the held-out photos of `datasets.h
 (another source than any demo set), at full size, twice:
 
 - degraded by its demo's own degradation (`datasets.heldout.degrade`): the output must come
-  closer to the clean original than the input was: PSNR and SSIM against the original both rise;
-- clean: the output must not get worse. Measured against the input:
+  closer to the clean original than the input was: PSNR and SSIM against the original both rise
+  (within the output's box when the enhancer crops);
+- clean: the output must not get worse. Measured against the input (cut to the output's box
+  when the enhancer crops: `check_enhancer`):
     psnr_vs_input  how far the output moves (dB; infinite when unchanged): reported, not judged,
                    since an enhancer may rightly move a clean photo;
     delta_e        mean CIELab distance per pixel (CIE76): reported, not judged;
@@ -155,6 +157,44 @@ def _psnr(a, b):
     return value if math.isfinite(value) else None
 
 
+def _box_region(box, output, shape, name):
+    """The (rows, cols) slices of `box` = (top, left, height, width) in a photo of `shape`,
+    checked: inside the photo and of the output's size."""
+    try:
+        top, left, height, width = (int(v) for v in np.asarray(box).reshape(4))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name}: the box must be 4 integers (top, left, height, width), got "
+                         f"{box!r}") from error
+    if (top < 0 or left < 0 or height < 1 or width < 1 or top + height > shape[0]
+            or left + width > shape[1]):
+        raise ValueError(f"{name}: box {(top, left, height, width)} is not inside the "
+                         f"{shape[0]}x{shape[1]} photo")
+    if output.shape[:2] != (height, width):
+        raise ValueError(f"{name}: the output is {output.shape[0]}x{output.shape[1]}, its box "
+                         f"{height}x{width}")
+    return slice(top, top + height), slice(left, left + width)
+
+
+def _enhance(enhance_fn, image, name):
+    """(uint8 output, region, box): what `enhance_fn` makes of uint8 `image`; region is the
+    (rows, cols) slices of the input the output stands for (the whole photo without a box)."""
+    returned = enhance_fn(_float(image).astype(np.float32))
+    box = None
+    if isinstance(returned, dict):
+        box = returned.get("box")
+        returned = returned["image"]
+    elif isinstance(returned, tuple) and len(returned) == 2:
+        returned, box = returned
+    output = to_uint8(np.asarray(returned))
+    if box is None:
+        if output.shape != image.shape:
+            raise ValueError(f"{name}: the output is {output.shape}, the input {image.shape}; "
+                             "an enhancer that crops returns its box too")
+        return output, (slice(None), slice(None)), None
+    region = _box_region(box, output, image.shape, name)
+    return output, region, [int(v) for v in np.asarray(box).reshape(4)]
+
+
 def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, steered=False,
                    picture_dir=None):
     """Runs `enhance_fn` on the clean and degraded held-out `photos`; returns the results.
@@ -162,7 +202,14 @@ def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, st
     Args:
       name: the enhancer's name in the table ("WESPE demo", ...).
       enhance_fn: float32 (h, w, 3) in [0, 1] -> (h, w, 3) (clipped and quantised to 8 bits
-        here, as a written photo is).
+        here, as a written photo is). An enhancer that crops (EnhanceGAN) returns
+        (image, box) or a dict with "image" and "box" (an `enhancers.enhancegan.
+        PhotoEnhancer`'s output), box = (top, left, height, width) in the input's pixels and
+        image of the box's size; every comparison is then made within the box: the clean
+        rules compare the output with the input cut to the box (a crop alone changes nothing),
+        and the degraded figures compare both the degraded input and the output, cut to the
+        box, with the clean original cut to it (so a crop alone does not raise PSNR or SSIM).
+        nima_input stays the whole input's score: cropping may rightly raise it.
       photos: {photo name: uint8 (H, W, 3)} (`datasets.heldout.load_photos`, or crops).
       degradation: the enhancer's demo degradation (`datasets.heldout.DEGRADATIONS`).
       nima_model: None, or a NIMA model for nima_input / nima_output on the clean photos.
@@ -171,38 +218,49 @@ def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, st
 
     Returns:
       {"name", "degradation", "steered", "photos": {photo: {"degraded": {...}, "clean": {...}}}}
+      with "box" in "degraded" and "clean" when the enhancer returned one.
+
+    Raises:
+      ValueError: a box outside the photo or of another size than the output, or an output of
+        another size than its input without a box.
     """
     results = {"name": name, "degradation": degradation, "steered": steered, "photos": {}}
     for photo_name, original in photos.items():
         degraded = heldout.degrade(original, degradation)
-        restored = to_uint8(np.asarray(enhance_fn(_float(degraded).astype(np.float32))))
-        output = to_uint8(np.asarray(enhance_fn(_float(original).astype(np.float32))))
-        cast, gain = colour_cast(original, output)
+        restored, region, restored_box = _enhance(enhance_fn, degraded, name)
+        output, clean_region, clean_box = _enhance(enhance_fn, original, name)
+        truth, degraded_in_box = original[region], degraded[region]
+        reference = original[clean_region]  # the clean input, cut to the output's box
+        cast, gain = colour_cast(reference, output)
         results["photos"][photo_name] = {
             "degraded": {
-                "psnr_input": _psnr(degraded, original),
-                "psnr_output": _psnr(restored, original),
-                "ssim_input": evaluate.ssim(_float(degraded), _float(original)),
-                "ssim_output": evaluate.ssim(_float(restored), _float(original)),
+                "psnr_input": _psnr(degraded_in_box, truth),
+                "psnr_output": _psnr(restored, truth),
+                "ssim_input": evaluate.ssim(_float(degraded_in_box), _float(truth)),
+                "ssim_output": evaluate.ssim(_float(restored), _float(truth)),
             },
             "clean": {
-                "psnr_vs_input": _psnr(output, original),
-                "delta_e": mean_delta_e(original, output),
+                "psnr_vs_input": _psnr(output, reference),
+                "delta_e": mean_delta_e(reference, output),
                 "colour_cast": cast,
                 "chroma_gain": gain,
-                "clipped_input": clipped_fraction(original),
+                "clipped_input": clipped_fraction(reference),
                 "clipped_output": clipped_fraction(output),
-                "border_ratio": border_ratio(original, output),
-                "detail_ratio": detail_ratio(original, output),
+                "border_ratio": border_ratio(reference, output),
+                "detail_ratio": detail_ratio(reference, output),
                 "nima_input": None if nima_model is None else _nima_score(nima_model, original),
                 "nima_output": None if nima_model is None else _nima_score(nima_model, output),
             },
         }
+        if restored_box is not None:
+            results["photos"][photo_name]["degraded"]["box"] = restored_box
+        if clean_box is not None:
+            results["photos"][photo_name]["clean"]["box"] = clean_box
         if picture_dir:
             stem = os.path.join(picture_dir, f"{_slug(name)}_{photo_name}")
-            figures.side_by_side({"degraded": degraded, name: restored, "original": original},
-                                 f"{stem}_degraded.png")
-            figures.side_by_side({"clean input": original, name: output}, f"{stem}_clean.png")
+            figures.side_by_side({"degraded": degraded_in_box, name: restored,
+                                  "original": truth}, f"{stem}_degraded.png")
+            figures.side_by_side({"clean input": reference, name: output}, f"{stem}_clean.png")
     return results
 
 

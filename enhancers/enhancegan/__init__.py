@@ -7,10 +7,13 @@ view, and the operators enhance the photo at full size.
 - `pooling`: top-K (the release's) and whole-map softmax (the paper's) pooling of a head;
 - `filters`: the deep-filtering enhancer (colour filters, their approximating CNNs, their
   weighted combination);
-- `models`: backbones, the generator with its heads, the critic, weight clipping.
+- `models`: backbones, the generator with its heads, the critic, weight clipping;
+- `enhancer`: `PhotoEnhancer`, the generator and the operators on one photo of any size (the
+  inference path that the export serves).
 
 The colour space is `enhancers.lab`; the losses are `losses.wasserstein`.
 """
+from enhancers.enhancegan.enhancer import PhotoEnhancer, network_view, parameter_record
 from enhancers.enhancegan.filters import (FILTER_COLORS, FILTER_NAMES, apply_named_filters,
                                           build_filter_network, combine_filters, filter_weights,
                                           photo_filter)
@@ -24,9 +27,10 @@ from enhancers.enhancegan.pooling import pool, softmax_pool, top_k_pool
 
 __all__ = [
     "COLOR_PARAMETERS", "EnhanceGANCritic", "EnhanceGANGenerator", "FILTER_COLORS",
-    "FILTER_NAMES", "IDENTITY_COLOR", "RANGES", "ab_stretch", "apply_named_filters",
-    "build_filter_network", "build_resnet101", "build_tiny_backbone", "clip_weights",
-    "color_parameters", "combine_filters", "crop_box", "crop_parameters", "enhance_batch",
-    "enhance_color", "enhance_photo", "filter_weights", "good_probability", "l_curve",
-    "photo_filter", "pool", "sample_crop", "softmax_pool", "top_k_pool",
+    "FILTER_NAMES", "IDENTITY_COLOR", "PhotoEnhancer", "RANGES", "ab_stretch",
+    "apply_named_filters", "build_filter_network", "build_resnet101", "build_tiny_backbone",
+    "clip_weights", "color_parameters", "combine_filters", "crop_box", "crop_parameters",
+    "enhance_batch", "enhance_color", "enhance_photo", "filter_weights", "good_probability",
+    "l_curve", "network_view", "parameter_record", "photo_filter", "pool", "sample_crop",
+    "softmax_pool", "top_k_pool",
 ]
