@@ -95,6 +95,7 @@ import nima
 from datasets import enhancegan as egan_data
 from datasets import enhancegan_demo
 from datasets import unpaired
+from enhancers.enhancegan import PhotoEnhancer, network_view
 from enhancers.enhancegan import filters as filter_ops
 from enhancers.enhancegan import models as egan_models
 from enhancers.enhancegan import operators
@@ -102,6 +103,7 @@ from enhancers.enhancegan.pooling import POOLINGS, TOP_K
 from losses import wasserstein
 from nima.backbones import build_vgg16
 from tools import report as reports
+from tools.evaluate_enhancegan import attention_overlay, evaluate_enhancegan
 from train.config import ConfigError, RunConfig, setting
 from train.task import Export, Task, gradient_norm
 
@@ -686,6 +688,22 @@ def _apply_two(tape_gradient, loss, groups):
     return out
 
 
+class CriticAtSize:
+    """A critic seen at the size it was trained at: `tools.evaluate_enhancegan` shows a critic
+    the photo's 224 x 224 view (`network_view`); at another --image_size (the demo's 64) that
+    view is resized to it, so the critic judges photos as it learnt to."""
+
+    def __init__(self, critic, size):
+        self.critic = critic
+        self.size = int(size)
+
+    def __call__(self, images, training=False):
+        images = tf.convert_to_tensor(images, tf.float32)
+        if images.shape[1] != self.size or images.shape[2] != self.size:
+            images = network_view(images, self.size)
+        return self.critic(images, training=training)
+
+
 class EnhanceganTask(Task):
     name = "enhancegan"
     config_class = EnhanceganConfig
@@ -792,6 +810,7 @@ class EnhanceganTask(Task):
                                          bank.trainable_weights)}
         head, body = critic_parts(models["critic"])
         if stage == "critic":
+            head = list(models["critic"].classifier.trainable_weights)  # PReLU, f_W: unused
             def make(rate):
                 if config.pretrain_optimizer == "sgd":
                     return keras.optimizers.SGD(rate, momentum=0.9)
@@ -862,7 +881,7 @@ class EnhanceganTask(Task):
         """Good/bad cross-entropy of the 2-way fc (section 3.3), weighted per example."""
         average = self.average
         critic = models["critic"]
-        head, body = critic_parts(critic)
+        head, body = list(critic.classifier.trainable_weights), critic_parts(critic)[1]
         groups = [(optimizers["critic_head_optimizer"], head),
                   (optimizers["critic_body_optimizer"], body)]
 
@@ -1044,8 +1063,6 @@ class EnhanceganTask(Task):
         filter_networks = self.filter_bank.networks if self.filter_bank is not None else None
 
         def write(step):
-            from tools.evaluate_enhancegan import attention_overlay
-
             parameters = generator(bad, training=False)
             output = operators.enhance_batch(bad, parameters, config.image_size,
                                              filter_networks)
@@ -1158,17 +1175,16 @@ class EnhanceganTask(Task):
             num_good=int(good.sum()), num_bad=int((~good).sum()))
 
     def pretrained_critic(self):
-        """The critic stage's critic (the paper's CUHK-Net evaluator), or None."""
+        """The critic stage's critic (the paper's CUHK-Net evaluator), shown photos at
+        --image_size (`CriticAtSize`), or None without a critic stage."""
         path = self.config.critic_file()
         if not os.path.exists(path):
             return None
         critic = build_critic(self.config)
         critic.load_weights(path)
-        return critic
+        return CriticAtSize(critic, self.config.image_size)
 
     def photo_enhancer(self, models):
-        from enhancers.enhancegan import PhotoEnhancer
-
         networks = self.filter_bank.networks if self.filter_bank is not None else None
         return PhotoEnhancer(models["generator"], filter_networks=networks,
                              input_size=self.config.image_size)
@@ -1177,8 +1193,6 @@ class EnhanceganTask(Task):
         """Tables 1-3 (`tools.evaluate_enhancegan`): the pre-trained critic's good probability
         and NIMA's score of input and output, the crop on the CUHK cropping dataset, and on the
         demo's test photos PSNR against their clean originals and the crop's IoU."""
-        from tools.evaluate_enhancegan import evaluate_enhancegan
-
         config, data = self.config, self.data
         demo_test = (enhancegan_demo.demo_test_images(data.demo_root)
                      if data.demo_root is not None else None)
