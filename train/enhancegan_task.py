@@ -826,9 +826,12 @@ class EnhanceganTask(Task):
             return keras.optimizers.RMSprop(rate, rho=0.99, epsilon=1e-8)
 
         rate = config.critic_learning_rate
-        epoch = max(1, math.ceil(len(self.data.train.bad) / config.batch_size))
-        # The schedules count critic updates (the optimizers' iterations).
-        decay_steps = int(round(config.critic_decay_epochs * epoch * config.critic_iterations))
+        decay_steps = 0
+        if config.critic_decay_epochs > 0:
+            epoch = max(1, math.ceil(len(self.data.train.bad) / config.batch_size))
+            # The schedules count critic updates (the optimizers' iterations).
+            decay_steps = int(round(config.critic_decay_epochs * epoch
+                                    * config.critic_iterations))
 
         def critic_rate(multiplier):
             if decay_steps < 1:
