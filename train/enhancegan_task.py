@@ -77,10 +77,19 @@ probability and NIMA's score of input and output, the crop against the CUHK crop
 and on the demo set PSNR against the clean originals and the crop's IoU with the subject) and
 `tools.export.export_enhancegan`. The pre-training stages export nothing.
 
-Not in the paper nor in the release, each a flag off in the paper and release presets and
-used by the CPU demo (configs/enhancegan_demo.flags says why): --feature_network=none (no
-equation 8: random VGG features at 64 pixels would be noise), the learning rates and steps of
-the demo.
+Not in the paper nor in the release, each a flag off in the paper and release presets, used by
+the CPU demo (configs/enhancegan_demo.flags says why each was needed there):
+  --head_norm=affine          the heads' scale and shift without instance normalisation, which
+                              takes each photo's mean off every parameter map;
+  --head_init=near_identity   G starts near the gentle end of every parameter range;
+  --critic_score_init=margin  f_W starts as PReLU(bad logit) - PReLU(good logit), the
+                              pre-trained verdict, instead of a random Linear(2, 1);
+  --nocrop_luminance_only     the crop stage's critic sees colour;
+  --feature_network=vgg16_block1 (or none)   a cheap stand-in for fc7 in equation 8, and
+  --nocrop_feature_regulariser               equation 8 in the colour stages only;
+  --critic_iterations         WGAN's n_critic (the release and the paper: 1).
+The pre-trained critic that evaluates the GAN stages sees photos at --image_size
+(`CriticAtSize`; 224 in the presets, where it changes nothing).
 """
 import dataclasses
 import math
