@@ -174,9 +174,9 @@ def test_demo_preset_learns_the_reference_operator(tmp_path):
     assert rows["CAN(L2+NIMA)"]["ssim"] > rows["input"]["ssim"], rows
     # The held-out real-photo check (tools.heldout) on its export, at full size. Known gaps
     # (README, CAN): the demo's tone operator brightens bright photos too, so the CAN blows out
-    # a bright sky and shifts its colours, and its detail boost lowers SSIM on the
-    # under-exposed flower. No dark frame, no added texture, and every under-exposed photo
-    # comes closer to its original in PSNR.
+    # a bright sky and shifts its colours, clips the portrait's highlights, and its detail
+    # boost lowers SSIM on the under-exposed flower. No dark frame, no added texture, and every
+    # under-exposed photo comes closer to its original in PSNR.
     assert_heldout_check("CAN demo", enhance.load_saved_model_enhancer(
         str(tmp_path / "export")), "can",
         known_gaps=["clipped values", "colour cast", "SSIM against the original"])
