@@ -104,6 +104,7 @@ import nima
 from datasets import enhancegan as egan_data
 from datasets import enhancegan_demo
 from datasets import unpaired
+from datasets.pipeline import first_element
 from enhancers.enhancegan import PhotoEnhancer, network_view
 from enhancers.enhancegan import filters as filter_ops
 from enhancers.enhancegan import models as egan_models
@@ -1068,9 +1069,9 @@ class EnhanceganTask(Task):
         config = self.config
         if config.stage not in GAN_STAGES:
             return None
-        bad, good = next(iter(egan_data.make_gan_dataset(
+        bad, good = first_element(egan_data.make_gan_dataset(
             self.data.train, self.data.pairing, batch_size=4, seed=config.seed + 1,
-            crop_size=config.image_size, resize_short=config.resize_short)))
+            crop_size=config.image_size, resize_short=config.resize_short))
         generator = models["generator"]
         filter_networks = self.filter_bank.networks if self.filter_bank is not None else None
 
