@@ -87,7 +87,11 @@ the CPU demo (configs/enhancegan_demo.flags says why each was needed there):
   --nocrop_luminance_only     the crop stage's critic sees colour;
   --feature_network=vgg16_block1 (or none)   a cheap stand-in for fc7 in equation 8, and
   --nocrop_feature_regulariser               equation 8 in the colour stages only;
-  --critic_iterations         WGAN's n_critic (the release and the paper: 1).
+  --critic_iterations         WGAN's n_critic (the release and the paper: 1);
+  --global_statistics         the colour and filters heads also see the photo's colour
+                              statistics (`models.global_statistics`);
+  --parameter_ranges=inclusive  colour ranges that hold the identity
+                              (`operators.INCLUSIVE_RANGES`).
 The pre-trained critic that evaluates the GAN stages sees photos at --image_size
 (`CriticAtSize`; 224 in the presets, where it changes nothing).
 """
@@ -252,6 +256,16 @@ class EnhanceganConfig(RunConfig):
                              "near_identity (ours: shifts at the gentle end of every range, "
                              "scales / 10, so G starts close to leaving the photo as it is).",
                              choices=HEAD_INITS)
+    global_statistics: bool = setting(False, "The colour and filters heads also see the "
+                                      "photo's colour statistics (ours: mean, std and "
+                                      "quantiles of its normalised L, A, B on every position "
+                                      "of the feature map, so that G can tell how dark, flat "
+                                      "or faded it is; use with --head_norm=affine).")
+    parameter_ranges: str = setting("release", "The colour parameters' ranges: release "
+                                    "(alpha, beta >= 0.05, b >= 0.01, q <= 0.99: every photo "
+                                    "changes) or inclusive (ours: alpha, beta, b from 0, q up "
+                                    "to 1, so that the identity is inside them).",
+                                    choices=tuple(operators.PARAMETER_RANGES))
     filter_weighting: str = setting("softmax", "Deep filtering's weights w_i: softmax (ours, "
                                     "a convex blend) or linear (as predicted).",
                                     choices=filter_ops.FILTER_WEIGHTINGS)
@@ -458,7 +472,8 @@ def build_generator(config, heads):
     generator = _built(egan_models.EnhanceGANGenerator(
         build_backbone(config), heads=heads, pooling=config.pooling, top_k=config.top_k,
         filter_weighting=config.filter_weighting, input_space=config.input_space,
-        head_norm=config.head_norm, name="generator"), config)
+        head_norm=config.head_norm, global_statistics=config.global_statistics,
+        parameter_ranges=config.parameter_ranges, name="generator"), config)
     if config.head_init == "near_identity":
         for name, head in generator.parameter_heads.items():
             scale, shift = head.norm.get_weights()
