@@ -221,6 +221,11 @@ class EnhanceganConfig(RunConfig):
                                    "good and bad photos.", minimum=32, maximum=300)
     demo_test_size: int = setting(enhancegan_demo.DEFAULT_TEST_SIZE, "Side of the demo's test "
                                   "photos.", minimum=32, maximum=300)
+    demo_over_enhanced: float = setting(
+        enhancegan_demo.DEFAULT_OVER_ENHANCED, "Ours: the fraction of the demo's bad photos "
+        "that are over-enhanced (clipped contrast, over-saturation) instead of under-enhanced, "
+        "so that the critic learns those are bad too (they are G's inputs as well; test photos "
+        "never are).", minimum=0.0, maximum=1.0)
     image_size: int = setting(operators.TRAINING_SIZE, "Training side: the bad photo's crop, "
                               "the good photo and G's input (paper: 224).", minimum=16)
     resize_short: int | None = setting(None, "Short side a bad photo is resized to before its "
@@ -605,7 +610,8 @@ def load_good_bad(config, dataset):
         demo_root = enhancegan_demo.build_enhancegan_demo(
             config.demo_root(), image_size=config.demo_image_size,
             test_size=config.demo_test_size, num_good=config.demo_num_good,
-            num_bad=config.demo_num_bad, num_test=config.demo_num_test, seed=config.seed).root
+            num_bad=config.demo_num_bad, num_test=config.demo_num_test, seed=config.seed,
+            over_enhanced=config.demo_over_enhanced).root
         train, val = egan_data.load_cuhkpq(demo_root, val_fraction=config.val_fraction,
                                            seed=config.seed)
         eval_images = list(val.bad.paths)
