@@ -63,11 +63,11 @@ drawn, the one chosen by a fifth draw is switched on); then quantised to 8 bits:
            three kinds, uniformly, is applied to the clean image in CIELab (`over_enhance`):
              "contrast":   L -> clip((L - lo) / (hi - lo), 0, 1), lo and hi the image's own
                            clip_low and 1 - clip_high quantiles of L, clip_low, clip_high ~
-                           U(0.02, 0.08) (a few % of the pixels crushed to black and blown to
-                           white), then an S-curve L -> (1 - s) L + s (1 - cos(pi L)) / 2,
-                           s ~ U(0, 0.6) (ends fixed);
+                           U(0.005, 0.04) (up to a few % of the pixels crushed, a channel at 0,
+                           and blown, a channel at 255), then an S-curve L -> (1 - s) L +
+                           s (1 - cos(pi L)) / 2, s ~ U(0, 0.5) (ends fixed);
              "saturation": A -> clip(0.5 + k (A - 0.5), 0, 1), the same for B, chroma factor
-                           k ~ U(1.6, 2.6) (then gamut-clipped by lab2rgb);
+                           k ~ U(1.3, 2.0) (then gamut-clipped by lab2rgb);
              "both":       the two.
            The operators cannot undo it (they never clip less); these images are also G's
            inputs in the GAN stages, where the best output is the image as it is (the identity,
@@ -155,9 +155,9 @@ CONTRAST_Q = (0.5, 0.8)
 OFF_B, OFF_Q, OFF_P = 0.01, 0.99, 1.0
 COLOUR_ALPHA = (0.05, 0.25)
 OVER_KINDS = ("contrast", "saturation", "both")
-OVER_CLIP = (0.02, 0.08)
-OVER_S_CURVE = (0.0, 0.6)
-OVER_CHROMA = (1.6, 2.6)
+OVER_CLIP = (0.005, 0.04)
+OVER_S_CURVE = (0.0, 0.5)
+OVER_CHROMA = (1.3, 2.0)
 DEFAULT_OVER_ENHANCED = 0.0
 
 # A mid-range degradation for checks on photos of other sources (`datasets.heldout`): an

@@ -318,12 +318,14 @@ def test_over_enhanced_bad_images_are_recorded_and_test_images_unchanged(built, 
         assert {k: v for k, v in record.items() if k not in ("tone", "colour", "over")} == {
             k: v for k, v in ours.items() if k not in ("tone", "colour", "over")}
         if o["kind"] in ("contrast", "both"):
-            assert 0.02 <= o["clip_low"] <= 0.08 and 0.02 <= o["clip_high"] <= 0.08
-            assert 0.0 <= o["s_curve"] <= 0.6 and 0.0 <= o["lo"] < o["hi"] <= 1.0
+            lo, hi = egd.OVER_CLIP
+            assert lo <= o["clip_low"] <= hi and lo <= o["clip_high"] <= hi
+            assert egd.OVER_S_CURVE[0] <= o["s_curve"] <= egd.OVER_S_CURVE[1]
+            assert 0.0 <= o["lo"] < o["hi"] <= 1.0
         else:
             assert o["clip_low"] is o["s_curve"] is o["lo"] is o["hi"] is None
         if o["kind"] in ("saturation", "both"):
-            assert 1.6 <= o["chroma"] <= 2.6
+            assert egd.OVER_CHROMA[0] <= o["chroma"] <= egd.OVER_CHROMA[1]
         else:
             assert o["chroma"] is None
         x = load_rgb8(os.path.join(built_over.root, key))
