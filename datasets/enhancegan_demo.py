@@ -55,6 +55,25 @@ drawn, the one chosen by a fifth draw is switched on); then quantised to 8 bits:
            compressed unequally. The A/B stretch clip((m - alpha) / (1 - 2 alpha), 0, 1) undoes
            it exactly. (A shift of neutral grey, the usual colour cast, is not offered: the
            stretch keeps 0.5 fixed and could not undo it.)
+  over     (p `over_enhanced`, bad images only, 0 by default; ours): over-enhanced instead of
+           under-enhanced, so that a critic learns that blown highlights, crushed shadows and
+           over-saturation are bad too (with only faded, dark and flat bad photos, it learns
+           that more contrast and saturation are always better). When on, the image's exposure,
+           contrast and colour degradations are off (its margin is kept as drawn), and one of
+           three kinds, uniformly, is applied to the clean image in CIELab (`over_enhance`):
+             "contrast":   L -> clip((L - lo) / (hi - lo), 0, 1), lo and hi the image's own
+                           clip_low and 1 - clip_high quantiles of L, clip_low, clip_high ~
+                           U(0.005, 0.04) (up to a few % of the pixels crushed, a channel at 0,
+                           and blown, a channel at 255), then an S-curve L -> (1 - s) L +
+                           s (1 - cos(pi L)) / 2, s ~ U(0, 0.5) (ends fixed);
+             "saturation": A -> clip(0.5 + k (A - 0.5), 0, 1), the same for B, chroma factor
+                           k ~ U(1.3, 2.0) (then gamut-clipped by lab2rgb);
+             "both":       the two.
+           The operators cannot undo it (they never clip less); these images are also G's
+           inputs in the GAN stages, where the best output is the image as it is (the identity,
+           in range with --parameter_ranges=inclusive). Held-out test images never get it, so
+           the test figures (PSNR, IoU) are those of the sets built without it.
+           Its draws come after all the others, so an image's other draws do not depend on it.
 Conversions: scikit-image's rgb2lab / lab2rgb (sRGB, D65; lab2rgb clips out-of-gamut colours).
 
 Output, in `output_dir` (read it with `datasets.enhancegan.load_cuhkpq`; categories are photos):
@@ -72,7 +91,10 @@ Output, in `output_dir` (read it with `datasets.enhancegan.load_cuhkpq`; categor
                     subject_region: the subject's region of the photo; box: [y1, y2, x1, x2],
                     the subject in the stored image's pixels (after the flip); crop: {s1, s2,
                     t1, t2} of that box; margin: {kind, blur_sigma, grey} or null; tone: {a, b,
-                    p, q, exposure, contrast} or null; colour: {alpha, beta} or null;
+                    p, q, exposure, contrast} or null; colour: {alpha, beta} or null; over:
+                    {kind, clip_low, clip_high, lo, hi, s_curve, chroma} or null (lo, hi: the
+                    quantiles used, null with chroma for "saturation"; s_curve, clip_low,
+                    clip_high null for "saturation", chroma null for "contrast");
                   test images also: clean, target (their paths).
                   Written last, so a set is complete iff its manifest is there. Building again
                   with the same parameters is a no-op.
@@ -103,11 +125,12 @@ __all__ = [
     "degrade_colour",
     "inverse_l_curve",
     "l_curve",
+    "over_enhance",
     "read_demo_manifest",
     "restore_colour",
 ]
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 MANIFEST = "manifest.json"
 TEST_DIR = "test"
 TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right")
@@ -131,6 +154,11 @@ CONTRAST_B = (0.03, 0.1)
 CONTRAST_Q = (0.5, 0.8)
 OFF_B, OFF_Q, OFF_P = 0.01, 0.99, 1.0
 COLOUR_ALPHA = (0.05, 0.25)
+OVER_KINDS = ("contrast", "saturation", "both")
+OVER_CLIP = (0.005, 0.04)
+OVER_S_CURVE = (0.0, 0.5)
+OVER_CHROMA = (1.3, 2.0)
+DEFAULT_OVER_ENHANCED = 0.0
 
 # A mid-range degradation for checks on photos of other sources (`datasets.heldout`): an
 # under-exposed, flat, faded photo.
@@ -211,6 +239,31 @@ def degrade_colour(image, tone=None, colour=None):
     return _to_rgb(l_n, a_n, b_n)
 
 
+def over_enhance(image, over):
+    """The demo's over-enhancement (module docstring, "over") on RGB (uint8 or float in [0, 1]).
+
+    Args:
+      over: {"kind", "clip_low", "clip_high", "s_curve", "chroma"}.
+
+    Returns:
+      (float32 (H, W, 3) in [0, 1], not quantised; {"lo", "hi"}: the L quantiles used, None
+      for "saturation").
+    """
+    l_n, a_n, b_n = _to_lab(image)
+    lo = hi = None
+    if over["kind"] in ("contrast", "both"):
+        lo = float(np.quantile(l_n, over["clip_low"]))
+        hi = float(np.quantile(l_n, 1.0 - over["clip_high"]))
+        l_n = np.clip((l_n - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+        s = over["s_curve"]
+        l_n = (1.0 - s) * l_n + s * (1.0 - np.cos(np.pi * l_n)) / 2.0
+    if over["kind"] in ("saturation", "both"):
+        k = over["chroma"]
+        a_n = np.clip(0.5 + k * (a_n - 0.5), 0.0, 1.0)
+        b_n = np.clip(0.5 + k * (b_n - 0.5), 0.0, 1.0)
+    return _to_rgb(l_n, a_n, b_n), {"lo": lo, "hi": hi}
+
+
 def restore_colour(image, tone=None, colour=None):
     """The operators with the degradation's own parameters (A/B stretch, then the L curve, as
     EnhanceGAN orders them): what a perfect generator would output. float32 RGB."""
@@ -246,8 +299,9 @@ def demo_set(root):
                              target_dir=os.path.join(test, "target"))
 
 
-def _draw(rng, photos, size):
-    """The random numbers of one image (module docstring), in their fixed order."""
+def _draw(rng, photos, size, over_enhanced=0.0):
+    """The random numbers of one image (module docstring), in their fixed order; the "over"
+    degradation with probability `over_enhanced` (0 for good and test images)."""
     which = int(rng.integers(len(photos)))
     view_fraction = rng.uniform(*VIEW_FRACTION)
     view_place = rng.uniform(0.0, 1.0, size=2)
@@ -268,7 +322,22 @@ def _draw(rng, photos, size):
     alpha, beta = rng.uniform(*COLOUR_ALPHA, size=2)
     if not on.any():
         on[fallback] = True
+    # Drawn after all the others (so they do not depend on it), whether used or not.
+    over_on = bool(rng.random() < over_enhanced)
+    over_kind = OVER_KINDS[int(rng.integers(len(OVER_KINDS)))]
+    clip_low, clip_high = rng.uniform(*OVER_CLIP, size=2)
+    s_curve = rng.uniform(*OVER_S_CURVE)
+    chroma = rng.uniform(*OVER_CHROMA)
+    if over_on:  # Over- instead of under-enhanced: tone and colour off, the margin as drawn.
+        on[1:] = False
     margin, exposure, contrast, colour = (bool(v) for v in on)
+    over = None
+    if over_on:
+        has_l, has_ab = over_kind in ("contrast", "both"), over_kind in ("saturation", "both")
+        over = {"kind": over_kind, "clip_low": float(clip_low) if has_l else None,
+                "clip_high": float(clip_high) if has_l else None,
+                "s_curve": float(s_curve) if has_l else None,
+                "chroma": float(chroma) if has_ab else None}
     photo = photos[which]
     side = view_fraction * min(photo.shape[:2])
     top = view_place[0] * (photo.shape[0] - side)
@@ -287,6 +356,7 @@ def _draw(rng, photos, size):
                    if margin else None),
         "tone": tone,
         "colour": {"alpha": alpha, "beta": beta} if colour else None,
+        "over": over,
     }
 
 
@@ -338,9 +408,15 @@ def _make(photos, names, size, draw, degraded):
         box = [box[0], box[1], size - box[3], size - box[2]]
     clean = to_uint8(clean, input_precision=True)
     tone = None if draw["tone"] is None else {k: v for k, v in draw["tone"].items()}
-    bad = to_uint8(degrade_colour(clean, tone, draw["colour"]), input_precision=True)
+    over = None
+    if draw["over"] is None:
+        bad = degrade_colour(clean, tone, draw["colour"])
+    else:
+        bad, used = over_enhance(clean, draw["over"])
+        over = dict(draw["over"], **used)
+    bad = to_uint8(bad, input_precision=True)
     record.update(box=box, crop=_crop_params(box, size), margin=margin, tone=tone,
-                  colour=draw["colour"])
+                  colour=draw["colour"], over=over)
     return clean, bad, subject, record
 
 
@@ -354,10 +430,11 @@ def _save_png(path, pixels):
     os.replace(tmp, path)
 
 
-def _params(image_size, test_size, num_good, num_bad, num_test, seed):
+def _params(image_size, test_size, num_good, num_bad, num_test, seed, over_enhanced):
     return {"recipe_version": RECIPE_VERSION, "image_size": int(image_size),
             "test_size": int(test_size), "num_good": int(num_good), "num_bad": int(num_bad),
-            "num_test": int(num_test), "seed": int(seed)}
+            "num_test": int(num_test), "seed": int(seed),
+            "over_enhanced": float(over_enhanced)}
 
 
 def read_demo_manifest(root):
@@ -395,7 +472,8 @@ def _remove_stale(root, written):
 
 def build_enhancegan_demo(output_dir, *, image_size=DEFAULT_IMAGE_SIZE,
                           test_size=DEFAULT_TEST_SIZE, num_good=DEFAULT_NUM_GOOD,
-                          num_bad=DEFAULT_NUM_BAD, num_test=DEFAULT_NUM_TEST, seed=0):
+                          num_bad=DEFAULT_NUM_BAD, num_test=DEFAULT_NUM_TEST, seed=0,
+                          over_enhanced=DEFAULT_OVER_ENHANCED):
     """Builds (or reuses) the demo set in `output_dir` (module docstring).
 
     Idempotent: a complete set built with the same parameters and recipe version is left as it
@@ -409,11 +487,15 @@ def build_enhancegan_demo(output_dir, *, image_size=DEFAULT_IMAGE_SIZE,
       test_size: side of the test images, 32 to 300 (the smallest test photo is 300 high).
       num_good, num_bad, num_test: how many of each (>= 1).
       seed: the same seed gives the same set, file for file.
+      over_enhanced: probability in [0, 1] that a bad image is over-enhanced ("over") instead
+        of under-enhanced; test and good images never are.
 
     Returns:
       EnhanceganDemoSet.
     """
-    params = _params(image_size, test_size, num_good, num_bad, num_test, seed)
+    params = _params(image_size, test_size, num_good, num_bad, num_test, seed, over_enhanced)
+    if not 0.0 <= params["over_enhanced"] <= 1.0:
+        raise ValueError(f"over_enhanced must be in [0, 1], got {params['over_enhanced']}")
     for name in ("image_size", "test_size"):
         if not 32 <= params[name] <= 300:
             raise ValueError(f"{name} must be in [32, 300], got {params[name]}")
@@ -439,7 +521,8 @@ def build_enhancegan_demo(output_dir, *, image_size=DEFAULT_IMAGE_SIZE,
         size = params["test_size"] if stream == "test" else params["image_size"]
         photos, names = ((test_photos, TEST_PHOTOS) if stream == "test"
                          else (train_photos, TRAIN_PHOTOS))
-        draw = _draw(np.random.default_rng([seed, STREAMS[stream], i]), photos, size)
+        draw = _draw(np.random.default_rng([seed, STREAMS[stream], i]), photos, size,
+                     params["over_enhanced"] if stream == "bad" else 0.0)
         clean, bad, subject, record = _make(photos, names, size, draw, stream != "good")
         name = f"{stream}_{i:04d}.png"
         if stream == "good":
@@ -477,7 +560,10 @@ def build_enhancegan_demo(output_dir, *, image_size=DEFAULT_IMAGE_SIZE,
         "margin_kinds": dict(zip(MARGIN_KINDS, MARGIN_WEIGHTS)),
         "blur_sigma_fraction": BLUR_SIGMA_FRACTION, "curve_a": CURVE_A,
         "exposure_p": EXPOSURE_P, "contrast_b": CONTRAST_B, "contrast_q": CONTRAST_Q,
-        "off": {"b": OFF_B, "q": OFF_Q, "p": OFF_P}, "colour_alpha": COLOUR_ALPHA}
+        "off": {"b": OFF_B, "q": OFF_Q, "p": OFF_P}, "colour_alpha": COLOUR_ALPHA,
+        "over": {"probability": params["over_enhanced"], "streams": ["bad"],
+                 "kinds": list(OVER_KINDS), "clip": OVER_CLIP, "s_curve": OVER_S_CURVE,
+                 "chroma": OVER_CHROMA}}
     manifest = dict(params, train_photos=list(TRAIN_PHOTOS), test_photos=list(TEST_PHOTOS),
                     recipe=json.loads(json.dumps(recipe)), images=records)
     demo.write_atomically(paths.manifest, json.dumps(manifest, indent=1) + "\n")

@@ -234,3 +234,118 @@ def test_deterministic_manifest_last_and_rebuilds(built, tmp_path):
         egd.build_enhancegan_demo(tmp_path / "x", image_size=16)
     with pytest.raises(FileNotFoundError, match="no complete"):
         egd.demo_test_images(tmp_path / "x")
+
+
+# ----------------------------------------------------------------------------- over-enhanced
+
+
+@pytest.fixture(scope="module")
+def built_over(tmp_path_factory):
+    root = tmp_path_factory.mktemp("enhancegan_demo_over")
+    return egd.build_enhancegan_demo(root, image_size=SIZE, test_size=TEST_SIZE,
+                                     over_enhanced=0.5, **COUNTS)
+
+
+def _lab(x):
+    from skimage import color
+    return color.rgb2lab(np.asarray(x, np.float64))
+
+
+def test_over_enhance_is_the_documented_lab_computation():
+    from skimage import color
+    photo = demo.load_colour_photos(["astronaut"])[0][::4, ::4]
+    lab = _lab(photo / 255.0)
+    l_n, a_n, b_n = lab[..., 0] / 100, (lab[..., 1] + 128) / 255, (lab[..., 2] + 128) / 255
+    over = {"kind": "both", "clip_low": 0.05, "clip_high": 0.03, "s_curve": 0.4, "chroma": 2.0}
+    out, used = egd.over_enhance(photo, over)
+    lo, hi = np.quantile(l_n, 0.05), np.quantile(l_n, 0.97)
+    assert used == {"lo": pytest.approx(lo), "hi": pytest.approx(hi)}
+    m = np.clip((l_n - lo) / (hi - lo), 0, 1)
+    m = 0.6 * m + 0.4 * (1 - np.cos(np.pi * m)) / 2
+    a2 = np.clip(0.5 + 2.0 * (a_n - 0.5), 0, 1)
+    b2 = np.clip(0.5 + 2.0 * (b_n - 0.5), 0, 1)
+    expected = np.clip(color.lab2rgb(np.stack([m * 100, a2 * 255 - 128, b2 * 255 - 128], -1)),
+                       0, 1)
+    assert out.dtype == np.float32 and out.shape == photo.shape
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+    # Contrast alone: the pixels at or below the clip_low quantile of L are crushed (a channel
+    # at 0), those at or above the 1 - clip_high quantile blown (a channel at 255).
+    cat = demo.load_colour_photos(["chelsea"])[0][::4, ::4]  # no black or white of its own
+    l_cat = _lab(cat / 255.0)[..., 0] / 100
+    out, used = egd.over_enhance(cat, dict(over, kind="contrast", chroma=None))
+    q = to_uint8(out, input_precision=True)
+    crushed, blown = l_cat <= used["lo"], l_cat >= used["hi"]
+    assert crushed.mean() == pytest.approx(0.05, abs=0.002)
+    assert blown.mean() == pytest.approx(0.03, abs=0.002)
+    assert np.all(q.min(-1)[crushed] == 0) and np.all(q.max(-1)[blown] == 255)
+    assert np.mean((cat == 0) | (cat == 255)) < 0.005
+    assert np.mean((q == 0) | (q == 255)) > 0.05
+    # Saturation alone: L about the same, chroma up, more 8-bit values clipped.
+    out, used = egd.over_enhance(photo, {"kind": "saturation", "clip_low": None,
+                                         "clip_high": None, "s_curve": None, "chroma": 2.0})
+    assert used == {"lo": None, "hi": None}
+    lab_out = _lab(out)
+    chroma = np.hypot(lab[..., 1], lab[..., 2]).mean()
+    assert np.hypot(lab_out[..., 1], lab_out[..., 2]).mean() > 1.5 * chroma
+    clipped = lambda x: np.mean((x <= 0.5 / 255) | (x >= 254.5 / 255))
+    assert clipped(out) > clipped(photo / 255.0) + 0.02
+
+
+def test_over_enhanced_bad_images_are_recorded_and_test_images_unchanged(built, built_over):
+    plain = egd.read_demo_manifest(built.root)
+    manifest = egd.read_demo_manifest(built_over.root)
+    assert manifest["over_enhanced"] == 0.5 and plain["over_enhanced"] == 0.0
+    assert manifest["recipe_version"] == egd.RECIPE_VERSION >= 2
+    assert manifest["recipe"]["over"]["probability"] == 0.5
+    assert manifest["recipe"]["over"]["streams"] == ["bad"]
+    assert all(r.get("over") is None for k, r in plain["images"].items()
+               if not k.startswith("HighQuality/"))
+    over = {k: r for k, r in manifest["images"].items() if r.get("over")}
+    assert all(k.startswith("LowQuality/") for k in over)
+    assert 10 <= len(over) <= 30  # 40 bad images at 0.5
+    assert {r["over"]["kind"] for r in over.values()} == set(egd.OVER_KINDS)
+    for key, record in manifest["images"].items():
+        same_pixels = np.array_equal(load_rgb8(os.path.join(built.root, key)),
+                                     load_rgb8(os.path.join(built_over.root, key)))
+        if key not in over:  # good, test and the other bad images: as without it
+            assert same_pixels and record == plain["images"][key], key
+            continue
+        assert not same_pixels
+        o, ours = record["over"], plain["images"][key]
+        assert record["tone"] is None and record["colour"] is None  # exclusive with them
+        # Everything else (photo, geometry, margin) as drawn without it.
+        assert {k: v for k, v in record.items() if k not in ("tone", "colour", "over")} == {
+            k: v for k, v in ours.items() if k not in ("tone", "colour", "over")}
+        if o["kind"] in ("contrast", "both"):
+            lo, hi = egd.OVER_CLIP
+            assert lo <= o["clip_low"] <= hi and lo <= o["clip_high"] <= hi
+            assert egd.OVER_S_CURVE[0] <= o["s_curve"] <= egd.OVER_S_CURVE[1]
+            assert 0.0 <= o["lo"] < o["hi"] <= 1.0
+        else:
+            assert o["clip_low"] is o["s_curve"] is o["lo"] is o["hi"] is None
+        if o["kind"] in ("saturation", "both"):
+            assert egd.OVER_CHROMA[0] <= o["chroma"] <= egd.OVER_CHROMA[1]
+        else:
+            assert o["chroma"] is None
+        x = load_rgb8(os.path.join(built_over.root, key))
+        clipped = np.mean((x == 0) | (x == 255))
+        assert clipped > 0.02, (key, clipped)  # blown, crushed or gamut-clipped
+
+
+def test_over_enhanced_images_are_deterministic(built_over, tmp_path):
+    again = egd.build_enhancegan_demo(tmp_path / "again", image_size=SIZE,
+                                      test_size=TEST_SIZE, over_enhanced=0.5, **COUNTS)
+    ours = egd.read_demo_manifest(built_over.root)["images"]
+    assert egd.read_demo_manifest(again.root)["images"] == ours
+    for key in (k for k, r in ours.items() if r.get("over")):
+        np.testing.assert_array_equal(load_rgb8(os.path.join(built_over.root, key)),
+                                      load_rgb8(os.path.join(again.root, key)))
+    # Another probability is another set: rebuilt in place, not reused.
+    other = egd.build_enhancegan_demo(tmp_path / "again", image_size=SIZE,
+                                      test_size=TEST_SIZE, over_enhanced=0.2, **COUNTS)
+    assert egd.read_demo_manifest(other.root)["over_enhanced"] == 0.2
+    assert sum(bool(r.get("over")) for r in egd.read_demo_manifest(other.root)[
+        "images"].values()) < sum(bool(r.get("over")) for r in ours.values())
+    with pytest.raises(ValueError, match="over_enhanced"):
+        egd.build_enhancegan_demo(tmp_path / "x", over_enhanced=1.5)

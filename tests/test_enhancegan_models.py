@@ -120,9 +120,58 @@ def test_generator_config_round_trips():
                             "filters_scores", "filters_attention", "filter_weights"}
 
 
+def test_global_statistics_equal_numpy():
+    batch = images(seed=7, batch=3, size=20)
+    batch[2] = 0.3  # a flat photo: std 0, every quantile its value
+    got = models.global_statistics(batch).numpy()
+    assert got.shape == (3, models.NUM_STATISTICS) == (3, 27)
+    values = lab.rgb_to_normalised_lab(batch).numpy().reshape(3, -1, 3).astype(np.float64)
+    ordered = np.sort(values, axis=1)
+    indices = np.round(np.array(models.STATISTIC_QUANTILES) * (values.shape[1] - 1)).astype(int)
+    expected = np.concatenate([values.mean(axis=1) - 0.5, values.std(axis=1),
+                               (ordered[:, indices, :] - 0.5).reshape(3, -1)], axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got[2, 3:6], 0.0, atol=1e-5)
+    np.testing.assert_allclose(got[2, 6:9], got[2, 0:3], atol=1e-5)
+
+
+def test_global_statistics_reach_the_parameters_and_round_trip():
+    keras.utils.set_random_seed(8)
+    generator = enhancegan.EnhanceGANGenerator(
+        enhancegan.build_tiny_backbone(8), heads=("color", "crop"), head_norm="affine",
+        global_statistics=True, parameter_ranges="inclusive")
+    batch = images(seed=9)
+    outputs = generator(batch)
+    head = generator.parameter_heads["color"]
+    assert head.conv.kernel.shape == (1, 1, 8 + models.NUM_STATISTICS, 7)
+    assert generator.parameter_heads["crop"].conv.kernel.shape == (1, 1, 8, 5)  # geometry
+    for name in operators.COLOR_PARAMETERS:
+        low, high = operators.INCLUSIVE_RANGES[name]
+        assert outputs[name].numpy().min() >= low and outputs[name].numpy().max() <= high
+    # Only the statistics' weights on: the parameters follow the photo's statistics alone.
+    kernel = np.zeros(head.conv.kernel.shape, np.float32)
+    kernel[0, 0, 8, 0] = 1.0  # alpha from the mean of L minus 0.5
+    head.conv.kernel.assign(kernel)
+    head.norm.gamma.assign(np.ones(7, np.float32))
+    head.norm.beta.assign(np.zeros(7, np.float32))
+    dark, bright = np.full((1, 64, 64, 3), 0.2, np.float32), np.full((1, 64, 64, 3), 0.9,
+                                                                     np.float32)
+    mean_l = models.global_statistics(np.concatenate([dark, bright]))[:, 0].numpy()
+    alpha = generator(np.concatenate([dark, bright]))["alpha"].numpy()
+    np.testing.assert_allclose(alpha, 0.245 * np.clip(mean_l, -1, 1) + 0.245, rtol=1e-5)
+    clone = enhancegan.EnhanceGANGenerator.from_config(generator.get_config())
+    clone(batch)
+    clone.set_weights(generator.get_weights())
+    assert clone.global_statistics and clone.parameter_ranges == "inclusive"
+    cloned, outputs = clone(batch), generator(batch)
+    for name in outputs:
+        np.testing.assert_allclose(cloned[name].numpy(), outputs[name].numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize("arguments", [dict(heads=("colour",)), dict(heads=()),
                                        dict(heads=("crop", "crop")), dict(pooling="max"),
-                                       dict(filter_weighting="relu"), dict(input_space="rgb")])
+                                       dict(filter_weighting="relu"), dict(input_space="rgb"),
+                                       dict(parameter_ranges="wide")])
 def test_bad_generator_arguments_are_refused(arguments):
     with pytest.raises(ValueError):
         enhancegan.EnhanceGANGenerator(enhancegan.build_tiny_backbone(8), **arguments)

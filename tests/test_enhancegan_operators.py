@@ -188,6 +188,40 @@ def test_ranges_hold_for_any_head_output():
                                ["crop_scale"].numpy(), [[0.6495, 0.6495]], rtol=1e-6)
 
 
+def test_inclusive_ranges_hold_for_any_head_output_and_reach_the_identity():
+    rng = np.random.default_rng(14)
+    raw = np.concatenate([rng.normal(scale=100.0, size=(500, 6)),
+                          rng.uniform(-1, 1, size=(500, 6))]).astype(np.float32)
+    parameters = operators.color_parameters(raw, "inclusive")
+    for name, (low, high) in operators.INCLUSIVE_RANGES.items():
+        if name in parameters:
+            values = parameters[name].numpy()
+            assert values.min() >= low - 1e-6 and values.max() <= high + 1e-6, name
+    assert operators.INCLUSIVE_RANGES["a"] == operators.RANGES["a"]
+    assert operators.INCLUSIVE_RANGES["p"] == operators.RANGES["p"]
+    # The head's raw -1 (alpha, beta, a, b, p) and 1 (q): the identity, for any a.
+    identity_raw = np.float32([[-1, -1, a, -1, -1, 1] for a in (-1.0, 0.0, 1.0)])
+    identity = operators.color_parameters(identity_raw, "inclusive")
+    for name in ("alpha", "beta", "b", "p", "q"):
+        np.testing.assert_array_equal(identity[name].numpy(), operators.IDENTITY_COLOR[name])
+    np.testing.assert_allclose(identity["a"].numpy(), [0.1, 0.25, 0.4], rtol=1e-6)
+    m = np.linspace(0, 1, 1001).astype(np.float32)
+    for index in range(3):  # the identity up to float32 rounding of (m - (1 - a)) + 1 - a
+        np.testing.assert_allclose(
+            operators.l_curve(m, identity["a"][index], identity["b"][index],
+                              identity["p"][index], identity["q"][index]).numpy(), m,
+            rtol=0, atol=2e-7)
+    images = np.random.default_rng(15).uniform(size=(3, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(operators.enhance_color(images, identity).numpy(), images,
+                               atol=1e-4)
+    # The release's ranges never reach it: the gentlest end still stretches and clips.
+    gentlest = operators.color_parameters(identity_raw)
+    assert gentlest["alpha"].numpy().min() == pytest.approx(0.05)
+    assert np.abs(operators.enhance_color(images, gentlest).numpy() - images).max() > 0.01
+    with pytest.raises(ValueError, match="ranges"):
+        operators.color_parameters(raw, "wide")
+
+
 def test_the_translation_clamp_passes_its_gradient_to_the_scale():
     raw = tf.Variable(np.float32([[0.5, 0.5, 10.0, 0.01]]))
     with tf.GradientTape() as tape:

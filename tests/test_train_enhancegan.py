@@ -263,6 +263,8 @@ def test_presets_hold_the_release_and_the_paper():
                 config.crop_luminance_only, config.feature_network, config.input_space) == (
             "instance", "release", "random", True, "vgg16_fc7", "lab")
         assert config.hinge_side == "paper" and config.critic_iterations == 1
+    for config in (release, paper, defaults):  # ours, off in the presets
+        assert (config.global_statistics, config.parameter_ranges) == (False, "release")
     assert release.dataset == "ava" and release.critic_dataset == "cuhkpq"
     assert (paper.pooling, paper.loss_balance, paper.feature_reduction) == (
         "softmax", "weighted", "sum")

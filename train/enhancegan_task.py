@@ -87,7 +87,11 @@ the CPU demo (configs/enhancegan_demo.flags says why each was needed there):
   --nocrop_luminance_only     the crop stage's critic sees colour;
   --feature_network=vgg16_block1 (or none)   a cheap stand-in for fc7 in equation 8, and
   --nocrop_feature_regulariser               equation 8 in the colour stages only;
-  --critic_iterations         WGAN's n_critic (the release and the paper: 1).
+  --critic_iterations         WGAN's n_critic (the release and the paper: 1);
+  --global_statistics         the colour and filters heads also see the photo's colour
+                              statistics (`models.global_statistics`);
+  --parameter_ranges=inclusive  colour ranges that hold the identity
+                              (`operators.INCLUSIVE_RANGES`).
 The pre-trained critic that evaluates the GAN stages sees photos at --image_size
 (`CriticAtSize`; 224 in the presets, where it changes nothing).
 """
@@ -217,6 +221,11 @@ class EnhanceganConfig(RunConfig):
                                    "good and bad photos.", minimum=32, maximum=300)
     demo_test_size: int = setting(enhancegan_demo.DEFAULT_TEST_SIZE, "Side of the demo's test "
                                   "photos.", minimum=32, maximum=300)
+    demo_over_enhanced: float = setting(
+        enhancegan_demo.DEFAULT_OVER_ENHANCED, "Ours: the fraction of the demo's bad photos "
+        "that are over-enhanced (clipped contrast, over-saturation) instead of under-enhanced, "
+        "so that the critic learns those are bad too (they are G's inputs as well; test photos "
+        "never are).", minimum=0.0, maximum=1.0)
     image_size: int = setting(operators.TRAINING_SIZE, "Training side: the bad photo's crop, "
                               "the good photo and G's input (paper: 224).", minimum=16)
     resize_short: int | None = setting(None, "Short side a bad photo is resized to before its "
@@ -252,6 +261,16 @@ class EnhanceganConfig(RunConfig):
                              "near_identity (ours: shifts at the gentle end of every range, "
                              "scales / 10, so G starts close to leaving the photo as it is).",
                              choices=HEAD_INITS)
+    global_statistics: bool = setting(False, "The colour and filters heads also see the "
+                                      "photo's colour statistics (ours: mean, std and "
+                                      "quantiles of its normalised L, A, B on every position "
+                                      "of the feature map, so that G can tell how dark, flat "
+                                      "or faded it is; use with --head_norm=affine).")
+    parameter_ranges: str = setting("release", "The colour parameters' ranges: release "
+                                    "(alpha, beta >= 0.05, b >= 0.01, q <= 0.99: every photo "
+                                    "changes) or inclusive (ours: alpha, beta, b from 0, q up "
+                                    "to 1, so that the identity is inside them).",
+                                    choices=tuple(operators.PARAMETER_RANGES))
     filter_weighting: str = setting("softmax", "Deep filtering's weights w_i: softmax (ours, "
                                     "a convex blend) or linear (as predicted).",
                                     choices=filter_ops.FILTER_WEIGHTINGS)
@@ -458,7 +477,8 @@ def build_generator(config, heads):
     generator = _built(egan_models.EnhanceGANGenerator(
         build_backbone(config), heads=heads, pooling=config.pooling, top_k=config.top_k,
         filter_weighting=config.filter_weighting, input_space=config.input_space,
-        head_norm=config.head_norm, name="generator"), config)
+        head_norm=config.head_norm, global_statistics=config.global_statistics,
+        parameter_ranges=config.parameter_ranges, name="generator"), config)
     if config.head_init == "near_identity":
         for name, head in generator.parameter_heads.items():
             scale, shift = head.norm.get_weights()
@@ -590,7 +610,8 @@ def load_good_bad(config, dataset):
         demo_root = enhancegan_demo.build_enhancegan_demo(
             config.demo_root(), image_size=config.demo_image_size,
             test_size=config.demo_test_size, num_good=config.demo_num_good,
-            num_bad=config.demo_num_bad, num_test=config.demo_num_test, seed=config.seed).root
+            num_bad=config.demo_num_bad, num_test=config.demo_num_test, seed=config.seed,
+            over_enhanced=config.demo_over_enhanced).root
         train, val = egan_data.load_cuhkpq(demo_root, val_fraction=config.val_fraction,
                                            seed=config.seed)
         eval_images = list(val.bad.paths)

@@ -32,6 +32,15 @@ Heads (`ParameterHead`)
     release's) or the whole-map softmax (the paper's); the pooled values go through the ranges
     of `operators` (and `filters.filter_weights`).
 
+Global statistics (ours, `global_statistics=True`; off in the paper presets)
+    `global_statistics` of the photo G sees (per normalised Lab channel: mean, standard
+    deviation and the `STATISTIC_QUANTILES`) broadcast onto every position of the backbone's
+    map and concatenated to it before the 1x1 colour and filters heads (`STATISTICS_HEADS`;
+    not the crop head, a matter of geometry), so that they can follow how dark, flat or faded
+    the whole photo is, which a small frozen body need not encode. With instance
+    normalisation in the heads a constant map would lose its effect on the parameters (each
+    map's mean is taken off): use it with head_norm="affine".
+
 Generator (`EnhanceGANGenerator`)
     images -> a dict: the parameters of each head ("alpha" ... "q" (batch,);
     "crop_scale", "crop_translation" (batch, 2), rows first; "filter_weights" (batch, n)),
@@ -70,6 +79,9 @@ INSTANCE_NORM_EPSILON = 1e-5
 CRITIC_CLIP = 2.0  # the release's clamp; WGAN's is 0.01
 PRELU_INIT = 0.25
 GOOD_CLASS = 1  # index of "good" in the critic's 2-way logits
+STATISTIC_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+NUM_STATISTICS = 3 * (2 + len(STATISTIC_QUANTILES))
+STATISTICS_HEADS = ("color", "filters")  # the heads that see them (global_statistics=True)
 
 
 def build_resnet101(weights=None):
@@ -185,6 +197,23 @@ class ParameterHead(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels, "norm": self.norm_kind}
 
 
+def global_statistics(images):
+    """Per-photo colour statistics of RGB `images` (batch, h, w, 3) in [0, 1] (ours; module
+    docstring): for each channel of the normalised Lab (L / 100, (A + 128) / 255,
+    (B + 128) / 255), its mean, standard deviation and quantiles `STATISTIC_QUANTILES` (the
+    sorted values at index round(q (n - 1)) of the n pixels), every one but the standard
+    deviation minus 0.5, so that 0 is mid-grey and neutral colour. (batch, NUM_STATISTICS) in
+    the order mean (L, A, B), std (L, A, B), then each quantile (L, A, B). Constants of the
+    photo: no gradient flows back to the images."""
+    values = lab.rgb_to_normalised_lab(tf.stop_gradient(tf.cast(images, tf.float32)))
+    flat = tf.reshape(values, [tf.shape(values)[0], -1, 3])
+    count = tf.cast(tf.shape(flat)[1] - 1, tf.float32)
+    indices = tf.cast(tf.round(tf.constant(STATISTIC_QUANTILES) * count), tf.int32)
+    quantiles = tf.gather(tf.sort(flat, axis=1), indices, axis=1)  # (batch, quantiles, 3)
+    return tf.concat([tf.reduce_mean(flat, axis=1) - 0.5, tf.math.reduce_std(flat, axis=1),
+                      tf.reshape(quantiles - 0.5, [-1, 3 * len(STATISTIC_QUANTILES)])], axis=1)
+
+
 def head_channels(name, num_filters=len(filters.FILTER_NAMES)):
     """The head's channels: its parameters plus the score map (colour 7, crop 5, filters n + 1)."""
     if name == "color":
@@ -214,11 +243,16 @@ class EnhanceGANGenerator(keras.Model):
       filter_weighting: `filters.filter_weights`' "softmax" (ours) or "linear" (as predicted).
       input_space: "lab" (the release's) or "imagenet" (see the module docstring).
       head_norm: "instance" (the release's) or "affine" (ours; `ParameterHead`).
+      global_statistics: ours (module docstring): the colour and filters heads also see
+        `global_statistics`.
+      parameter_ranges: the colour ranges, "release" or "inclusive" (ours; `operators.
+        INCLUSIVE_RANGES`: the identity inside them).
     """
 
     def __init__(self, backbone, heads=("color", "crop"), num_filters=len(filters.FILTER_NAMES),
                  pooling="top_k", top_k=pooling_ops.TOP_K, filter_weighting="softmax",
-                 input_space="lab", head_norm="instance", **kwargs):
+                 input_space="lab", head_norm="instance", global_statistics=False,
+                 parameter_ranges="release", **kwargs):
         super().__init__(**kwargs)
         unknown = [name for name in heads if name not in HEAD_NAMES]
         if unknown or not heads or len(set(heads)) != len(heads):
@@ -237,6 +271,11 @@ class EnhanceGANGenerator(keras.Model):
         self.filter_weighting = filter_weighting
         self.input_space = input_space
         self.head_norm = head_norm
+        if parameter_ranges not in operators.PARAMETER_RANGES:
+            raise ValueError(f"parameter_ranges must be one of "
+                             f"{tuple(operators.PARAMETER_RANGES)}, got {parameter_ranges!r}")
+        self.global_statistics = bool(global_statistics)
+        self.parameter_ranges = parameter_ranges
         self.backbone_input = BackboneInput(input_space, name="backbone_input")
         self.parameter_heads = {
             name: ParameterHead(head_channels(name, self.num_filters), norm=head_norm,
@@ -254,17 +293,23 @@ class EnhanceGANGenerator(keras.Model):
         return self.backbone(self.backbone_input(images), training=False)
 
     def call(self, images, training=False):
-        features = self.features(images)
+        features = with_statistics = self.features(images)
+        if self.global_statistics:
+            statistics = tf.cast(global_statistics(images), features.dtype)
+            shape = tf.shape(features)
+            with_statistics = tf.concat([features, tf.tile(statistics[:, None, None, :],
+                                                           [1, shape[1], shape[2], 1])], axis=-1)
         outputs = {}
         for name in self.head_names:
-            maps = self.parameter_heads[name](features)
+            maps = self.parameter_heads[name](
+                with_statistics if name in STATISTICS_HEADS else features)
             scores = maps[..., -1]
             pooled, attention = pooling_ops.pool(maps[..., :-1], scores, self.pooling,
                                                     self.top_k)
             outputs[f"{name}_scores"] = scores
             outputs[f"{name}_attention"] = attention
             if name == "color":
-                outputs.update(operators.color_parameters(pooled))
+                outputs.update(operators.color_parameters(pooled, self.parameter_ranges))
             elif name == "crop":
                 outputs.update(operators.crop_parameters(pooled))
             else:
@@ -277,7 +322,8 @@ class EnhanceGANGenerator(keras.Model):
                 "heads": list(self.head_names), "num_filters": self.num_filters,
                 "pooling": self.pooling, "top_k": self.top_k,
                 "filter_weighting": self.filter_weighting, "input_space": self.input_space,
-                "head_norm": self.head_norm}
+                "head_norm": self.head_norm, "global_statistics": self.global_statistics,
+                "parameter_ranges": self.parameter_ranges}
 
     @classmethod
     def from_config(cls, config):

@@ -51,6 +51,12 @@ Parameter ranges (release `main.lua`)
     |t| <= (1 - s) / s (`dsBound.lua`), which keeps the box inside the image
     (|s t| <= 1 - s); the clamp's gradient flows to t inside the bound and to s outside it, as
     the release's hand-written gradient does.
+    `INCLUSIVE_RANGES` (ours, `parameter_ranges="inclusive"`, off in the paper presets): the
+    colour ranges widened to hold the identity (alpha, beta, b from 0, q up to 1; a and p as
+    the release's), so that a photo that needs nothing can be left as it is: the release's
+    ranges always stretch chroma by at least 1 / 0.9 (alpha, beta >= 0.05), send the darkest
+    1% of L to black (b >= 0.01) and darken the highlights (q <= 0.99). At alpha = beta = b = 0,
+    p = q = 1 every L curve (any a) and A/B stretch is the identity.
 
 Images are float32 NHWC RGB in [0, 1]; parameters are per example, shape (batch,) (the crop's
 (batch, 2): rows first, then columns), or scalars.
@@ -71,6 +77,10 @@ RANGES = {
     "q": (0.5, 0.99),
     "crop_scale": (0.3, 0.999),
 }
+# Ours (module docstring): the colour ranges with the identity inside them.
+INCLUSIVE_RANGES = {**RANGES, "alpha": (0.0, 0.49), "beta": (0.0, 0.49), "b": (0.0, 0.1),
+                    "q": (0.5, 1.0)}
+PARAMETER_RANGES = {"release": RANGES, "inclusive": INCLUSIVE_RANGES}
 # Parameters that leave colours unchanged (the release's crop stage zeroes the colour ranges'
 # constants: alpha = beta = a = b = 0, p = q = 1). Outside RANGES: set, never predicted.
 IDENTITY_COLOR = {"alpha": 0.0, "beta": 0.0, "a": 0.0, "b": 0.0, "p": 1.0, "q": 1.0}
@@ -83,11 +93,14 @@ def hardtanh_range(x, low, high):
     return half * tf.clip_by_value(tf.convert_to_tensor(x, tf.float32), -1.0, 1.0) + high - half
 
 
-def color_parameters(raw):
+def color_parameters(raw, ranges="release"):
     """(batch, 6) pooled colour-head values in the order alpha, beta, a, b, p, q -> a dict of
-    the six parameters, each (batch,) and inside its `RANGES` interval."""
+    the six parameters, each (batch,) and inside its interval of `PARAMETER_RANGES[ranges]`
+    ("release": `RANGES`; "inclusive": `INCLUSIVE_RANGES`, ours)."""
+    if ranges not in PARAMETER_RANGES:
+        raise ValueError(f"ranges must be one of {tuple(PARAMETER_RANGES)}, got {ranges!r}")
     raw = tf.convert_to_tensor(raw, tf.float32)
-    return {name: hardtanh_range(raw[:, index], *RANGES[name])
+    return {name: hardtanh_range(raw[:, index], *PARAMETER_RANGES[ranges][name])
             for index, name in enumerate(COLOR_PARAMETERS)}
 
 
