@@ -199,7 +199,7 @@ def load_resnet18_weights(model, path):
     if unexpected:
         raise ValueError(f"{path} has key(s) that ResNet-18 does not (another network?): "
                          f"{', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-    for key, (variable, shape, _) in expected.items():
+    for key, (_, shape, _) in expected.items():
         if tuple(state[key].shape) != shape:
             raise ValueError(f"{path}: {key} has shape {tuple(state[key].shape)}, ResNet-18 "
                              f"expects {shape}")
