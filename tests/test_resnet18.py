@@ -1,8 +1,9 @@
+import keras
 import numpy as np
 import pytest
 
 from enhancers.resnet18 import (TAPS, TRAINABLE_PARAMETERS, build_resnet18, imagenet_preprocess,
-                                load_resnet18_weights)
+                                load_resnet18_weights, torch_names)
 from tests.numpy_resnet18 import random_state_dict, resnet18_taps
 
 
@@ -133,3 +134,15 @@ def test_data_parallel_prefix_is_accepted(state_file, tmp_path, loaded):
     images = np.random.default_rng(4).random((1, 32, 32, 3)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(model(images)["pool"]),
                                   np.asarray(loaded(images)["pool"]))
+
+
+def test_config_round_trip_keeps_the_taps_and_the_torch_names(loaded):
+    clone = keras.Model.from_config(loaded.get_config())
+    clone.set_weights(loaded.get_weights())
+    images = np.random.default_rng(5).random((1, 32, 32, 3)).astype(np.float32)
+    got, expected = clone(images), loaded(images)
+    assert set(got) == set(TAPS)
+    for name in TAPS:
+        np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(expected[name]))
+    assert sorted(torch_names(clone)) == sorted(torch_names(loaded))
+    assert len(torch_names(loaded)) == 2 * (1 + 8 * 2 + 3)  # conv+BN: conv1, blocks, shortcuts
