@@ -1,7 +1,11 @@
 """PieNet (Kim et al., "PieNet: Personalized Image Enhancement Network", ECCV 2020): preference
 vectors in a metric-learned embedding space (section 3.1) and the enhancer that takes them
 (sections 3.2-3.4). The ResNet-18 both use is `enhancers.resnet18`."""
+from enhancers.pienet.embedding import (EMBEDDING_DIM, EMBEDDING_SIZE, L2Normalization,
+                                        PreferenceVectors, RandomUnitVectors, build_embedding)
 from enhancers.pienet.preference import (PREFERENCE_NOISE_NORM, l2_normalize,
                                          perturb_preferences, random_directions)
 
-__all__ = ["PREFERENCE_NOISE_NORM", "l2_normalize", "perturb_preferences", "random_directions"]
+__all__ = ["EMBEDDING_DIM", "EMBEDDING_SIZE", "L2Normalization", "PREFERENCE_NOISE_NORM",
+           "PreferenceVectors", "RandomUnitVectors", "build_embedding", "l2_normalize",
+           "perturb_preferences", "random_directions"]
