@@ -3,9 +3,10 @@ vectors in a metric-learned embedding space (section 3.1) and the enhancer that 
 (sections 3.2-3.4). The ResNet-18 both use is `enhancers.resnet18`."""
 from enhancers.pienet.embedding import (EMBEDDING_DIM, EMBEDDING_SIZE, L2Normalization,
                                         PreferenceVectors, RandomUnitVectors, build_embedding)
+from enhancers.pienet.network import ResizeLike, TileLike, build_pienet, enhance
 from enhancers.pienet.preference import (PREFERENCE_NOISE_NORM, l2_normalize,
                                          perturb_preferences, random_directions)
 
 __all__ = ["EMBEDDING_DIM", "EMBEDDING_SIZE", "L2Normalization", "PREFERENCE_NOISE_NORM",
-           "PreferenceVectors", "RandomUnitVectors", "build_embedding", "l2_normalize",
-           "perturb_preferences", "random_directions"]
+           "PreferenceVectors", "RandomUnitVectors", "ResizeLike", "TileLike", "build_embedding",
+           "build_pienet", "enhance", "l2_normalize", "perturb_preferences", "random_directions"]
