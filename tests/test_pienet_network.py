@@ -2,6 +2,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from enhancers.pienet import ResizeLike, TileLike, build_pienet, enhance
 from enhancers.resnet18 import TRAINABLE_PARAMETERS
@@ -132,3 +133,15 @@ def test_without_normalisation_and_with_nearest_upsampling():
     assert tuple(outputs["enhanced"].shape) == (1, 37, 50, 3)
     np.testing.assert_allclose(np.asarray(outputs["enhanced"]),
                                inputs["images"] + np.asarray(outputs["delta"]), atol=1e-6)
+
+
+def test_one_graph_serves_every_size(tiny):
+    """A tf.function with unknown height and width (as an export has) traces once."""
+    serve = tf.function(lambda images, preference: tiny(
+        {"images": images, "preference": preference}, training=False)["enhanced"],
+        input_signature=[tf.TensorSpec((None, None, None, 3)), tf.TensorSpec((None, 512))])
+    for height, width in ((37, 50), (64, 64), (33, 20)):
+        inputs = _inputs(8, 1, height, width)
+        np.testing.assert_allclose(np.asarray(serve(inputs["images"], inputs["preference"])),
+                                   np.asarray(tiny(inputs)["enhanced"]), atol=1e-5)
+    assert serve.experimental_get_tracing_count() == 1

@@ -41,6 +41,10 @@ def test_photos_of_different_sizes():
                                rtol=1e-5)
     with pytest.raises(ValueError, match="no photos"):
         preference_from_photos(mean_colour_embedding, [])
+    with pytest.raises(ValueError, match="no photos"):
+        preference_from_photos(mean_colour_embedding, np.zeros((0, 4, 4, 3)))
+    with pytest.raises(ValueError, match=r"got shape \(6, 6, 3\)"):
+        preference_from_photos(mean_colour_embedding, photos[2])
 
 
 def _numpy_adam_on_equation_4(initial, positive, negative, steps, lr, margin=0.2):

@@ -43,10 +43,14 @@ TRIPLET_LEARNING_RATE = 1e-3  # ours
 def embed_photos(embedding_model, photos, batch_size=16):
     """(n, dim) float64 L2-normalised embeddings of `photos`: an array (n, h, w, 3) or a list of
     (h, w, 3) arrays of any sizes, RGB in [0, 1]; the model runs with training=False."""
-    if isinstance(photos, np.ndarray) and photos.ndim == 4:
-        batches = [photos[i:i + batch_size] for i in range(0, len(photos), batch_size)]
-    else:
+    if isinstance(photos, (list, tuple)):
         batches = [np.asarray(photo)[None] for photo in photos]
+    else:
+        photos = np.asarray(photos)
+        if photos.ndim != 4:
+            raise ValueError(f"photos must be (n, h, w, 3) or a list of (h, w, 3), got shape "
+                             f"{photos.shape}")
+        batches = [photos[i:i + batch_size] for i in range(0, len(photos), batch_size)]
     if not batches:
         raise ValueError("no photos to embed")
     features = [np.asarray(l2_normalize(embedding_model(np.asarray(batch, np.float32),
