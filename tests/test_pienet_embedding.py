@@ -41,6 +41,10 @@ def test_random_unit_vectors_are_seeded_unit_rows():
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-6)
     np.testing.assert_array_equal(first, np.asarray(RandomUnitVectors(seed=3)((7, 512))))
     assert not np.allclose(first, np.asarray(RandomUnitVectors(seed=4)((7, 512))))
+    keras.utils.set_random_seed(7)
+    unseeded = np.asarray(RandomUnitVectors()((7, 512)))
+    keras.utils.set_random_seed(7)
+    np.testing.assert_array_equal(unseeded, np.asarray(RandomUnitVectors()((7, 512))))
     # Independent draws: the rows are far from parallel in 512 dimensions.
     cosines = first @ first.T - np.eye(7)
     assert np.abs(cosines).max() < 0.3

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from enhancers.pienet import (PREFERENCE_FORMAT, load_preference, preference_by_triplets,
-                              preference_from_photos, save_preference)
+from enhancers.pienet import (PREFERENCE_FORMAT, RandomUnitVectors, load_preference,
+                              preference_by_triplets, preference_from_photos, save_preference)
 
 
 def flat_embedding(photos, training=False):
@@ -95,9 +95,9 @@ def test_triplet_scheme_moves_the_vector_towards_the_positives():
     # (and then the vector stops: the hinge asks no more, so it need not reach the positives).
     to_p, to_n = ((got - pos) ** 2).sum(1), ((got - neg) ** 2).sum(1)
     assert (to_p[:, None] - to_n[None, :] + 0.2).max() < 0
-    default = preference_by_triplets(flat_embedding, positives, negatives, steps=300,
-                                     learning_rate=0.01, seed=6)  # a random unit start
-    assert to_positives(default) < to_positives(_unit(np.random.default_rng(6).standard_normal(16)))
+    # The default start is the random unit vector of `seed`, as a training user's (section 3.1).
+    start = preference_by_triplets(flat_embedding, positives, negatives, steps=0, seed=6)
+    np.testing.assert_array_equal(start, np.asarray(RandomUnitVectors(6)((16,))))
 
 
 def test_too_few_negatives_warn_and_more_are_subsampled(caplog):

@@ -12,10 +12,9 @@ on the sphere where the embeddings lie and every initial triplet distance D is i
 vectors are not constrained afterwards: the paper does not renormalise them.
 """
 import keras
-import numpy as np
 from keras import ops
 
-from enhancers.pienet.preference import l2_normalize
+from enhancers.pienet.preference import l2_normalize, random_directions
 from enhancers.resnet18 import build_resnet18
 
 EMBEDDING_DIM = 512  # section 3.1
@@ -55,16 +54,16 @@ def build_embedding(input_shape=(None, None, 3), weights=None, preprocess=True,
 
 @keras.saving.register_keras_serializable(package="enhancers")
 class RandomUnitVectors(keras.initializers.Initializer):
-    """Rows (along the last axis) uniform on the unit sphere: normalised standard Gaussians.
-    Our reading of section 3.1's "initialize each preference vector with random values"."""
+    """Rows (along the last axis) uniform on the unit sphere: normalised standard Gaussians
+    (`random_directions`). Our reading of section 3.1's "initialize each preference vector with
+    random values". An int `seed` draws the same rows every time; None follows Keras's global
+    seed (`keras.utils.set_random_seed`)."""
 
     def __init__(self, seed=None):
         self.seed = seed
 
     def __call__(self, shape, dtype=None):
-        vectors = np.random.default_rng(self.seed).standard_normal(shape)
-        vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True)
-        return ops.convert_to_tensor(vectors, dtype=dtype or "float32")
+        return ops.cast(random_directions(shape, seed=self.seed), dtype or "float32")
 
     def get_config(self):
         return {"seed": self.seed}
