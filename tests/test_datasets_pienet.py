@@ -174,6 +174,10 @@ def test_triplets_positives_are_the_users_and_negatives_never_are(users):
                 seen_others += 1
                 assert users.retouches[version][j_neg] is not None
     assert seen_inputs and seen_others
+    # Negatives of the positive's own photo: its input or another user's version of it.
+    for k, positives, negatives, sources in _triplets(users, 4, same_photo_fraction=1.0):
+        assert np.all(sources[:, 0] == sources[:, 1]) and np.all(sources[:, 2] != k)
+        assert not np.allclose(positives, negatives, atol=1.5 / 255, rtol=0)
 
 
 def test_triplet_epoch_visits_every_users_training_photo(users):
