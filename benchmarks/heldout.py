@@ -1,7 +1,7 @@
 """The held-out real-photo check of every enhancer (`tools.heldout`), as tables and pictures.
 
     python benchmarks/heldout.py --wespe=runs/wespe_demo/export --can=runs/can_demo/export \\
-        --piea --output_dir=runs/heldout
+        --enhancegan=runs/enhancegan_demo/export --piea --output_dir=runs/heldout
 
 For each enhancer given (an exported SavedModel through `tools.enhance`, or PIEA under the demo
 NIMA or `--nima_weights`), on the held-out photos of `datasets.heldout` at full size: the
@@ -27,6 +27,8 @@ from tools import enhance, heldout, report  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("wespe", None, "WESPE export (version or base directory).")
 flags.DEFINE_string("can", None, "CAN export (version or base directory).")
+flags.DEFINE_string("enhancegan", None, "EnhanceGAN export (version or base directory); "
+                    "judged within its crop box.")
 flags.DEFINE_bool("piea", False, "Check PIEA (under --nima_weights, default the demo NIMA).")
 flags.DEFINE_string("nima_weights", None, "Whole-NIMA weights for the NIMA columns and PIEA's "
                     "guide (default: the demo NIMA).")
@@ -45,12 +47,15 @@ def main(argv):
     for name, path, degradation in (("WESPE", FLAGS.wespe, "wespe"), ("CAN", FLAGS.can, "can")):
         if path:
             enhancers.append((name, enhance.load_saved_model_enhancer(path), degradation, False))
+    if FLAGS.enhancegan:
+        loaded = enhance.load_saved_model_enhancer(FLAGS.enhancegan)
+        enhancers.append(("EnhanceGAN", loaded.predict, "enhancegan", False))
     if FLAGS.piea:
         piea_fn = enhance.piea_enhance_fn(nima_model, description,
                                           initial_exposure=FLAGS.initial_exposure)
         enhancers.append(("PIEA", lambda image: piea_fn(image).image, "piea", True))
     if not enhancers:
-        raise app.UsageError("Give at least one of --wespe, --can, --piea.")
+        raise app.UsageError("Give at least one of --wespe, --can, --enhancegan, --piea.")
     results = [heldout.check_enhancer(name, fn, photos, degradation, nima_model=nima_model,
                                       steered=steered, picture_dir=FLAGS.output_dir)
                for name, fn, degradation, steered in enhancers]

@@ -1049,11 +1049,18 @@ def make_gan_dataset(good_bad, pairing, *, batch_size, seed, crop_size=CROP_SIZE
                                (good_side, good_side), method="bilinear", antialias=True)
         return bad, tf.clip_by_value(good, 0.0, 1.0)
 
-    ds = map_decoded(rows, decode)
-    ds = ds.filter(lambda bad, good, position, ok: ok)
-    ds = ds.map(lambda bad, good, position, ok: augment(bad, good, position),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
+    return _decoded_batches(rows, decode, augment, batch_size, True, num_shards)
+
+
+def _decoded_batches(stream, decode, augment, batch_size, drop_remainder, num_shards):
+    """The tail both streams share: `decode` (its outputs end with ok, then the worker's stop)
+    in parallel, elements that failed dropped, `augment` (on the outputs before ok) in
+    parallel, batches, prefetch."""
+    ds = map_decoded(stream, decode)
+    ds = ds.filter(lambda *element: element[-1])
+    ds = ds.map(lambda *element: augment(*element[:-1]), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds.with_options(stream_options(num_shards))
 
@@ -1146,13 +1153,7 @@ def make_critic_dataset(good_bad, *, batch_size, seed=0, training=True, crop_siz
             weight = 1.0
         return image, label, tf.cast(weight, tf.float32)
 
-    ds = map_decoded(stream, decode)
-    ds = ds.filter(lambda image, label, position, ok: ok)
-    ds = ds.map(lambda image, label, position, ok: augment(image, label, position),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=training)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(stream_options(num_shards))
+    return _decoded_batches(stream, decode, augment, batch_size, training, num_shards)
 
 
 def balanced_accuracy(labels, predictions, threshold=0.5):

@@ -17,17 +17,21 @@ returning the 8-bit photo an enhancer would be given:
   wespe: `datasets.wespe_demo.cheap_camera` (blur, warm cast, low contrast, noise), noise seeded;
   can:   one stop under-exposed, x * 2^-1: the darkest exposure of the CAN demo's inputs
          (`datasets.can_demo`, step 3, e = -1, contrast 1);
-  piea:  one stop under-exposed, as `tools.piea_demo` darkens its photos.
+  piea:  one stop under-exposed, as `tools.piea_demo` darkens its photos;
+  enhancegan: the EnhanceGAN demo's mid-range tone and colour degradation
+         (`datasets.enhancegan_demo.HELDOUT_DEGRADATION`: under-exposed, flat and faded, the
+         exact inverse of the operators at parameters inside their ranges); no margins, since
+         the check compares the output with the original within the output's box.
 """
 import os
 
 import numpy as np
 
-from datasets import wespe_demo
+from datasets import enhancegan_demo, wespe_demo
 from datasets.images import load_rgb8, to_uint8
 
 PHOTOS = ("china", "flower", "hopper")
-DEGRADATIONS = ("wespe", "can", "piea")
+DEGRADATIONS = ("wespe", "can", "piea", "enhancegan")
 
 
 def _photo_path(name):
@@ -68,6 +72,8 @@ def degrade(image, degradation, seed=0):
         x = wespe_demo.cheap_camera(x, np.random.default_rng([seed, 14]))
     elif degradation in ("can", "piea"):
         x = under_exposed(x)
+    elif degradation == "enhancegan":
+        x = enhancegan_demo.degrade_colour(x, **enhancegan_demo.HELDOUT_DEGRADATION)
     else:
         raise ValueError(f"unknown degradation {degradation!r}; choose from {DEGRADATIONS}")
     return to_uint8(x, input_precision=True)

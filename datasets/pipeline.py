@@ -8,6 +8,8 @@
   error when nothing decodes, and answers "stop" once the interpreter is exiting.
 - `map_decoded`: the parallel decode map of every stream, ended on that "stop", so that a
   process exits with a live iterator, or after a stream gave up with an error.
+- `first_element`, `free_dropped_iterators`: end an endless stream's iterator on the calling
+  thread (below).
 - `check_stream_position`, `stream_options`: the argument check and tf.data options of every
   training stream.
 - `DataError`, `none_usable`: a data set that cannot be used as given (no usable line, no
@@ -15,6 +17,7 @@
 """
 import abc
 import atexit
+import gc
 import os
 import threading
 import time
@@ -30,6 +33,8 @@ __all__ = [
     "DecodeFailures",
     "DecodeWorker",
     "check_stream_position",
+    "first_element",
+    "free_dropped_iterators",
     "index_stream",
     "map_decoded",
     "none_usable",
@@ -56,6 +61,29 @@ def none_usable(total, what, failures, verb="decoded"):
     shown = "; ".join(f"{os.path.basename(path)}: {reason}" for path, reason in failures[:_SHOWN])
     return DataError(f"none of the {total} {what} could be {verb} (in {', '.join(folders)}; "
                      f"e.g. {shown})")
+
+
+def free_dropped_iterators():
+    """Frees every iterator the program has dropped, now, on the calling thread.
+
+    An iterator of an endless stream keeps decoding ahead (parallel map, prefetch) after its
+    last `next`, and a dropped one often sits in a reference cycle, so Python's cyclic garbage
+    collector frees it on whichever thread happens to allocate next: often one of its own
+    decode threads, inside a `numpy_function`, where tearing the iterator down can crash the
+    process (seen once as a segfault in Pillow under a decode thread). Call this on the main
+    thread as soon as an iterator is dropped (the training loop does at its end).
+    """
+    gc.collect()
+
+
+def first_element(dataset):
+    """The first element of `dataset`, its iterator freed on this thread before returning
+    (`free_dropped_iterators`): for a fixed preview batch of an endless stream."""
+    iterator = iter(dataset)
+    element = next(iterator)
+    del iterator
+    free_dropped_iterators()
+    return element
 
 
 def map_decoded(ds, decode):

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from train import runner
 from train.can_task import CanConfig
+from train.enhancegan_task import EnhanceganConfig
 from train.nima_task import NimaConfig
 from train.wespe_task import WespeConfig
 from train.flags import parse_config
@@ -47,7 +48,7 @@ def run_task_smoke_test(task_class, config, image_size=32):
     first = runner.run(task_class, base)
     assert first["step"] == 2 and not first["interrupted"]
     assert checkpoint_step(config.model_dir) == 2
-    for file_name in task_class.final_weights.values():
+    for file_name in task_class(config).final_weights.values():
         assert os.path.exists(os.path.join(config.model_dir, file_name)), file_name
     check_report(first["eval"])
     with open(os.path.join(config.model_dir, "eval.json")) as handle:
@@ -72,6 +73,13 @@ def run_task_smoke_test(task_class, config, image_size=32):
     spec = task.export(models)
     images = np.random.default_rng(0).random((1, image_size, image_size, 3)).astype("float32")
     outputs = exported_output(exported["export_path"], images)
+    if spec.kind == "enhancegan":  # a photo enhancer: one photo in, the photo cut to its box
+        expected = spec.model(images[0])
+        top, left, height, width = (int(v) for v in np.asarray(expected["box"]))
+        np.testing.assert_array_equal(outputs["boxes"][0], [top, left, height, width])
+        np.testing.assert_allclose(outputs["enhanced_images"][0, :height, :width],
+                                   np.asarray(expected["image"]), atol=1e-5)
+        return first
     expected = np.asarray(spec.model(images, training=False))
     if spec.kind == "enhancer":
         expected = np.clip(expected, 0, 1)
@@ -126,6 +134,8 @@ def tiny_config(name, shared, model_dir, **overrides):
                              patch_size=32, filters=8, residual_blocks=1,
                              content_layer="relu1_2", batch_size=4, demo_num_train_patches=24,
                              demo_num_test_patches=3, eval_max_images=1, identity_weight=1.0)
+    elif name == "enhancegan":
+        config = EnhanceganConfig(**common, **enhancegan_tiny(shared, model_dir))
     else:
         config = CanConfig(**common, dataset="demo", demo_dir=str(shared / "can_demo"),
                            demo_num_train=8, can_depth=5, can_width=8, train_height=48,
@@ -134,3 +144,16 @@ def tiny_config(name, shared, model_dir, **overrides):
                            batch_size=2, eval_max_images=2, eval_save_images=1,
                            can_identity_output=True)
     return dataclasses.replace(config, **overrides)
+
+
+def enhancegan_tiny(shared, model_dir, stage="crop"):
+    """EnhanceGAN's tiny settings (`tiny_config`): a stage run in `model_dir`, which is
+    <root>/<stage> (the stages before it are found in <root>), a 24 + 24 photo demo set of
+    48 px, 32 px training, a 2-layer tiny backbone (8 x 8 maps), batch 4 in 2 micro-batches."""
+    return dict(stage=stage, stage_root=str(os.path.dirname(str(model_dir))), dataset="demo",
+                demo_dir=str(shared / "enhancegan_demo"), demo_num_good=24, demo_num_bad=24,
+                demo_num_test=2, demo_image_size=48, demo_test_size=48, image_size=32,
+                resize_short=32, pairing_features="thumbnail", backbone="tiny",
+                tiny_channels=8, tiny_depth=2, feature_network="none", batch_size=4,
+                accumulation_steps=2, critic_warmup_steps=1, filter_width=4,
+                eval_max_images=1, eval_save_images=1, eval_batch_size=8)

@@ -1,13 +1,14 @@
 """datasets.pipeline: the resumable, shardable index stream, DecodeFailures and DecodeWorker."""
 import logging
 import threading
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from datasets.pipeline import (DataError, DecodeFailures, DecodeWorker, check_stream_position,
-                               index_stream, map_decoded)
+                               first_element, free_dropped_iterators, index_stream, map_decoded)
 
 
 def _take(ds, k):
@@ -156,3 +157,39 @@ def test_every_worker_adds_the_stop_flag_and_tracks_its_calls():
 def test_map_decoded_ends_the_stream_at_stop_and_drops_the_flag():
     ds = map_decoded(tf.data.Dataset.range(6), lambda i: (i * 10, i >= 3))
     assert [int(x) for (x,) in ds] == [0, 10, 20]
+
+
+
+class _Counter(DecodeWorker):
+    """Counts its calls; every element decodes."""
+
+    def __init__(self):
+        super().__init__(DecodeFailures(log_first=0), None)
+        self.calls = 0
+
+    def decode(self, index):
+        self.calls += 1
+        return np.zeros((8, 8, 3), np.uint8), np.bool_(True)
+
+    def skipped(self):
+        return np.zeros((1, 1, 3), np.uint8), np.bool_(False)
+
+    def give_up_message(self, path, reason):
+        return reason
+
+
+def test_first_element_stops_the_endless_stream_before_it_returns():
+    """An endless stream decodes ahead after its last `next`; `first_element` frees its
+    iterator on this thread (`free_dropped_iterators`), so nothing decodes after it returns."""
+    worker = _Counter()
+
+    def decode(index, position):
+        return worker.numpy_function([index], [tf.uint8, tf.bool], "count")
+
+    stream = map_decoded(index_stream(5, 0, 0), decode).prefetch(tf.data.AUTOTUNE)
+    image, ok = first_element(stream)
+    assert image.shape == (8, 8, 3) and bool(ok)
+    calls = worker.calls
+    time.sleep(0.3)
+    assert worker.calls == calls and worker.in_flight == 0
+    free_dropped_iterators()  # nothing else to free: no error

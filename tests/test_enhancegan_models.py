@@ -209,3 +209,22 @@ def test_resnet101_gives_2048_x_7_x_7_at_224():
 
 def test_tiny_backbone_matches_resnets_stride():
     assert enhancegan.build_tiny_backbone(32)(np.zeros((1, 224, 224, 3))).shape == (1, 7, 7, 32)
+
+
+def test_a_checkpoint_holds_every_head(tmp_path):
+    """tf.train.Checkpoint (the runner's checkpoints, its restore for evaluation and export)
+    does not see layers kept in a dict of a Keras 3 model: the heads must be reachable as
+    attributes, or a restored generator keeps its initial heads."""
+    keras.utils.set_random_seed(0)
+    generator = enhancegan.EnhanceGANGenerator(enhancegan.build_tiny_backbone(8),
+                                               heads=("color", "crop"))
+    generator(images())
+    path = tf.train.Checkpoint(generator=generator).save(str(tmp_path / "ckpt"))
+    keras.utils.set_random_seed(1)
+    restored = enhancegan.EnhanceGANGenerator(enhancegan.build_tiny_backbone(8),
+                                              heads=("color", "crop"))
+    restored(images())
+    tf.train.Checkpoint(generator=restored).restore(path).assert_consumed()
+    for a, b in zip(generator.weights, restored.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert len(restored.weights) == len({id(w) for w in restored.weights})  # no duplicates

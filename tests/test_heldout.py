@@ -3,8 +3,8 @@ against independent computations, and its rules on enhancers that must pass or f
 import numpy as np
 import pytest
 
+from datasets import enhancegan_demo, wespe_demo
 from datasets import heldout as heldout_photos
-from datasets import wespe_demo
 from tools import heldout
 
 
@@ -51,6 +51,13 @@ def test_degradations_are_the_demos_own():
                           np.rint(x * np.float32(0.5) * 255).astype(np.uint8))
     expected = wespe_demo.cheap_camera(x, np.random.default_rng([0, 14]))
     assert np.abs(heldout_photos.degrade(photo, "wespe") / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
+    # The EnhanceGAN demo's mid-range degradation, and the operators at its own parameters
+    # undo it (up to 8-bit rounding and gamut clipping).
+    degraded = heldout_photos.degrade(photo, "enhancegan")
+    expected = enhancegan_demo.degrade_colour(x, **enhancegan_demo.HELDOUT_DEGRADATION)
+    assert np.abs(degraded / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
+    restored = enhancegan_demo.restore_colour(degraded, **enhancegan_demo.HELDOUT_DEGRADATION)
+    assert np.abs(restored - x).mean() < 0.25 * np.abs(degraded / 255.0 - x).mean()
     with pytest.raises(ValueError, match="unknown degradation"):
         heldout_photos.degrade(photo, "jpeg")
 

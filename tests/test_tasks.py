@@ -9,11 +9,12 @@ import pytest
 from tests.task_testing import parse, run_task_smoke_test, tiny_config
 from train import can, nima as nima_entry, runner, wespe
 from train.can_task import CanTask
+from train.enhancegan_task import EnhanceganTask
 from train.nima_task import NimaTask
 from train.wespe_task import WespeConfig, WespeTask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = {"nima": NimaTask, "wespe": WespeTask, "can": CanTask}
+TASKS = {"nima": NimaTask, "wespe": WespeTask, "can": CanTask, "enhancegan": EnhanceganTask}
 
 
 @pytest.mark.slow

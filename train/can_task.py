@@ -25,6 +25,7 @@ from absl import logging
 
 import nima
 from datasets import can_demo, paired
+from datasets.pipeline import first_element
 from enhancers import can
 from losses import FIDELITY_LOSSES, HUBER_DELTA, fidelity_loss, nima_loss
 from tools import evaluate_can
@@ -245,9 +246,9 @@ class CanTask(Task):
     def make_summary_fn(self, models):
         """Writes x | CAN(x) | reference for a fixed training pair."""
         config = self.config
-        inputs, references = next(iter(paired.make_training_dataset(
+        inputs, references = first_element(paired.make_training_dataset(
             self.data[0], batch_size=1, seed=config.seed + 1,
-            size=(config.train_height, config.train_width))))
+            size=(config.train_height, config.train_width)))
 
         def write(step):
             outputs = tf.clip_by_value(

@@ -19,11 +19,13 @@ import signal
 import tempfile
 import threading
 import time
+import traceback
 
 import keras
 import tensorflow as tf
 from absl import logging
 
+from datasets.pipeline import free_dropped_iterators
 from train import strategies
 from train.config import ConfigError
 
@@ -235,6 +237,19 @@ class TrainingLoop:
             lambda context: self._make_dataset(context, start_step)
         )
         iterator = iter(dataset)
+        try:
+            return self._train(iterator, start_step, last_path)
+        except BaseException as error:
+            # The traceback would keep the frames below, and in them the iterator decoding
+            # ahead, alive for as long as the error is kept.
+            traceback.clear_frames(error.__traceback__)
+            raise
+        finally:  # the stream decodes ahead; end it here, not on one of its own threads
+            del iterator, dataset
+            free_dropped_iterators()
+
+    def _train(self, iterator, start_step, last_path):
+        config = self.config
         distributed_step = self._distributed_step_fn()
         writer = (
             tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))

@@ -269,6 +269,9 @@ def export(task, models, train_step=None):
     if not config.export_dir:
         raise ValueError("--export_dir is required to export.")
     spec = task.export(models, train_step=train_step)
+    if spec is None:
+        logging.info("The %s run has nothing to export.", task.name.upper())
+        return None
     try:
         path = EXPORTERS[spec.kind](spec.model, config.export_dir, version=config.export_version,
                                     metadata=spec.metadata)
@@ -284,7 +287,23 @@ def export(task, models, train_step=None):
 
 def run(task_class, config):
     """`--mode=train` trains, then (on the chief) evaluates and, with --export_dir, exports a
-    float32 copy of the final state; `--mode=eval` and `--mode=export` do only those steps."""
+    float32 copy of the final state; `--mode=eval` and `--mode=export` do only those steps.
+
+    A task trained in stages (`Task.stage_configs`) runs each stage's config in order as a
+    plain run; the outcome is the last stage's, with every stage's under "stages". The
+    sequence stops at a stage that was interrupted."""
+    configs = task_class.stage_configs(config)
+    if len(configs) == 1:
+        return _run_one(task_class, configs[0])
+    outcomes = []
+    for stage_config in configs:
+        outcomes.append(_run_one(task_class, stage_config))
+        if outcomes[-1].get("interrupted"):
+            break
+    return {**outcomes[-1], "stages": outcomes}
+
+
+def _run_one(task_class, config):
     task = task_class(config)
     if config.mode == "train":
         models, result = train(task)
@@ -311,15 +330,16 @@ def run(task_class, config):
 
 
 def print_outcome(task_class, config, outcome):
-    """Prints the outcome as strict JSON (`tools.report.strict_dumps`), then the evaluation's
-    table and headline."""
+    """Prints the outcome as strict JSON (`tools.report.strict_dumps`), then each evaluation's
+    table and headline (one per stage of a staged run)."""
     print(reports.strict_dumps(outcome, "Outcome of the run", indent=2, default=str))
-    report = outcome.get("eval")
-    if report:
-        print(reports.format_table(report))
-        line = task_class(config).headline(report)
-        if line:
-            print(line)
+    for stage in outcome.get("stages", [outcome]):
+        report = stage.get("eval")
+        if report:
+            print(reports.format_table(report))
+            line = task_class(config).headline(report)
+            if line:
+                print(line)
 
 
 def main(task_class, argv=None):

@@ -38,7 +38,8 @@ class InputSpec:
 @dataclasses.dataclass
 class Export:
     """A model to export: `kind` "nima" or "enhancer" picks the SavedModel signatures
-    (`tools.export`); `metadata` goes to assets.extra/metadata.json."""
+    (`tools.export`); `metadata` goes to assets.extra/metadata.json. `Task.export` returns
+    None for a run with nothing to export (a pre-training stage)."""
     kind: str
     model: keras.Model
     metadata: dict | None = None
@@ -89,6 +90,12 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def build_inputs(self, spec):
         """The training `tf.data.Dataset` of one input pipeline (see `InputSpec`)."""
+
+    @classmethod
+    def stage_configs(cls, config):
+        """The configs `train.runner.run` runs, in order, for `config`: a system trained in
+        stages (EnhanceGAN: critic, crop, colour) returns one per stage; default `[config]`."""
+        return [config]
 
     def make_summary_fn(self, models):
         """Optional: `fn(step)` writing TensorBoard summaries beyond the scalars, or None."""

@@ -19,6 +19,7 @@ from absl import logging
 
 import nima
 from datasets import dped, unpaired, wespe_demo
+from datasets.pipeline import first_element
 from enhancers import wespe
 from losses import (build_vgg19_features, content_loss, discriminator_accuracy,
                     modified_discriminator_loss, modified_generator_loss, total_variation_loss)
@@ -306,9 +307,9 @@ class WespeTask(Task):
     def make_summary_fn(self, models):
         """Writes the grid x | G(x) | F(G(x)) of a fixed batch of source patches."""
         config, data = self.config, self.data
-        preview = next(iter(unpaired.make_patch_dataset(
+        preview = first_element(unpaired.make_patch_dataset(
             data.train_source, patch_size=config.patch_size, batch_size=4, seed=config.seed + 1,
-            augment=False, **data.source_groups)))
+            augment=False, **data.source_groups))
 
         def write(step):
             enhanced = models["generator"](preview, training=False)

@@ -63,6 +63,7 @@ from nima.preprocessing import CaffePreprocess
 
 INPUT_SPACES = ("lab", "imagenet")
 HEAD_NAMES = ("color", "crop", "filters")
+HEAD_NORMS = ("instance", "affine")
 RESNET101_WEIGHTS_FILE = "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"
 HEAD_INIT_STDDEV = 0.02
 INSTANCE_NORM_EPSILON = 1e-5
@@ -131,19 +132,44 @@ class BackboneInput(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="enhancers")
+class ChannelAffine(keras.layers.Layer):
+    """x * gamma + beta per channel (gamma 1, beta 0 to start): the head's instance
+    normalisation without the normalisation (`ParameterHead(norm="affine")`, ours)."""
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, x):
+        return tf.cast(x, tf.float32) * self.gamma + self.beta
+
+
+@keras.saving.register_keras_serializable(package="enhancers")
 class ParameterHead(keras.layers.Layer):
     """1x1 convolution without bias (N(0, 0.02)) + instance normalisation (module docstring):
-    (batch, h, w, features) -> (batch, h, w, channels), float32."""
+    (batch, h, w, features) -> (batch, h, w, channels), float32.
 
-    def __init__(self, channels, **kwargs):
+    norm="affine" (ours, not the release's) keeps the learned scale and shift but not the
+    normalisation: instance normalisation takes each image's mean off every parameter map, so
+    the pooled parameters can follow where in the photo something is but not how much of it
+    the whole photo has (how faded or dark it is); "affine" lets that through."""
+
+    def __init__(self, channels, norm="instance", **kwargs):
         super().__init__(**kwargs)
+        if norm not in HEAD_NORMS:
+            raise ValueError(f"norm must be one of {HEAD_NORMS}, got {norm!r}")
         self.channels = int(channels)
+        self.norm_kind = norm
         self.conv = keras.layers.Conv2D(
             self.channels, 1, use_bias=False, name="conv",
             kernel_initializer=keras.initializers.RandomNormal(stddev=HEAD_INIT_STDDEV))
-        self.norm = keras.layers.GroupNormalization(
-            groups=-1, epsilon=INSTANCE_NORM_EPSILON, name="instance_norm",
-            gamma_initializer=keras.initializers.RandomUniform(0.0, 1.0), dtype="float32")
+        if norm == "instance":
+            self.norm = keras.layers.GroupNormalization(
+                groups=-1, epsilon=INSTANCE_NORM_EPSILON, name="instance_norm",
+                gamma_initializer=keras.initializers.RandomUniform(0.0, 1.0), dtype="float32")
+        else:
+            self.norm = ChannelAffine(name="affine", dtype="float32")
 
     def build(self, input_shape):
         self.conv.build(input_shape)
@@ -156,7 +182,7 @@ class ParameterHead(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (self.channels,)
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels}
+        return {**super().get_config(), "channels": self.channels, "norm": self.norm_kind}
 
 
 def head_channels(name, num_filters=len(filters.FILTER_NAMES)):
@@ -187,11 +213,12 @@ class EnhanceGANGenerator(keras.Model):
       pooling: "top_k" (the release's, K = `top_k`) or "softmax" (the paper's whole map).
       filter_weighting: `filters.filter_weights`' "softmax" (ours) or "linear" (as predicted).
       input_space: "lab" (the release's) or "imagenet" (see the module docstring).
+      head_norm: "instance" (the release's) or "affine" (ours; `ParameterHead`).
     """
 
     def __init__(self, backbone, heads=("color", "crop"), num_filters=len(filters.FILTER_NAMES),
                  pooling="top_k", top_k=pooling_ops.TOP_K, filter_weighting="softmax",
-                 input_space="lab", **kwargs):
+                 input_space="lab", head_norm="instance", **kwargs):
         super().__init__(**kwargs)
         unknown = [name for name in heads if name not in HEAD_NAMES]
         if unknown or not heads or len(set(heads)) != len(heads):
@@ -209,10 +236,18 @@ class EnhanceGANGenerator(keras.Model):
         self.top_k = int(top_k)
         self.filter_weighting = filter_weighting
         self.input_space = input_space
+        self.head_norm = head_norm
         self.backbone_input = BackboneInput(input_space, name="backbone_input")
         self.parameter_heads = {
-            name: ParameterHead(head_channels(name, self.num_filters), name=f"{name}_head")
+            name: ParameterHead(head_channels(name, self.num_filters), norm=head_norm,
+                                name=f"{name}_head")
             for name in self.head_names}
+        # Each head also as an attribute of its own: tf.train.Checkpoint (the runner's
+        # checkpoints) does not see layers held in a dict of a Keras 3 model, so the heads
+        # would be left out of every checkpoint (and a restored generator keep its initial
+        # heads). The weights are not duplicated.
+        for name, head in self.parameter_heads.items():
+            setattr(self, f"{name}_head", head)
 
     def features(self, images):
         """The frozen backbone's features of RGB `images` in [0, 1]."""
@@ -241,7 +276,8 @@ class EnhanceGANGenerator(keras.Model):
                 "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "heads": list(self.head_names), "num_filters": self.num_filters,
                 "pooling": self.pooling, "top_k": self.top_k,
-                "filter_weighting": self.filter_weighting, "input_space": self.input_space}
+                "filter_weighting": self.filter_weighting, "input_space": self.input_space,
+                "head_norm": self.head_norm}
 
     @classmethod
     def from_config(cls, config):
