@@ -313,7 +313,7 @@ def load_embedding_stage(config, num_users):
     missing = [path for path in paths if not os.path.exists(path)]
     if missing:
         raise ConfigError(f"The enhancer stage needs the embedding stage's network and trained "
-                          f"preference vectors: {', '.join(missing)} do(es) not exist. Run "
+                          f"preference vectors; not found: {', '.join(missing)}. Run "
                           "--stage=embedding first (into the same --model_dir), or give "
                           "--embedding_dir.")
     embedding = _quiet_embedding()
