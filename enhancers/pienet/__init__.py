@@ -6,7 +6,7 @@ from enhancers.pienet.embedding import (EMBEDDING_DIM, EMBEDDING_SIZE, L2Normali
 from enhancers.pienet.network import ResizeLike, TileLike, build_pienet, enhance
 from enhancers.pienet.personalize import (PREFERENCE_FORMAT, embed_photos, load_preference,
                                           preference_by_triplets, preference_from_photos,
-                                          save_preference)
+                                          save_preference, triplet_preference)
 from enhancers.pienet.preference import (PREFERENCE_NOISE_NORM, l2_normalize,
                                          perturb_preferences, random_directions)
 
@@ -14,4 +14,5 @@ __all__ = ["EMBEDDING_DIM", "EMBEDDING_SIZE", "L2Normalization", "PREFERENCE_FOR
            "PREFERENCE_NOISE_NORM", "PreferenceVectors", "RandomUnitVectors", "ResizeLike",
            "TileLike", "build_embedding", "build_pienet", "embed_photos", "enhance",
            "l2_normalize", "load_preference", "perturb_preferences", "preference_by_triplets",
-           "preference_from_photos", "random_directions", "save_preference"]
+           "preference_from_photos", "random_directions", "save_preference",
+           "triplet_preference"]

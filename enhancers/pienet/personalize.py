@@ -83,8 +83,18 @@ def preference_by_triplets(embedding_model, positives, negatives, steps=TRIPLET_
         drawn at random (`seed`) as in section 4.2; with fewer, all are used and a warning says so.
     Returns a float32 vector (dim,).
     """
-    positive = embed_photos(embedding_model, positives, batch_size)
-    negative = embed_photos(embedding_model, negatives, batch_size)
+    return triplet_preference(embed_photos(embedding_model, positives, batch_size),
+                              embed_photos(embedding_model, negatives, batch_size), steps=steps,
+                              learning_rate=learning_rate, initial=initial, margin=margin,
+                              negatives_per_positive=negatives_per_positive, seed=seed)
+
+
+def triplet_preference(positive, negative, steps=TRIPLET_STEPS,
+                       learning_rate=TRIPLET_LEARNING_RATE, initial=None, margin=TRIPLET_MARGIN,
+                       negatives_per_positive=NEGATIVES_PER_POSITIVE, seed=0):
+    """`preference_by_triplets` on embeddings already computed (`embed_photos`): (p, dim) and
+    (n, dim) arrays, so that repeated draws (Figure 6's protocol) embed each photo once."""
+    positive, negative = np.asarray(positive), np.asarray(negative)
     wanted = negatives_per_positive * len(positive)
     rng = np.random.default_rng(seed)
     if len(negative) > wanted:
