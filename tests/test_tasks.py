@@ -6,21 +6,35 @@ import os
 
 import pytest
 
-from tests.task_testing import parse, run_task_smoke_test, tiny_config
+from tests.task_testing import parse, pienet_tiny, run_task_smoke_test, tiny_config
 from train import can, nima as nima_entry, runner, wespe
 from train.can_task import CanTask
 from train.enhancegan_task import EnhanceganTask
 from train.nima_task import NimaTask
+from train.pienet_task import PienetConfig, PienetTask
 from train.wespe_task import WespeConfig, WespeTask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = {"nima": NimaTask, "wespe": WespeTask, "can": CanTask, "enhancegan": EnhanceganTask}
+TASKS = {"nima": NimaTask, "wespe": WespeTask, "can": CanTask, "enhancegan": EnhanceganTask,
+         "pienet": PienetTask}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_task_smoke(name, shared, tmp_path):
     run_task_smoke_test(TASKS[name], tiny_config(name, shared, tmp_path / "run"))
+
+
+@pytest.mark.slow
+def test_pienet_both_stages_pass_the_smoke_test(shared, tmp_path):
+    """PieNet's embedding stage (nothing to export), then its enhancer stage in the same root,
+    reading the embedding stage's network and vectors, with the export round trip."""
+    common = dict(seed=0, checkpoint_every=1, log_every=1, train_steps=2)
+    for stage in ("embedding", "enhancer"):
+        model_dir = tmp_path / stage
+        config = PienetConfig(model_dir=str(model_dir), export_dir=str(tmp_path / "export"),
+                              **common, **pienet_tiny(shared, model_dir, stage))
+        run_task_smoke_test(PienetTask, config)
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

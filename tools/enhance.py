@@ -46,6 +46,13 @@ Methods (`--method`):
   maps are left out). The JSON follows the photo's rules (never replaces an input, nor an
   existing file without `--overwrite`).
 
+- `pienet`: a PieNet export (`tools.export.export_pienet`, Kim et al. ECCV 2020), which takes a
+  preference vector beside each photo: `--preference=<file>` (from `tools.personalize`, section
+  3.4) or `--preference_user=<name>`, a training user's vector from the export's metadata.json
+  ("users"; `mean` picks "mean_vector", the non-personalised row of Table 1). Photos of any size
+  go in whole (not tiled: the encoder pools the whole photo); a vector whose dimension is not
+  the export's preference input is refused in one line naming the file.
+
 - `piea`: PIEA (`enhancers.piea`), training-free: each photo's filter parameters are searched
   under the guidance of a NIMA model (`--nima_weights=<whole-NIMA weights file>` with its
   `--backbone`, default inception_v2 as in the paper; without `--nima_weights` the demo NIMA of
@@ -82,6 +89,7 @@ Library use (no flags involved):
 """
 import dataclasses
 import io
+import json
 import os
 import time
 import uuid
@@ -105,6 +113,7 @@ __all__ = [
     "EnhanceReport",
     "enhance_files",
     "expand_inputs",
+    "load_pienet_enhancer",
     "load_saved_model_enhancer",
     "define_piea_choice_flags",
     "enhancegan_enhance_fn",
@@ -115,6 +124,7 @@ __all__ = [
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg"}
 MAX_PIXELS = 50_000_000  # --max_pixels: 8000 x 6000 passes (module docstring)
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+_METADATA_FILE = os.path.join("assets.extra", "metadata.json")  # tools.export.METADATA_FILE
 
 
 # --------------------------------------------------------------------------- SavedModel method
@@ -178,8 +188,9 @@ def load_saved_model_enhancer(path, signature="serving_default"):
     function = loaded.signatures[signature]
     _, inputs = function.structured_input_signature
     if len(inputs) != 1:
+        hint = "; a PieNet export: use --method=pienet" if "preference" in inputs else ""
         raise ValueError(f"Signature {signature!r} of {version_dir!r} takes {sorted(inputs)}; "
-                         "an enhancer takes one float image batch")
+                         f"an enhancer takes one float image batch{hint}")
     (input_name,) = inputs
     outputs = list(function.structured_outputs)
     if "enhanced_images" in outputs:
@@ -236,6 +247,72 @@ def enhancegan_enhance_fn(loaded):
 
     enhance_fn.side_suffixes = (".json",)
     enhance_fn.path = loaded.path
+    return enhance_fn
+
+
+# --------------------------------------------------------------------------- PieNet method
+
+
+def pienet_users(version_dir):
+    """{name: vector} of a PieNet export's training users, "mean" their mean (metadata.json)."""
+    path = os.path.join(version_dir, _METADATA_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{version_dir} has no {_METADATA_FILE}: not a PieNet export of "
+                                "tools.export.export_pienet")
+    with open(path) as stream:
+        metadata = json.load(stream)
+    if metadata.get("kind") != "pienet":
+        raise ValueError(f"{path}: a {metadata.get('kind')!r} export, not a PieNet one")
+    users = {name: np.asarray(v, np.float32) for name, v in (metadata.get("users") or {}).items()}
+    if metadata.get("mean_vector") is not None:
+        users.setdefault("mean", np.asarray(metadata["mean_vector"], np.float32))
+    return users
+
+
+def load_pienet_enhancer(path, preference=None, preference_user=None):
+    """`enhance_fn(image)` for a PieNet export (module docstring, "Methods") with one preference
+    vector: the file `preference` (`enhancers.pienet.save_preference`) or the metadata's user
+    `preference_user`. ValueError naming the file or user when it does not fit the export."""
+    from enhancers.pienet import load_preference
+
+    if (preference is None) == (preference_user is None):
+        raise ValueError("--method=pienet needs one of --preference=<file from "
+                         "tools.personalize> or --preference_user=<a training user's name>")
+    version_dir = resolve_saved_model_dir(path)
+    loaded = tf.saved_model.load(version_dir)
+    function = loaded.signatures["serving_default"]
+    _, inputs = function.structured_input_signature
+    if set(inputs) != {"images", "preference"}:
+        raise ValueError(f"{version_dir} takes {sorted(inputs)}, not a PieNet export (images "
+                         "and preference)")
+    dim = int(inputs["preference"].shape[-1])
+    if preference is not None:
+        vector = load_preference(preference, dimension=None)
+        source = preference
+    else:
+        users = pienet_users(version_dir)
+        if preference_user not in users:
+            raise ValueError(f"--preference_user={preference_user}: not a user of {version_dir} "
+                             f"({', '.join(users) or 'its metadata lists none'})")
+        vector, source = users[preference_user], f"user {preference_user} of {version_dir}"
+    if vector.shape != (dim,):
+        raise ValueError(f"{source}: a preference vector of dimension {vector.shape[0]}, the "
+                         f"export {version_dir} takes {dim}")
+    batch_vector = tf.constant(vector[np.newaxis])
+
+    def enhance_fn(image):
+        image = np.asarray(image, np.float32)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"expected an (h, w, 3) image, got shape {image.shape}")
+        served = function(images=tf.constant(image[np.newaxis]), preference=batch_vector)
+        return np.asarray(served["enhanced_images"][0], np.float32)
+
+    enhance_fn.saved_model = loaded
+    enhance_fn.path = version_dir
+    enhance_fn.kind = "pienet"
+    enhance_fn.preference = vector
+    logging.info("Loaded PieNet %s with the preference of %s (|f| = %.3f)", version_dir, source,
+                 float(np.linalg.norm(vector)))
     return enhance_fn
 
 
@@ -541,6 +618,12 @@ def _saved_model_method(FLAGS):
     return loaded
 
 
+def _pienet_method(FLAGS):
+    if not FLAGS.saved_model:
+        raise app.UsageError("--method=pienet needs --saved_model=<PieNet export dir>")
+    return load_pienet_enhancer(FLAGS.saved_model, FLAGS.preference, FLAGS.preference_user)
+
+
 def _piea_method(FLAGS):
     nima_model, description = piea.load_nima(FLAGS.nima_weights, FLAGS.backbone)
     logging.info("PIEA guided by %s; %d iterations, learning rate %g, proxy size %s, initial "
@@ -580,7 +663,7 @@ def define_piea_choice_flags(flag_values, prefix=""):
 
 
 # --method name -> function(FLAGS) returning enhance_fn.
-_METHODS = {"saved_model": _saved_model_method, "piea": _piea_method}
+_METHODS = {"saved_model": _saved_model_method, "pienet": _pienet_method, "piea": _piea_method}
 
 
 def define_flags(flag_values):
@@ -588,6 +671,10 @@ def define_flags(flag_values):
                       flag_values=flag_values)
     flags.DEFINE_string("saved_model", None, "Exported enhancer: a version directory or the "
                         "base directory (then its largest version).", flag_values=flag_values)
+    flags.DEFINE_string("preference", None, "--method=pienet: a preference file "
+                        "(tools.personalize).", flag_values=flag_values)
+    flags.DEFINE_string("preference_user", None, "--method=pienet: a training user of the "
+                        "export's metadata.json, or 'mean'.", flag_values=flag_values)
     flags.DEFINE_string("nima_weights", None, "--method=piea: whole-NIMA weights file "
                         "(model.save_weights); default: the demo NIMA.", flag_values=flag_values)
     flags.DEFINE_enum("backbone", "inception_v2", list(nima.BACKBONES),

@@ -37,10 +37,12 @@ __all__ = [
     "enhancer_tiling",
     "export_enhancegan",
     "export_enhancer",
+    "export_pienet",
     "export_saved_model",
     "export_nima",
     "map_over_image_bytes",
     "nima_signatures",
+    "pienet_signatures",
     "resolve_version",
 ]
 
@@ -460,6 +462,83 @@ def export_enhancegan(enhancer, export_dir, version=None, metadata=None, jpeg_qu
     return export_saved_model(
         enhancer.models, export_dir, signatures, version=version,
         metadata={**(metadata or {}), "kind": ENHANCEGAN_KIND, "enhancegan": description})
+
+
+# --------------------------------------------------------------------------------- PieNet
+
+PIENET_KIND = "pienet"  # metadata.json's "kind" for a PieNet export
+
+
+def _pienet_dim(model):
+    return int(model.input["preference"].shape[-1])
+
+
+def pienet_signatures(model, jpeg_quality=95):
+    """Serving signatures of PieNet (`enhancers.pienet.build_pienet`), for `export_saved_model`:
+    an image input and a preference-vector input (Kim et al., section 3.2), any image size.
+
+    - `serving_default`: `images`, float32 [N, H, W, 3] in [0, 1], and `preference`, float32
+      [N, d] (one vector per image, e.g. a user's from `enhancers.pienet.load_preference` or the
+      metadata's training users) -> `enhanced_images`, float32 [N, H, W, 3], I + dI clipped to
+      [0, 1].
+    - `serve_image_bytes`: `image_bytes`, tf.string [N] of encoded images of any and different
+      sizes (decoded on the CPU as `map_over_image_bytes` does), and `preference` [N, d] ->
+      `enhanced_image_bytes`, tf.string [N] of JPEGs of quality `jpeg_quality`.
+    Not tiled: the encoder's global pooling sees the whole photo.
+    """
+    if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int) or not (
+        0 <= jpeg_quality <= 100
+    ):
+        raise ValueError(f"jpeg_quality must be an integer in [0, 100], got {jpeg_quality!r}")
+    dim = _pienet_dim(model)
+
+    def enhance(images, preference):
+        outputs = model({"images": images, "preference": preference}, training=False)
+        return tf.clip_by_value(tf.cast(outputs["enhanced"], tf.float32), 0.0, 1.0)
+
+    def serve_images(images, preference):
+        return {"enhanced_images": enhance(images, preference)}
+
+    def serve_image_bytes(image_bytes, preference):
+        def one(element):
+            encoded, vector = element
+            with tf.device("/cpu:0"):
+                image = decode_image_tensor(encoded)
+            return _encode_jpeg(enhance(image[tf.newaxis], vector[tf.newaxis])[0], jpeg_quality)
+
+        encoded = tf.map_fn(one, (image_bytes, preference),
+                            fn_output_signature=tf.TensorSpec([], tf.string))
+        return {"enhanced_image_bytes": encoded}
+
+    preference_spec = tf.TensorSpec([None, dim], tf.float32, name="preference")
+    return {
+        "serving_default": (serve_images, [
+            tf.TensorSpec([None, None, None, 3], tf.float32, name="images"), preference_spec]),
+        "serve_image_bytes": (serve_image_bytes, [
+            tf.TensorSpec([None], tf.string, name="image_bytes"), preference_spec]),
+    }
+
+
+def export_pienet(model, export_dir, version=None, metadata=None, jpeg_quality=95):
+    """Exports PieNet for TF Serving and `tools.enhance`; returns the version path.
+
+    Signatures as in `pienet_signatures`; versioning and `metadata` as in `export_saved_model`,
+    with "kind": "pienet" and "pienet": {"preference_dim", the inputs and outputs} added; the
+    caller's metadata carries the training users' vectors ("users") so that a user can pick one.
+    """
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    description = {
+        "preference_dim": _pienet_dim(model),
+        "inputs": "images float32 [N, H, W, 3] in [0, 1] (or image_bytes) and preference "
+                  "float32 [N, preference_dim]",
+        "output": "enhanced_images: input + delta, clipped to [0, 1], the input's size",
+        "tiled": False,
+        "jpeg_quality": jpeg_quality,
+    }
+    return export_saved_model(
+        model, export_dir, pienet_signatures(model, jpeg_quality=jpeg_quality), version=version,
+        metadata={**(metadata or {}), "kind": PIENET_KIND, "pienet": description})
 
 
 def define_flags(flag_values):

@@ -9,6 +9,8 @@ returns the drawn image as uint8 (H, W, 3).
   "mean ± std" under each method's name.
 - `line_plot(series, path, ...)`: one line per series against the iteration or step (PIEA's
   NIMA score per iteration); `draw_lines(axes, ...)` draws the same into an existing axes.
+- `bar_plot(groups, path, ...)`: grouped bars with error bars (PieNet's Figure 6);
+  `scatter_plot(points, path, ...)`: 2-D points by group with a star each (PieNet's Figure 8).
 - `side_by_side(images, path)`: photos at full size left to right, each under its name.
 - `piea_figure(original, result, index)`: PIEA's Figure 4 (the adjustments made in words, the
   score curve against the input's score, the photo after selected iterations). It lives here, not in
@@ -27,7 +29,8 @@ from PIL import Image, ImageDraw, ImageFont
 from datasets.images import to_uint8
 from enhancers import filters, piea_report
 
-__all__ = ["box_plot", "draw_lines", "line_plot", "piea_figure", "side_by_side"]
+__all__ = ["bar_plot", "box_plot", "draw_lines", "line_plot", "piea_figure", "scatter_plot",
+           "side_by_side"]
 
 DPI = 100
 _MEAN_COLOUR = "#1e8c3c"
@@ -132,6 +135,80 @@ def line_plot(series, path, *, title="NIMA mean score per iteration", xlabel="it
     figure = _new_figure(int(width), int(height))
     draw_lines(figure.add_subplot(), series, xlabel=xlabel, ylabel=ylabel, title=title,
                markers=max(len(v) for v in series.values()) <= 60)
+    figure.tight_layout()
+    return _finish(figure, path)
+
+
+def bar_plot(groups, path, *, title="", ylabel="", width=None, height=420):
+    """Grouped bars with error bars (PieNet's Figure 6: PSNR per N_pref and scheme).
+
+    Args:
+      groups: an ordered mapping group label (an x position, e.g. "N=10") -> an ordered mapping
+        series name (e.g. the scheme) -> (mean, spread); every group has the same series.
+      path: the PNG to write (folders created), or None to only draw.
+    Returns the uint8 (height, width, 3) image.
+    """
+    groups = {label: dict(series) for label, series in groups.items()}
+    if not groups:
+        raise ValueError("no bars to plot")
+    names = list(next(iter(groups.values())))
+    for label, series in groups.items():
+        if list(series) != names:
+            raise ValueError(f"group {label!r} has series {list(series)}, expected {names}")
+    width = 200 + 60 * len(groups) * len(names) if width is None else int(width)
+    figure = _new_figure(width, int(height))
+    axes = figure.add_subplot()
+    step = 0.8 / len(names)
+    positions = np.arange(len(groups))
+    for index, name in enumerate(names):
+        means = [groups[label][name][0] for label in groups]
+        spreads = [groups[label][name][1] for label in groups]
+        axes.bar(positions + (index - (len(names) - 1) / 2) * step, means, step * 0.9,
+                 yerr=spreads, capsize=3, label=name)
+    axes.set_xticks(positions, list(groups))
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    values = [m for series in groups.values() for m, _ in series.values()]
+    spread = max(s for series in groups.values() for _, s in series.values())
+    low, high = min(values) - spread, max(values) + spread
+    margin = max(0.1 * (high - low), 1e-3)
+    axes.set_ylim(low - margin, high + margin)  # differences matter, not distances from 0
+    axes.grid(axis="y", color="0.9")
+    axes.set_axisbelow(True)
+    if len(names) > 1:
+        axes.legend(fontsize="small")
+    figure.tight_layout()
+    return _finish(figure, path)
+
+
+def scatter_plot(points, path, *, marked=None, title="", xlabel="", ylabel="", width=560,
+                 height=480):
+    """2-D points coloured by group, each group's marked point (if any) a large star in its
+    colour (PieNet's Figure 8: photos' embeddings and the users' preference vectors).
+
+    Args:
+      points: an ordered mapping group name -> (n, 2) array.
+      marked: None or a mapping group name -> (2,) point.
+    Returns the uint8 (height, width, 3) image.
+    """
+    if not points:
+        raise ValueError("no points to plot")
+    figure = _new_figure(int(width), int(height))
+    axes = figure.add_subplot()
+    for index, (name, values) in enumerate(points.items()):
+        values = np.asarray(values, np.float64).reshape(-1, 2)
+        colour = f"C{index % 10}"
+        axes.scatter(values[:, 0], values[:, 1], s=14, color=colour, alpha=0.7, label=name)
+        if marked and name in marked:
+            x, y = np.asarray(marked[name], np.float64)
+            axes.scatter([x], [y], s=260, marker="*", color=colour, edgecolors="black",
+                         linewidths=1.0, zorder=3)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(color="0.9")
+    axes.set_axisbelow(True)
+    axes.legend(fontsize="small", markerscale=1.5)
     figure.tight_layout()
     return _finish(figure, path)
 

@@ -27,7 +27,8 @@ from train.flags import config_from_flags, define_flags, parse_config
 from train.task import InputSpec
 
 EXPORTERS = {"nima": export_tools.export_nima, "enhancer": export_tools.export_enhancer,
-             "enhancegan": export_tools.export_enhancegan}
+             "enhancegan": export_tools.export_enhancegan,
+             "pienet": export_tools.export_pienet}
 # Exit status of a command-line run: 0 finished, 1 error (a diverged run included), and this
 # (EX_TEMPFAIL) when SIGTERM/SIGINT stopped it after a checkpoint: the same command resumes it.
 EXIT_INTERRUPTED = 75

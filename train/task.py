@@ -37,7 +37,7 @@ class InputSpec:
 
 @dataclasses.dataclass
 class Export:
-    """A model to export: `kind` "nima" or "enhancer" picks the SavedModel signatures
+    """A model to export: `kind` ("nima", "enhancer", "enhancegan", "pienet") picks the signatures
     (`tools.export`); `metadata` goes to assets.extra/metadata.json. `Task.export` returns
     None for a run with nothing to export (a pre-training stage)."""
     kind: str

@@ -1,0 +1,188 @@
+"""PieNet's task (`train.pienet`): the embedding step (equations 1-4 to the network and the
+vectors jointly), the enhancer step's preference noise (norm 0.1, section 4.1), the stages'
+order, the export with a preference input, the presets and the demo. The shared smoke test of
+both stages is in tests/test_tasks.py."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.task_testing import parse, pienet_tiny, run_preset
+from tools.export import METADATA_FILE
+from train import runner
+from train.config import ConfigError
+from train.pienet_task import (EMBEDDING_WEIGHTS, PREFERENCE_WEIGHTS, RANDOM_BACKBONE_WARNING,
+                               PienetConfig, PienetTask, preference_table, stage_configs)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny(shared, root, stage, **overrides):
+    """A tiny config of `stage` in <root>/<stage> (the embedding stage found in <root>)."""
+    return PienetConfig(**{**dict(model_dir=str(root / stage), export_dir=None, seed=0,
+                                  checkpoint_every=1, log_every=1, train_steps=2),
+                           **pienet_tiny(shared, root / stage, stage), **overrides})
+
+
+def first_batch(task, batch_size=4):
+    from datasets.pipeline import DecodeFailures, first_element
+    from train.task import InputSpec
+
+    return first_element(task.build_inputs(InputSpec(batch_size, 0, 1, 0, DecodeFailures())))
+
+
+def test_embedding_step_moves_the_network_and_the_preference_vectors(shared, tmp_path):
+    """Equations 2-4: one Adam step on the triplet loss changes the embedding's weights and the
+    rows of the batch's users, and no other row."""
+    task = PienetTask(tiny(shared, tmp_path, "embedding"))
+    models, optimizers, step = runner.build_training(task)
+    batch = first_batch(task)
+    users = set(np.asarray(batch[0]).tolist())
+    network = [np.array(w) for w in models["embedding"].trainable_weights]
+    vectors = preference_table(models["preferences"]).copy()
+    values = step(batch)
+    assert float(values["loss"]) > 0
+    moved = [not np.array_equal(a, np.array(b))
+             for a, b in zip(network, models["embedding"].trainable_weights)]
+    assert all(moved)
+    after = preference_table(models["preferences"])
+    changed = {k for k in range(len(vectors)) if not np.array_equal(vectors[k], after[k])}
+    assert changed == users
+
+
+def test_enhancer_noise_has_norm_point_one_and_resumes_exactly(shared, tmp_path):
+    """Section 4.1: n on the sphere of radius 0.1, a fresh direction per example; drawn from
+    the batch's position, so the stream resumed at batch 1 gives batch 1's noise."""
+    from datasets.pipeline import DecodeFailures, first_element
+    from train.task import InputSpec
+
+    task = PienetTask(tiny(shared, tmp_path, "enhancer"))
+    inputs, retouches, users, noise = first_batch(task)
+    np.testing.assert_allclose(np.linalg.norm(noise, axis=1), 0.1, rtol=1e-5)
+    assert noise.shape == (4, 512) and np.abs(np.corrcoef(noise)[0, 1]) < 0.5
+    stream = iter(task.build_inputs(InputSpec(4, 0, 1, 0, DecodeFailures())))
+    next(stream)
+    second = next(stream)[3]
+    resumed = first_element(task.build_inputs(InputSpec(4, 1, 1, 0, DecodeFailures())))[3]
+    np.testing.assert_array_equal(second, resumed)
+    assert not np.allclose(second, noise)
+
+
+def test_enhancer_step_uses_the_trained_vector_plus_noise(shared, tmp_path):
+    """The enhancer step trains PieNet only: the frozen embedding and the vectors stay."""
+    root = tmp_path
+    runner.run(PienetTask, tiny(shared, root, "embedding", export_dir=None))
+    task = PienetTask(tiny(shared, root, "enhancer"))
+    models, optimizers, step = runner.build_training(task)
+    embedding, table = task.frozen
+    frozen = [np.array(w) for w in embedding.weights]
+    before = [np.array(w) for w in models["pienet"].trainable_weights]
+    values = step(first_batch(task))
+    assert np.isfinite(float(values["loss"]))
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(frozen, embedding.weights))
+    assert any(not np.array_equal(a, np.array(b))
+               for a, b in zip(before, models["pienet"].trainable_weights))
+    assert table.shape == (6, 512)
+
+
+def test_enhancer_stage_refuses_to_start_without_an_embedding_stage(shared, tmp_path):
+    config = tiny(shared, tmp_path, "enhancer")
+    with pytest.raises(ConfigError, match="--stage=embedding first"):
+        runner.run(PienetTask, config)
+    assert not os.path.exists(os.path.join(config.model_dir, "checkpoints"))
+
+
+def test_stage_all_runs_embedding_then_enhancer_each_in_its_folder():
+    config = parse(PienetTask, "--model_dir=runs/p", "--export_dir=runs/p/export")
+    first, second = stage_configs(config)
+    assert (first.stage, first.model_dir, first.export_dir) == ("embedding", "runs/p/embedding",
+                                                                None)
+    assert (first.train_steps, first.batch_size) == (25_000, 64)
+    assert (second.stage, second.model_dir, second.export_dir) == (
+        "enhancer", "runs/p/enhancer", "runs/p/export")
+    assert (second.train_steps, second.batch_size) == (100_000, 8)
+    assert second.embedding_path(EMBEDDING_WEIGHTS) == "runs/p/embedding/" + EMBEDDING_WEIGHTS
+    with pytest.raises(ConfigError, match="single --stage"):
+        parse(PienetTask, "--model_dir=x", "--train_steps=3")
+    (only,) = stage_configs(parse(PienetTask, "--model_dir=x", "--mode=export"))
+    assert only.stage == "enhancer"
+
+
+def test_presets_parse_with_the_papers_numbers():
+    paper = parse(PienetTask, f"--flagfile={REPO}/configs/pienet_paper.flags", "--model_dir=x")
+    assert (paper.embedding_steps, paper.embedding_batch_size, paper.embedding_size) == (
+        25_000, 64, 256)
+    assert (paper.enhancer_steps, paper.enhancer_batch_size, paper.enhancer_size) == (
+        100_000, 8, 512)
+    assert (paper.embedding_learning_rate, paper.enhancer_learning_rate) == (1e-4, 1e-4)
+    assert (paper.triplet_margin, paper.perceptual_weight, paper.tv_weight,
+            paper.preference_noise) == (0.2, 0.4, 0.01, 0.1)
+    assert paper.dataset == "fivek" and paper.experts == ("A", "B", "C", "D", "E")
+    assert PienetConfig(model_dir="x").embedding_steps == 25_000  # the defaults are the paper's
+    demo = parse(PienetTask, f"--flagfile={REPO}/configs/pienet_demo.flags")
+    assert demo.dataset == "demo" and demo.decoder_widths == (32, 16, 16)
+
+
+@pytest.mark.slow
+def test_export_takes_a_preference_vector_at_two_image_sizes(shared, tmp_path):
+    """The SavedModel: float and bytes images of two sizes and a preference input; its metadata
+    holds the training users' vectors and the RANDOM warning; other vectors, other outputs."""
+    runner.run(PienetTask, tiny(shared, tmp_path, "embedding"))
+    config = tiny(shared, tmp_path, "enhancer", export_dir=str(tmp_path / "export"))
+    outcome = runner.run(PienetTask, config)
+    path = outcome["export_path"]
+    with open(os.path.join(path, METADATA_FILE)) as handle:
+        metadata = json.load(handle)
+    assert metadata["kind"] == "pienet" and metadata["pienet"]["preference_dim"] == 512
+    assert RANDOM_BACKBONE_WARNING in metadata["warning"]
+    assert metadata["resnet18_weights"] == "RANDOM"
+    vectors = {name: np.asarray(v, np.float32) for name, v in metadata["users"].items()}
+    assert len(vectors) == 6
+    task = PienetTask(dataclasses.replace(config, mode="export"))
+    model = runner.restore(task)["pienet"]
+    loaded = tf.saved_model.load(path)
+    rng = np.random.default_rng(0)
+    first, second = list(vectors.values())[:2]
+    for height, width in ((32, 32), (45, 61)):
+        coarse = rng.random((2, height // 8 + 2, width // 8 + 2, 3)).astype(np.float32)
+        images = tf.image.resize(coarse, (height, width)).numpy()  # smooth: JPEG keeps it
+        preference = np.stack([first, second])
+        served = loaded.signatures["serving_default"](
+            images=tf.constant(images), preference=tf.constant(preference))["enhanced_images"]
+        expected = np.clip(model({"images": images, "preference": preference},
+                                 training=False)["enhanced"], 0, 1)
+        assert served.shape == (2, height, width, 3)
+        np.testing.assert_allclose(served.numpy(), expected, atol=1e-5)
+        encoded = tf.stack([tf.io.encode_png(tf.constant((image * 255).round().astype(np.uint8)))
+                            for image in images])
+        jpegs = loaded.signatures["serve_image_bytes"](
+            image_bytes=encoded, preference=tf.constant(preference))["enhanced_image_bytes"]
+        decoded = tf.io.decode_jpeg(jpegs[0]).numpy()
+        assert decoded.shape == (height, width, 3)
+        quantised = np.round(images * 255) / 255
+        direct = np.clip(model({"images": quantised[:1], "preference": preference[:1]},
+                               training=False)["enhanced"], 0, 1)[0]
+        assert np.abs(decoded / 255.0 - direct).mean() < 0.03  # JPEG quality 95
+    assert os.path.exists(os.path.join(config.root, "embedding", PREFERENCE_WEIGHTS))
+
+
+@pytest.mark.slow
+@pytest.mark.long_demo
+def test_demo_preset_separates_users_and_reports_personalisation(tmp_path):
+    """The README's PieNet job exactly as configs/pienet_demo.flags sets it (about 12 CPU
+    minutes): the preference vectors separate the training users on held-out photos, and
+    PieNet with each user's vector beats the input and the mean vector (mPSNR). The held-out
+    users' comparison with the mean vector is reported; where it is not better the test says so
+    as an expected failure (README, PieNet)."""
+    outcome, rows = run_preset(PienetTask, "pienet_demo", tmp_path)
+    embedding = outcome["stages"][0]["eval"]["rows"][0]["metrics"]
+    assert embedding["nearest_own"] > 0.5, embedding
+    personal = rows["PieNet"]["mpsnr"]
+    assert personal > rows["input (identity)"]["mpsnr"], rows
+    assert personal > rows["PieNet, mean vector (non-personalised)"]["mpsnr"], rows
+    new = [name for name in rows if name.startswith("new users: PieNet, mean embedding")]
+    if not rows[new[0]]["mpsnr"] > rows["new users: PieNet, mean training vector"]["mpsnr"]:
+        pytest.xfail(f"known gap (README): held-out users not better than the mean vector: {rows}")
