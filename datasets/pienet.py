@@ -71,9 +71,11 @@ __all__ = [
     "SPLIT_SEED",
     "TEST_FRACTION",
     "Users",
+    "central_view",
     "collect_users",
     "make_paired_dataset",
     "make_triplet_dataset",
+    "read_photo",
     "split_photos",
 ]
 
@@ -479,3 +481,25 @@ def make_paired_dataset(users, *, batch_size, seed, size=ENHANCER_SIZE, crop_sca
     return _stream(decoder, len(items), "pienet_pair", [tf.uint8, tf.uint8, tf.int32, tf.int32],
                    [image, image, [], []], int(seed), int(batch_size), int(start_step),
                    int(num_shards), int(shard_index), with_sources)
+
+
+def read_photo(path, max_side):
+    """float32 RGB in [0, 1], downscaled (Pillow, bilinear, antialiased) so that its longer side
+    is at most `max_side`."""
+    pixels = load_rgb8(path)
+    height, width = pixels.shape[:2]
+    scale = max_side / max(height, width)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR, reducing_gap=None))
+    return pixels.astype(np.float32) / 255.0
+
+
+def central_view(path, size):
+    """The central square of a photo (the shorter side), resized to size x size, float32."""
+    pixels = load_rgb8(path)
+    height, width = pixels.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = Image.fromarray(pixels[top:top + side, left:left + side])
+    return np.asarray(square.resize((size, size), Image.BILINEAR), np.float32) / 255.0

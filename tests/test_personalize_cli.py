@@ -11,7 +11,7 @@ from PIL import Image
 from enhancers.pienet import build_embedding, load_preference, preference_from_photos
 from tools import personalize
 from tools.export import METADATA_FILE
-from train.pienet_task import central_view
+from datasets.pienet import central_view
 
 
 def _photos(folder, count, seed, bad=()):

@@ -1,8 +1,5 @@
 """PieNet's new-user protocol (Kim et al., ECCV 2020, section 4.3, Figure 6) and the embedding
-space's picture (Figure 8): `python -m tools.evaluate_pienet`.
-
-    python -m tools.evaluate_pienet --run_flags=configs/pienet_demo.flags \\
-        --model_dir=runs/pienet_demo --output_dir=runs/pienet_demo/new_users
+space's picture (Figure 8); their command line on a trained run is `train.evaluate_pienet`.
 
 Figure 6 (`new_user_protocol`): for each held-out user, N_pref of their retouches of training
 photos (`--n_pref`, default 10, 20, 50, each capped by the photos the user has) are drawn at
@@ -20,19 +17,17 @@ the embedding's size) projected on their first two principal components (`pca_2d
 coloured by user, each user's preference vector (trained, or for a held-out user the mean
 embedding of all their training retouches) a star projected the same way: `figure8_pca.png`.
 
-The run is read as `train.pienet` wrote it: `--model_dir` is the run's root (holding embedding/
-and enhancer/), `--run_flags` its flagfile (the data and decoder flags). Held-out users are the
-demo's two, or `--held_out_dirs` (folders of retouches of the run's inputs, paired by stem).
 The protocol runs on the CPU in minutes at the demo's size; it is not part of the training
 run's evaluation because ten repeats of the triplet scheme are not cheap.
 """
 import os
 
 import numpy as np
-from absl import flags, logging
+from absl import logging
 
+from datasets.pienet import central_view, read_photo
 from enhancers.pienet import embed_photos, enhance, triplet_preference
-from tools import cli, figures
+from tools import figures
 from tools import evaluate as metrics
 from tools import report as reports
 
@@ -59,15 +54,12 @@ def pca_2d(matrix):
     return (x - mean) @ components.T, components, mean
 
 
-def _views(paths, size):
-    from train.pienet_task import central_view
-
+def central_views(paths, size):
+    """The photos' central squares at size x size (`datasets.pienet.central_view`), stacked."""
     return np.stack([central_view(path, size) for path in paths])
 
 
 def _test_pairs(users, k, max_side, max_test):
-    from train.pienet_task import read_photo
-
     pairs = []
     for j in users.photos(k, "test")[:max_test]:
         image = read_photo(users.inputs[j], max_side)
@@ -104,10 +96,10 @@ def new_user_protocol(pienet, embedding, users, *, n_prefs=N_PREF, repeats=REPEA
         raise ValueError("a held-out user has no training retouches to draw preferred photos from")
     wanted = sorted(set(int(n) for n in n_prefs))
     used = sorted(set(min(n, min(len(pool) for pool in pools)) for n in wanted))
-    positives = [embed_photos(embedding, _views([users.retouches[k][j] for j in pool], size))
+    positives = [embed_photos(embedding, central_views([users.retouches[k][j] for j in pool], size))
                  for k, pool in enumerate(pools)]
     train_inputs = sorted(set(j for pool in pools for j in pool))
-    input_features = embed_photos(embedding, _views([users.inputs[j] for j in train_inputs],
+    input_features = embed_photos(embedding, central_views([users.inputs[j] for j in train_inputs],
                                                     size))
     tests = [_test_pairs(users, k, max_side, max_test) for k in range(len(users.names))]
     if not any(tests):
@@ -182,7 +174,7 @@ def embedding_figure(embedding, user_sets, vectors, path, *, size=256, max_photo
         for k, name in enumerate(users.names):
             photos = users.photos(k, "test")[:max_photos]
             if photos:
-                features[name] = embed_photos(embedding, _views(
+                features[name] = embed_photos(embedding, central_views(
                     [users.retouches[k][j] for j in photos], size))
     if not features:
         raise ValueError("no test photos to embed")
@@ -200,103 +192,3 @@ def embedding_figure(embedding, user_sets, vectors, path, *, size=256, max_photo
                          ylabel=f"PC2 ({explained[1]:.0%})",
                          title="Embeddings of test retouches and preference vectors (Figure 8)")
     return {"points": points, "vectors": marked, "explained": explained}
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def load_run(run_flags, model_dir, held_out_dirs=()):
-    """(PieNet, embedding network, training users, their vectors, held-out users) of a run of
-    `train.pienet` in `model_dir` with the flagfile `run_flags`."""
-    from datasets import pienet as pienet_data
-    from train import runner
-    from train.config import ConfigError
-    from train.flags import parse_config
-    from train.pienet_task import PienetConfig, PienetTask, load_embedding_stage
-
-    argv = ["evaluate_pienet", f"--model_dir={os.path.join(model_dir, 'enhancer')}",
-            f"--stage_root={model_dir}", "--stage=enhancer", "--export_dir="]
-    if run_flags:
-        argv.insert(1, f"--flagfile={run_flags}")
-    config = parse_config(PienetConfig, argv)
-    task = PienetTask(config)
-    pienet = runner.restore(task)["pienet"]
-    embedding, vectors = load_embedding_stage(config, len(task.data.users.names))
-    held_out = task.data.new_users
-    if held_out_dirs:
-        sources = (dict(input_dir=config.input_dir) if config.dataset == "folders" else
-                   dict(fivek_dir=config.fivek_dir, experts=()))
-        try:
-            held_out = pienet_data.collect_users(
-                **sources, user_dirs=tuple(held_out_dirs), train_list=config.train_list,
-                test_list=config.test_list, split_seed=config.split_seed,
-                num_test=config.num_test)
-        except ValueError as error:
-            raise ConfigError(f"--held_out_dirs: {error}") from error
-    if held_out is None:
-        raise ConfigError("no held-out users: the demo set has two; otherwise give "
-                          "--held_out_dirs=<a user's retouches of the run's inputs>")
-    return pienet, embedding, task.data.users, vectors, held_out, config
-
-
-def define_flags(flag_values):
-    flags.DEFINE_string("model_dir", None, "The run's root (embedding/ and enhancer/ in it).",
-                        flag_values=flag_values)
-    flags.DEFINE_string("run_flags", None, "The run's flagfile (e.g. "
-                        "configs/pienet_demo.flags).", flag_values=flag_values)
-    flags.DEFINE_multi_string("held_out_dirs", [], "Folders of held-out users' retouches of "
-                              "the run's inputs (default: the demo's held-out users).",
-                              flag_values=flag_values)
-    flags.DEFINE_list("n_pref", [str(n) for n in N_PREF], "N_pref values (capped by the "
-                      "photos a user has).", flag_values=flag_values)
-    flags.DEFINE_integer("repeats", REPEATS, "Random draws per N_pref.", lower_bound=1,
-                         flag_values=flag_values)
-    flags.DEFINE_list("schemes", list(SCHEMES), "Section 3.4's schemes.", flag_values=flag_values)
-    flags.DEFINE_integer("triplet_steps", 500, "Adam steps of the triplet scheme.", lower_bound=1,
-                         flag_values=flag_values)
-    flags.DEFINE_integer("max_test_images", None, "At most this many test photos per user.",
-                         lower_bound=1, flag_values=flag_values)
-    flags.DEFINE_integer("seed", 0, "Seed of the draws.", flag_values=flag_values)
-    flags.DEFINE_string("output_dir", None, "Where the report and figures go (default "
-                        "<model_dir>/new_users).", flag_values=flag_values)
-    cli.require_directory("output_dir", flag_values)
-    flags.mark_flag_as_required("model_dir", flag_values=flag_values)
-
-
-def run(FLAGS, args):
-    del args
-    from train.config import ConfigError
-
-    try:
-        n_prefs = [int(n) for n in FLAGS.n_pref]
-        pienet, embedding, train_users, vectors, held_out, config = load_run(
-            FLAGS.run_flags, FLAGS.model_dir, FLAGS.held_out_dirs)
-    except (ValueError, ConfigError, FileNotFoundError) as error:
-        logging.error("%s", error)
-        return 1
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, "new_users")
-    report = new_user_protocol(
-        pienet, embedding, held_out, n_prefs=n_prefs, repeats=FLAGS.repeats,
-        schemes=tuple(FLAGS.schemes), seed=FLAGS.seed, size=config.embedding_size,
-        max_side=config.eval_max_side, max_test=FLAGS.max_test_images,
-        triplet_steps=FLAGS.triplet_steps, output_dir=output_dir)
-    print(reports.format_table(report))
-    everyone = dict(zip(train_users.names, vectors))
-    for k, name in enumerate(held_out.names):
-        everyone[name] = embed_photos(embedding, _views(
-            [held_out.retouches[k][j] for j in held_out.photos(k, "train")],
-            config.embedding_size)).mean(axis=0)
-    path = os.path.join(output_dir, "figure8_pca.png")
-    embedding_figure(embedding, (train_users, held_out), everyone, path, size=config.embedding_size,
-                     max_photos=FLAGS.max_test_images)
-    print(f"Figures: {', '.join(report['figures'].values())}, {path}")
-    return 0
-
-
-def main(argv=None):
-    """`python -m tools.evaluate_pienet` in this process: `argv` as sys.argv; the exit code."""
-    return cli.main(define_flags, run, argv)
-
-
-if __name__ == "__main__":
-    cli.run_main(define_flags, run)

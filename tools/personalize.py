@@ -26,6 +26,7 @@ import numpy as np
 from absl import flags, logging
 
 from datasets.images import IMAGE_EXTENSIONS, ImageDecodeError, is_image_name
+from datasets.pienet import central_view
 from enhancers.pienet import (build_embedding, preference_by_triplets, preference_from_photos,
                               save_preference)
 from enhancers.pienet.embedding import EMBEDDING_SIZE
@@ -55,8 +56,6 @@ def image_files(folder, flag):
 def load_views(folder, size, flag):
     """(views (n, size, size, 3) float32, files used, [(file, reason)] skipped) of a folder's
     photos: each its central square at `size` px. PersonalizeError if none decodes."""
-    from train.pienet_task import central_view  # the task's view: the same crop as its eval
-
     views, used, skipped = [], [], []
     for path in image_files(folder, flag):
         try:

@@ -37,11 +37,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from PIL import Image
 
 from datasets import pienet as pienet_data
 from datasets import pienet_demo
-from datasets.images import load_rgb8
+from datasets.pienet import central_view, read_photo
 from enhancers import filters
 from enhancers.pienet import (EMBEDDING_DIM, PREFERENCE_NOISE_NORM, PreferenceVectors,
                               build_embedding, build_pienet, enhance, l2_normalize,
@@ -252,28 +251,6 @@ def load_data(config):
     except ValueError as error:
         raise ConfigError(str(error)) from error
     return PienetData(users)
-
-
-def read_photo(path, max_side):
-    """float32 RGB in [0, 1], downscaled (Pillow, bilinear, antialiased) so that its longer side
-    is at most `max_side`."""
-    pixels = load_rgb8(path)
-    height, width = pixels.shape[:2]
-    scale = max_side / max(height, width)
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR, reducing_gap=None))
-    return pixels.astype(np.float32) / 255.0
-
-
-def central_view(path, size):
-    """The central square of a photo (the shorter side), resized to size x size, float32."""
-    pixels = load_rgb8(path)
-    height, width = pixels.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = Image.fromarray(pixels[top:top + side, left:left + side])
-    return np.asarray(square.resize((size, size), Image.BILINEAR), np.float32) / 255.0
 
 
 def resize_for_embedding(images, size):
