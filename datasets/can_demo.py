@@ -43,7 +43,6 @@ Load it with:
 """
 import concurrent.futures
 import dataclasses
-import io
 import json
 import os
 import re
@@ -154,16 +153,6 @@ def train_stems(num_train):
 TEST_STEMS = tuple(f"test_{name}" for name in TEST_PHOTOS)
 
 
-def _save_png(path, pixels):
-    """An 8-bit PNG through a temporary file and a rename: never a half-written file."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
-
-
 def _training_input(photos, train_size, seed, i):
     """Training input i (module docstring, steps 1-4) as uint8 (h, w, 3)."""
     rng = np.random.default_rng([int(seed), int(i)])
@@ -242,8 +231,8 @@ def build_can_demo(output_dir, *, num_train=DEFAULT_NUM_TRAIN, train_size=DEFAUL
 
     def write_pair(stem, pixels):
         reference = to_uint8(local_tone_operator(pixels), input_precision=True)
-        _save_png(os.path.join(paths.input_dir, f"{stem}.png"), pixels)
-        _save_png(os.path.join(paths.reference_dir, f"{stem}.png"), reference)
+        demo.save_png(os.path.join(paths.input_dir, f"{stem}.png"), pixels)
+        demo.save_png(os.path.join(paths.reference_dir, f"{stem}.png"), reference)
 
     def train_pair(i):
         pixels, photo = _training_input(train_photos, train_size, seed, i)

@@ -263,6 +263,17 @@ def write_atomically(path, text):
     os.replace(tmp, path)
 
 
+def save_png(path, pixels):
+    """uint8 (H, W, 3) pixels as a fast-compressed PNG, through a temporary file and a rename
+    (never a half-written file): how every demo set stores its images."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(buffer.getvalue())
+    os.replace(tmp, path)
+
+
 def build_demo_ava(output_dir, *, num_images=1200, image_size=256, seed=0):
     """Builds (or reuses) the demo set in `output_dir`; returns (ava_txt_path, image_dir).
 

@@ -101,7 +101,6 @@ Output, in `output_dir` (read it with `datasets.enhancegan.load_cuhkpq`; categor
 """
 import concurrent.futures
 import dataclasses
-import io
 import json
 import os
 import re
@@ -420,16 +419,6 @@ def _make(photos, names, size, draw, degraded):
     return clean, bad, subject, record
 
 
-def _save_png(path, pixels):
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8(pixels, input_precision=True)).save(buffer, format="PNG",
-                                                                 compress_level=1)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
-
-
 def _params(image_size, test_size, num_good, num_bad, num_test, seed, over_enhanced):
     return {"recipe_version": RECIPE_VERSION, "image_size": int(image_size),
             "test_size": int(test_size), "num_good": int(num_good), "num_bad": int(num_bad),
@@ -533,11 +522,12 @@ def build_enhancegan_demo(output_dir, *, image_size=DEFAULT_IMAGE_SIZE,
             key = f"{TEST_DIR}/degraded/{name}"
             record["clean"] = f"{TEST_DIR}/clean/{name}"
             record["target"] = f"{TEST_DIR}/target/{name}"
-            _save_png(os.path.join(paths.clean_dir, name), clean)
-            _save_png(os.path.join(paths.target_dir, name), subject)
+            for folder, pixels in ((paths.clean_dir, clean), (paths.target_dir, subject)):
+                demo.save_png(os.path.join(folder, name), to_uint8(pixels, input_precision=True))
         target = os.path.join(root, *key.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        _save_png(target, subject if stream == "good" else bad)
+        pixels = subject if stream == "good" else bad
+        demo.save_png(target, to_uint8(pixels, input_precision=True))
         return key, record
 
     jobs = ([("good", i) for i in range(params["num_good"])]

@@ -39,7 +39,6 @@ Typical use:
     new_users = demo_users("pienet_demo/", "held_out")
 """
 import concurrent.futures
-import io
 import json
 import os
 import re
@@ -132,16 +131,6 @@ def _input(photos, size, seed, stream, i):
     return to_uint8(x, input_precision=True), record
 
 
-def _save_png(path, pixels):
-    """An 8-bit PNG through a temporary file and a rename: never a half-written file."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
-
-
 def _render_name(render):
     return f"{getattr(render, '__module__', '?')}.{getattr(render, '__qualname__', repr(render))}"
 
@@ -214,14 +203,14 @@ def build_pienet_demo(output_dir, *, render, image_size=DEFAULT_IMAGE_SIZE,
     names = [f"{stream}_{i:04d}.png" for stream, i in jobs]
     inputs = np.stack([pixels for pixels, _ in made])
     for name, pixels in zip(names, inputs):
-        _save_png(os.path.join(root, INPUT_DIR, name), pixels)
+        demo.save_png(os.path.join(root, INPUT_DIR, name), pixels)
     for user in USER_RECIPES:
         params_k = recipe(user)
         for start in range(0, len(names), _CHUNK):
             batch = inputs[start:start + _CHUNK].astype(np.float32) / 255.0
             out = to_uint8(np.clip(np.asarray(render(batch, params_k)), 0.0, 1.0))
             for name, pixels in zip(names[start:start + _CHUNK], out):
-                _save_png(os.path.join(root, user, name), pixels)
+                demo.save_png(os.path.join(root, user, name), pixels)
 
     wanted = set(names)
     for folder in (INPUT_DIR,) + tuple(USER_RECIPES):  # Files of a larger build.

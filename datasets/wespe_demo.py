@@ -53,7 +53,6 @@ import os
 import re
 
 import numpy as np
-from PIL import Image
 
 from datasets import demo
 from datasets.images import to_uint8
@@ -143,13 +142,6 @@ def _random_crop(photos, patch_size, rng, parity):
     return which, top, left, photo[top:top + patch_size, left:left + patch_size]
 
 
-def _save_png(path, pixels):
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    with open(path, "wb") as f:
-        f.write(buffer.getvalue())
-
-
 def _layout(root):
     return {
         "train_phone": os.path.join(root, "training_data", PHONE),
@@ -227,22 +219,22 @@ def build_wespe_demo(output_dir, *, patch_size=100, num_train_patches=3000, num_
                                               _crop_generator(seed, stream, i), 0 if phone else 1)
         pixels = to_uint8(cheap_camera(crop, noise_generator(seed, stream, i)),
                           input_precision=True) if phone else crop
-        _save_png(os.path.join(layout[stream], f"{i}.png"), pixels)
+        demo.save_png(os.path.join(layout[stream], f"{i}.png"), pixels)
         return stream, i, TRAIN_PHOTOS[which], top, left
 
     def test_patch(i):
         which, top, left, crop = _random_crop(test_photos, patch_size,
                                               _crop_generator(seed, "test", i), None)
-        _save_png(os.path.join(layout["test_canon"], f"{i}.png"), crop)
+        demo.save_png(os.path.join(layout["test_canon"], f"{i}.png"), crop)
         degraded = to_uint8(cheap_camera(crop, noise_generator(seed, "test", i)),
                             input_precision=True)
-        _save_png(os.path.join(layout["test_phone"], f"{i}.png"), degraded)
+        demo.save_png(os.path.join(layout["test_phone"], f"{i}.png"), degraded)
         return "test", i, TEST_PHOTOS[which], top, left
 
     def full_size(k):
         degraded = to_uint8(cheap_camera(test_photos[k], noise_generator(seed, "full_size", k)),
                             input_precision=True)
-        _save_png(os.path.join(layout["full_size"], f"{k}.png"), degraded)
+        demo.save_png(os.path.join(layout["full_size"], f"{k}.png"), degraded)
         return "full_size", k, TEST_PHOTOS[k], 0, 0
 
     jobs = [(s, i) for s in ("train_phone", "train_canon") for i in range(num_train_patches)]
