@@ -67,11 +67,11 @@ def free_dropped_iterators():
     """Frees every iterator the program has dropped, now, on the calling thread.
 
     An iterator of an endless stream keeps decoding ahead (parallel map, prefetch) after its
-    last `next`, and a dropped one often sits in a reference cycle, so Python's cyclic garbage
-    collector frees it on whichever thread happens to allocate next: often one of its own
-    decode threads, inside a `numpy_function`, where tearing the iterator down can crash the
-    process (seen once as a segfault in Pillow under a decode thread). Call this on the main
-    thread as soon as an iterator is dropped (the training loop does at its end).
+    last `next`. One that something keeps in a reference cycle (a kept traceback, say) is freed
+    by Python's cyclic garbage collector on whichever thread allocates next, possibly one of
+    its own decode threads inside a `numpy_function`. That is a suspect, not a proven cause, of
+    a segfault seen in CI (README, Reliability); calling this on the main thread as soon as an
+    iterator is dropped rules it out (the training loop does at its end).
     """
     gc.collect()
 
