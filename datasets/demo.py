@@ -256,11 +256,16 @@ def _is_complete(output_dir, params):
 
 
 def write_atomically(path, text):
-    """Writes text to path through a temporary file and a rename: never a half-written file."""
+    """Writes text to path through a temporary file and a rename: never a half-written file
+    (nor a temporary one left behind when the write fails)."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def save_png(path, pixels):

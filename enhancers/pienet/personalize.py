@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from datasets.demo import write_atomically
 from enhancers.pienet.embedding import EMBEDDING_DIM, RandomUnitVectors
 from enhancers.pienet.preference import l2_normalize
 from losses.triplet import TRIPLET_MARGIN, squared_distance
@@ -151,15 +152,7 @@ def save_preference(path, vector, **metadata):
         raise ValueError(f"metadata may not set {sorted(reserved)}")
     record = {"format": PREFERENCE_FORMAT, "dimension": int(vector.size),
               "vector": [float(f"{value:.17g}") for value in vector], **metadata}
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(temporary, "w") as stream:
-            json.dump(record, stream)
-            stream.write("\n")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_atomically(path, json.dumps(record) + "\n")
     return path
 
 
