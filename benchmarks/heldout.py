@@ -1,7 +1,8 @@
 """The held-out real-photo check of every enhancer (`tools.heldout`), as tables and pictures.
 
     python benchmarks/heldout.py --wespe=runs/wespe_demo/export --can=runs/can_demo/export \\
-        --enhancegan=runs/enhancegan_demo/export --piea --output_dir=runs/heldout
+        --enhancegan=runs/enhancegan_demo/export --pienet=runs/pienet_demo/export --piea \
+        --output_dir=runs/heldout
 
 For each enhancer given (an exported SavedModel through `tools.enhance`, or PIEA under the demo
 NIMA or `--nima_weights`), on the held-out photos of `datasets.heldout` at full size: the
@@ -9,6 +10,9 @@ degraded table (PSNR/SSIM against the clean original, input and output), the cle
 (how far the output moves, colour cast, clipping, border and detail ratios, NIMA of input and
 output), then every rule broken (`tools.heldout.failures`). Pictures go to `--output_dir`:
 `<enhancer>_<photo>_degraded.png` (degraded | output | original) and `..._clean.png`.
+PieNet (a demo export) is judged as each of the demo's held-out users would use it: the user's
+vector from 20 of their demo photos, the target their retouch of each held-out photo
+(`tools.heldout.pienet_new_user`): `<enhancer>_<photo>_retouch.png` (photo | output | retouch).
 Exit status 1 if any rule is broken.
 """
 import os
@@ -29,6 +33,12 @@ flags.DEFINE_string("wespe", None, "WESPE export (version or base directory).")
 flags.DEFINE_string("can", None, "CAN export (version or base directory).")
 flags.DEFINE_string("enhancegan", None, "EnhanceGAN export (version or base directory); "
                     "judged within its crop box.")
+flags.DEFINE_string("pienet", None, "PieNet demo export (version or base directory); judged "
+                    "for each of --pienet_users against their retouches.")
+flags.DEFINE_list("pienet_users", ["soft_bright_cool", "punchy_warm_dark"], "Held-out users of "
+                  "the PieNet demo the export is personalised to.")
+flags.DEFINE_integer("pienet_photos", 20, "A PieNet user's vector is the mean embedding of this "
+                     "many of their demo photos.", lower_bound=1)
 flags.DEFINE_bool("piea", False, "Check PIEA (under --nima_weights, default the demo NIMA).")
 flags.DEFINE_string("nima_weights", None, "Whole-NIMA weights for the NIMA columns and PIEA's "
                     "guide (default: the demo NIMA).")
@@ -50,14 +60,22 @@ def main(argv):
     if FLAGS.enhancegan:
         loaded = enhance.load_saved_model_enhancer(FLAGS.enhancegan)
         enhancers.append(("EnhanceGAN", loaded.predict, "enhancegan", False))
+    targets = {}
+    for user in FLAGS.pienet_users if FLAGS.pienet else ():
+        fn, target, _ = heldout.pienet_new_user(FLAGS.pienet, user, FLAGS.pienet_photos)
+        name = f"PieNet, new user {user}"
+        enhancers.append((name, fn, f"{user}'s retouch", False))
+        targets[name] = target
     if FLAGS.piea:
         piea_fn = enhance.piea_enhance_fn(nima_model, description,
                                           initial_exposure=FLAGS.initial_exposure)
         enhancers.append(("PIEA", lambda image: piea_fn(image).image, "piea", True))
     if not enhancers:
-        raise app.UsageError("Give at least one of --wespe, --can, --enhancegan, --piea.")
+        raise app.UsageError("Give at least one of --wespe, --can, --enhancegan, --pienet, "
+                             "--piea.")
     results = [heldout.check_enhancer(name, fn, photos, degradation, nima_model=nima_model,
-                                      steered=steered, picture_dir=FLAGS.output_dir)
+                                      steered=steered, picture_dir=FLAGS.output_dir,
+                                      target=targets.get(name))
                for name, fn, degradation, steered in enhancers]
     for kind in ("degraded", "clean"):
         print(report.format_table(heldout.heldout_report(results, kind)))

@@ -22,12 +22,17 @@ returning the 8-bit photo an enhancer would be given:
          (`datasets.enhancegan_demo.HELDOUT_DEGRADATION`: under-exposed, flat and faded, the
          exact inverse of the operators at parameters inside their ranges); no margins, since
          the check compares the output with the original within the output's box.
+
+A personalised enhancer (PieNet) is not asked to undo a degradation but to give a photo its
+user's look: `retouch` gives a PieNet demo user's retouch of a photo (`datasets.pienet_demo`'s
+recipe through the filter chain the caller passes), the target `tools.heldout.check_enhancer`
+then judges against (its `target` argument).
 """
 import os
 
 import numpy as np
 
-from datasets import enhancegan_demo, wespe_demo
+from datasets import enhancegan_demo, pienet_demo, wespe_demo
 from datasets.images import load_rgb8, to_uint8
 
 PHOTOS = ("china", "flower", "hopper")
@@ -78,3 +83,13 @@ def degrade(image, degradation, seed=0):
         raise ValueError(f"unknown degradation {degradation!r}; choose from {DEGRADATIONS}")
     return to_uint8(x, input_precision=True)
 
+
+
+def retouch(image, user, render):
+    """The PieNet demo user `user`'s retouch of `image` (uint8 or float [0, 1] RGB): the user's
+    recipe (`datasets.pienet_demo.recipe`) through `render` (`enhancers.filters.apply`, passed in
+    since datasets sit below enhancers), quantised as the demo stores its retouches: uint8."""
+    x = np.asarray(image)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    out = np.asarray(render(x[np.newaxis], pienet_demo.recipe(user)))[0]
+    return to_uint8(np.clip(out, 0.0, 1.0))

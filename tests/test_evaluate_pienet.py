@@ -69,3 +69,46 @@ def test_embedding_figure_projects_vectors_like_the_photos(setup, tmp_path):
     assert path.exists() and 0 < sum(result["explained"]) <= 1 + 1e-9
     with Image.open(path) as image:
         assert image.format == "PNG"
+
+
+@pytest.mark.slow
+def test_the_command_reads_a_run_and_writes_figures_6_and_8(shared, tmp_path, capsys, caplog):
+    """`python -m train.evaluate_pienet` (in this process) on a tiny two-stage run given by its
+    flagfile: the report and the three figures in --output_dir; a folder without a run fails
+    with one line naming what is missing."""
+    from tests.task_testing import pienet_tiny
+    from train import evaluate_pienet, runner
+    from train.pienet_task import PienetConfig, PienetTask
+
+    root = tmp_path / "run"
+    settings = pienet_tiny(shared, root / "embedding")
+    del settings["stage"], settings["stage_root"], settings["batch_size"]
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text("".join(
+        f"--{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}\n"
+        for key, value in settings.items()))
+    for stage in ("embedding", "enhancer"):
+        runner.run(PienetTask, PienetConfig(**{
+            **settings, "stage": stage, "stage_root": str(root),
+            "model_dir": str(root / stage), "export_dir": None, "seed": 0,
+            "train_steps": 2, "batch_size": 4, "checkpoint_every": 1, "log_every": 1}))
+    output = tmp_path / "new_users"
+    code = evaluate_pienet.main(["evaluate_pienet", f"--run_flags={flagfile}",
+                                 f"--model_dir={root}", f"--output_dir={output}",
+                                 "--n_pref=1,2", "--repeats=2", "--schemes=average",
+                                 "--max_test_images=1"])
+    assert code == 0
+    report = reports.read_report(output / "new_users.json")
+    assert [row["name"] for row in report["rows"]] == [
+        "average, N_pref=1", "average, N_pref=2", "input (identity)"]
+    for name in ("figure6_psnr.png", "figure6_ssim.png", "figure8_pca.png"):
+        with Image.open(output / name) as image:
+            assert image.format == "PNG"
+    assert "N_pref=2" in capsys.readouterr().out
+
+    empty = tmp_path / "not_a_run"
+    empty.mkdir()
+    code = evaluate_pienet.main(["evaluate_pienet", f"--run_flags={flagfile}",
+                                 f"--model_dir={empty}", "--repeats=1", "--schemes=average"])
+    assert code == 1
+    assert f"No trained PIENET in {empty}" in caplog.text

@@ -5,6 +5,7 @@ import pytest
 
 from datasets import enhancegan_demo, wespe_demo
 from datasets import heldout as heldout_photos
+from datasets.images import load_rgb8
 from tools import heldout
 
 
@@ -197,6 +198,59 @@ def test_an_enhancegan_photo_enhancer_runs_through_the_check():
     top, left, height, width = clean["box"]
     assert 0 <= top and top + height <= 40 and 0 <= left and left + width <= 40
     assert height < 40 and width < 40  # it cropped, and was compared within its box
+
+
+def test_retouch_is_the_pienet_demo_users_own(tmp_path):
+    """datasets.heldout.retouch gives what the PieNet demo set stores as a user's version."""
+    from datasets import pienet_demo
+    from enhancers import filters
+
+    root = pienet_demo.build_pienet_demo(tmp_path / "demo", render=filters.apply, image_size=32,
+                                         num_train=2, num_test=1)
+    for user in ("soft_bright_cool", "vintage"):
+        for name in ("train_0001.png", "test_0000.png"):
+            photo = load_rgb8(str(tmp_path / "demo" / "input" / name))
+            stored = load_rgb8(str(tmp_path / "demo" / user / name))
+            assert np.array_equal(heldout_photos.retouch(photo, user, filters.apply), stored)
+    with pytest.raises(ValueError, match="no demo user 'nobody'"):
+        heldout_photos.retouch(photo, "nobody", filters.apply)
+
+
+def test_a_personalised_enhancer_is_judged_against_its_users_retouch():
+    """With a target (PieNet), the output must come closer to the user's retouch than the photo
+    is, and the clean rules compare the output with the retouch: the retouch itself passes, the
+    identity does not come closer, and a dark frame on the retouch is caught."""
+    photos = crops(48)
+
+    def warm(photo):  # a user who likes warm photos: the target
+        out = photo.astype(np.float64) * np.array([1.08, 1.0, 0.85])
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    def by_target(image):
+        return warm(np.rint(image * 255).astype(np.uint8)) / 255.0
+
+    results = heldout.check_enhancer("user oracle", by_target, photos, "warm user's retouch",
+                                     target=warm)
+    assert results["target"] and heldout.failures(results) == []
+    for name, figures in results["photos"].items():
+        assert figures["clean"]["psnr_vs_input"] is None  # it gave exactly the retouch
+        assert figures["clean"]["clipped_input"] == heldout.clipped_fraction(warm(photos[name]))
+        mse = np.mean((photos[name] / 255.0 - warm(photos[name]) / 255.0) ** 2)
+        assert figures["degraded"]["psnr_input"] == pytest.approx(10 * np.log10(1 / mse))
+    found = heldout.failures(heldout.check_enhancer("identity", lambda x: x, photos,
+                                                    "warm user's retouch", target=warm))
+    assert len(found) >= 2 * len(photos)
+    assert all("against the target did not rise" in f or "(clean)" in f for f in found)
+    assert sum("did not rise" in f for f in found) == 2 * len(photos)
+
+    def framed(image):
+        out = by_target(image)
+        out[:3], out[-3:], out[:, :3], out[:, -3:] = 0.0, 0.0, 0.0, 0.0
+        return out
+
+    found = heldout.failures(heldout.check_enhancer("framed", framed, photos, "warm",
+                                                    target=warm))
+    assert any("dark frame" in f for f in found)
 
 
 def test_a_steered_enhancer_must_not_lower_its_guides_score():

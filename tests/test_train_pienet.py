@@ -171,18 +171,47 @@ def test_export_takes_a_preference_vector_at_two_image_sizes(shared, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.long_demo
-def test_demo_preset_separates_users_and_reports_personalisation(tmp_path):
-    """The README's PieNet job exactly as configs/pienet_demo.flags sets it (about 12 CPU
-    minutes): the preference vectors separate the training users on held-out photos, and
-    PieNet with each user's vector beats the input and the mean vector (mPSNR). The held-out
-    users' comparison with the mean vector is reported; where it is not better the test says so
-    as an expected failure (README, PieNet)."""
+def test_demo_preset_separates_users_personalises_and_passes_the_heldout_check(tmp_path):
+    """The README's PieNet job exactly as configs/pienet_demo.flags sets it (about ten CPU
+    minutes), then what issue 17 asks of it:
+    - the preference vectors separate the training users on held-out photos (most of every
+      user's test retouches are nearest the user's own vector);
+    - PieNet with each user's vector beats the input and the mean vector (mPSNR), and the
+      held-out users personalised from 20 of their photos beat the mean training vector;
+    - more photos do not do worse than fewer (Figure 6's protocol, averaging, 5 seeded draws);
+    - the held-out real-photo check (tools.heldout): the export, personalised to each held-out
+      user, brings full-size photos of another source closer to that user's retouch of them,
+      with no cast, clipping, frame or texture the user did not ask for."""
+    from datasets import heldout as heldout_photos
+    from datasets.pienet_demo import HELD_OUT_USERS
+    from tools import heldout
+    from tools.evaluate_pienet import new_user_protocol
+    from train.evaluate_pienet import load_run
+
     outcome, rows = run_preset(PienetTask, "pienet_demo", tmp_path)
-    embedding = outcome["stages"][0]["eval"]["rows"][0]["metrics"]
-    assert embedding["nearest_own"] > 0.5, embedding
+    embedding = outcome["stages"][0]["eval"]["rows"]
+    assert embedding[0]["metrics"]["nearest_own"] > 0.8, embedding
+    assert all(row["metrics"]["nearest_own"] > 0.5 for row in embedding), embedding
     personal = rows["PieNet"]["mpsnr"]
     assert personal > rows["input (identity)"]["mpsnr"], rows
     assert personal > rows["PieNet, mean vector (non-personalised)"]["mpsnr"], rows
     new = [name for name in rows if name.startswith("new users: PieNet, mean embedding")]
-    if not rows[new[0]]["mpsnr"] > rows["new users: PieNet, mean training vector"]["mpsnr"]:
-        pytest.xfail(f"known gap (README): held-out users not better than the mean vector: {rows}")
+    assert rows[new[0]]["mpsnr"] > rows["new users: PieNet, mean training vector"]["mpsnr"], rows
+
+    run_flags = tmp_path / "run.flags"  # the preset, with the demo set where the run built it
+    run_flags.write_text(f"--flagfile={REPO}/configs/pienet_demo.flags\n"
+                         f"--demo_dir={tmp_path / 'demo'}\n")
+    pienet, network, _, _, held_out, config = load_run(str(run_flags), str(tmp_path / "run"))
+    figure6 = new_user_protocol(pienet, network, held_out, n_prefs=(5, 10, 20), repeats=5,
+                                schemes=("average",), size=config.embedding_size,
+                                max_side=config.eval_max_side)
+    psnr = [row["metrics"]["psnr"] for row in figure6["rows"][:3]]
+    assert psnr[0] <= psnr[1] <= psnr[2], figure6["rows"]
+
+    photos = heldout_photos.load_photos()
+    broken = []
+    for user in HELD_OUT_USERS:
+        enhance_fn, target, _ = heldout.pienet_new_user(str(tmp_path / "export"), user)
+        broken += heldout.failures(heldout.check_enhancer(
+            f"PieNet, new user {user}", enhance_fn, photos, f"{user}'s retouch", target=target))
+    assert broken == []

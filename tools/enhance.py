@@ -272,7 +272,8 @@ def pienet_users(version_dir):
 def load_pienet_enhancer(path, preference=None, preference_user=None):
     """`enhance_fn(image)` for a PieNet export (module docstring, "Methods") with one preference
     vector: the file `preference` (`enhancers.pienet.save_preference`) or the metadata's user
-    `preference_user`. ValueError naming the file or user when it does not fit the export."""
+    `preference_user`, or a vector given as an array in `preference`. ValueError naming the
+    file or user when it does not fit the export."""
     from enhancers.pienet import load_preference
 
     if (preference is None) == (preference_user is None):
@@ -286,7 +287,9 @@ def load_pienet_enhancer(path, preference=None, preference_user=None):
         raise ValueError(f"{version_dir} takes {sorted(inputs)}, not a PieNet export (images "
                          "and preference)")
     dim = int(inputs["preference"].shape[-1])
-    if preference is not None:
+    if isinstance(preference, np.ndarray):
+        vector, source = np.asarray(preference, np.float32).reshape(-1), "the vector given"
+    elif preference is not None:
         vector = load_preference(preference, dimension=None)
         source = preference
     else:

@@ -24,6 +24,10 @@ DESIGN.md section 6. Every enhancer is run on the held-out photos of `datasets.h
     nima_input, nima_output   the NIMA mean score (when a NIMA is given): reported; for an
                    enhancer steered by that NIMA (PIEA) the output must not score lower.
 
+A personalised enhancer (PieNet) is judged against its user's retouch of the clean photo instead
+(`check_enhancer`'s `target`): the output must come closer to it than the photo is, and the
+clean rules compare the output with the retouch.
+
 `check_enhancer` measures, `failures` applies the limits, `heldout_report` makes the table
 (`tools.report`); `benchmarks/heldout.py` runs it on the demo exports and PIEA and writes the
 pictures; `tests/test_heldout.py` runs it on crops.
@@ -35,9 +39,12 @@ import numpy as np
 from scipy import ndimage
 from skimage import color
 
-from datasets import heldout
+from datasets import heldout, pienet_demo
 from datasets.images import LUMINANCE_WEIGHTS, to_uint8
-from tools import evaluate, figures, report
+from datasets.pienet import central_view
+from enhancers import filters
+from enhancers.pienet import preference_from_photos
+from tools import enhance, evaluate, figures, personalize, report
 
 BORDER_FRACTION = 0.04
 CLEAN_LIMITS = {"colour_cast": 3.0, "clipped_increase": 0.01, "border_ratio": 0.95,
@@ -196,7 +203,7 @@ def _enhance(enhance_fn, image, name):
 
 
 def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, steered=False,
-                   picture_dir=None):
+                   picture_dir=None, target=None):
     """Runs `enhance_fn` on the clean and degraded held-out `photos`; returns the results.
 
     Args:
@@ -215,22 +222,37 @@ def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, st
       nima_model: None, or a NIMA model for nima_input / nima_output on the clean photos.
       steered: the enhancer is steered by `nima_model` (PIEA): its output must not score lower.
       picture_dir: None, or where to write `<name>_<photo>_{degraded,clean}.png` side by sides.
+      target: None, or for a personalised enhancer (PieNet) fn(uint8 photo) -> uint8, the photo
+        it is asked for (its user's retouch, `datasets.heldout.retouch`); `degradation` is then
+        only the table's label. The enhancer runs once, on the clean photo; the "degraded"
+        figures compare the photo and the output with the target (PSNR and SSIM must rise:
+        the output comes closer to the user's retouch), and the clean figures compare the
+        output with the target instead of the input (a cast, clipping, frame or texture the
+        user did not ask for); nima_input is the photo's score.
 
     Returns:
-      {"name", "degradation", "steered", "photos": {photo: {"degraded": {...}, "clean": {...}}}}
-      with "box" in "degraded" and "clean" when the enhancer returned one.
+      {"name", "degradation", "steered", "target" (bool), "photos": {photo: {"degraded": {...},
+      "clean": {...}}}} with "box" in "degraded" and "clean" when the enhancer returned one.
 
     Raises:
       ValueError: a box outside the photo or of another size than the output, or an output of
         another size than its input without a box.
     """
-    results = {"name": name, "degradation": degradation, "steered": steered, "photos": {}}
+    results = {"name": name, "degradation": degradation, "steered": steered,
+               "target": target is not None, "photos": {}}
     for photo_name, original in photos.items():
-        degraded = heldout.degrade(original, degradation)
+        if target is None:
+            degraded, wanted = heldout.degrade(original, degradation), original
+        else:
+            degraded, wanted = original, target(original)
         restored, region, restored_box = _enhance(enhance_fn, degraded, name)
-        output, clean_region, clean_box = _enhance(enhance_fn, original, name)
-        truth, degraded_in_box = original[region], degraded[region]
-        reference = original[clean_region]  # the clean input, cut to the output's box
+        if target is None:
+            output, clean_region, clean_box = _enhance(enhance_fn, original, name)
+            reference = original[clean_region]  # the clean input, cut to the output's box
+        else:
+            output, clean_region, clean_box = restored, region, restored_box
+            reference = wanted[clean_region]
+        truth, degraded_in_box = wanted[region], degraded[region]
         cast, gain = colour_cast(reference, output)
         results["photos"][photo_name] = {
             "degraded": {
@@ -258,9 +280,14 @@ def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, st
             results["photos"][photo_name]["clean"]["box"] = clean_box
         if picture_dir:
             stem = os.path.join(picture_dir, f"{_slug(name)}_{photo_name}")
-            figures.side_by_side({"degraded": degraded_in_box, name: restored,
-                                  "original": truth}, f"{stem}_degraded.png")
-            figures.side_by_side({"clean input": reference, name: output}, f"{stem}_clean.png")
+            if target is None:
+                figures.side_by_side({"degraded": degraded_in_box, name: restored,
+                                      "original": truth}, f"{stem}_degraded.png")
+                figures.side_by_side({"clean input": reference, name: output},
+                                     f"{stem}_clean.png")
+            else:
+                figures.side_by_side({"photo": degraded_in_box, name: restored,
+                                      "the user's retouch": truth}, f"{stem}_retouch.png")
     return results
 
 
@@ -274,14 +301,15 @@ def failures(results):
     for photo, figures_ in results["photos"].items():
         where = f"{results['name']} on {photo}"
         degraded, clean = figures_["degraded"], figures_["clean"]
+        task = (results["degradation"] if results.get("target")
+                else f"{results['degradation']} degradation")
+        against = "the target" if results.get("target") else "the original"
         if _db(degraded["psnr_output"]) <= _db(degraded["psnr_input"]):
-            found.append(f"{where} ({results['degradation']} degradation): PSNR against the "
-                         f"original did not rise ({degraded['psnr_input']:.2f} -> "
-                         f"{_text(degraded['psnr_output'])} dB)")
+            found.append(f"{where} ({task}): PSNR against {against} did not rise "
+                         f"({degraded['psnr_input']:.2f} -> {_text(degraded['psnr_output'])} dB)")
         if degraded["ssim_output"] <= degraded["ssim_input"]:
-            found.append(f"{where} ({results['degradation']} degradation): SSIM against the "
-                         f"original did not rise ({degraded['ssim_input']:.4f} -> "
-                         f"{degraded['ssim_output']:.4f})")
+            found.append(f"{where} ({task}): SSIM against {against} did not rise "
+                         f"({degraded['ssim_input']:.4f} -> {degraded['ssim_output']:.4f})")
         if clean["colour_cast"] > CLEAN_LIMITS["colour_cast"]:
             found.append(f"{where} (clean): colour cast {clean['colour_cast']:.2f} > "
                          f"{CLEAN_LIMITS['colour_cast']}")
@@ -317,8 +345,39 @@ def heldout_report(all_results, kind):
     rows = [{"name": f"{results['name']} / {photo}",
              "metrics": {m: figures_[kind][m] for m in metrics}}
             for results in all_results for photo, figures_ in results["photos"].items()]
-    what = ("degraded by each enhancer's demo degradation, against the clean original"
-            if kind == "degraded" else "clean, output against input")
+    what = ("degraded by each enhancer's demo degradation, against the clean original (a "
+            "personalised enhancer: the photo, against its user's retouch)"
+            if kind == "degraded" else "clean, output against input (a personalised enhancer: "
+            "against its user's retouch)")
     return report.make_report(f"held-out photos, {what}", rows, metrics,
                               num_images=len({photo for results in all_results
                                               for photo in results["photos"]}))
+
+
+def pienet_new_user(export, user, num_photos=20):
+    """A PieNet demo export as the PieNet demo's held-out `user` would use it, for
+    `check_enhancer`: (enhance_fn, target, vector).
+
+    The user is new to the export: the vector is the mean embedding (section 3.4) of the first
+    `num_photos` of their retouches of the demo's training photos, by the export's run's
+    embedding stage (as `tools.personalize` makes it from a folder); the target is their retouch
+    of a photo (`datasets.heldout.retouch`). The demo set is the one the run trained on (its
+    --demo_dir, or <model_dir>/demo_data).
+    """
+    config = personalize.export_run_config(export)
+    if config.get("dataset") != "demo":
+        raise ValueError(f"{export}: trained on --dataset={config.get('dataset')}, not the demo "
+                         "set whose held-out users the check personalises to")
+    root = config.get("demo_dir") or os.path.join(config["stage_root"], "demo_data")
+    users = pienet_demo.demo_users(root, "held_out")
+    if user not in users.names:
+        raise ValueError(f"{user!r} is not a held-out user of the PieNet demo "
+                         f"({', '.join(users.names)})")
+    k = users.names.index(user)
+    chosen = users.photos(k, "train")[:num_photos]
+    weights, _ = personalize.resolve_embedding(export)
+    views = np.stack([central_view(users.retouches[k][j], config["embedding_size"])
+                      for j in chosen])
+    vector = preference_from_photos(personalize.load_embedding(weights), views)
+    enhance_fn = enhance.load_pienet_enhancer(export, preference=vector)
+    return enhance_fn, (lambda photo: heldout.retouch(photo, user, filters.apply)), vector

@@ -87,6 +87,16 @@ def _versions(path):
     return [os.path.join(path, str(number)) for number in numbers]
 
 
+def export_run_config(path):
+    """The run configuration (dict) recorded in the metadata of the PieNet export at `path`
+    (its base or version directory); PersonalizeError naming `path` if it is not one."""
+    metadata_path, metadata = _export_metadata(path)
+    if metadata is None or metadata.get("kind") != "pienet":
+        raise PersonalizeError(f"{path}: not a PieNet export (no {EXPORT_METADATA} of kind "
+                               "'pienet')")
+    return metadata.get("config") or {}
+
+
 def resolve_embedding(path):
     """(embedding weights file, the export's preference dimension or None) from --embedding
     (module docstring); PersonalizeError naming `path` when nothing there fits."""
