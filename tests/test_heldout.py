@@ -51,7 +51,8 @@ def test_degradations_are_the_demos_own():
     assert np.array_equal(heldout_photos.degrade(photo, "piea"),
                           np.rint(x * np.float32(0.5) * 255).astype(np.uint8))
     expected = wespe_demo.cheap_camera(x, np.random.default_rng([0, 14]))
-    assert np.abs(heldout_photos.degrade(photo, "wespe") / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
+    wespe = heldout_photos.degrade(photo, "wespe") / 255.0
+    assert np.abs(wespe - expected).max() <= 0.5 / 255 + 1e-6
     # The EnhanceGAN demo's mid-range degradation, and the operators at its own parameters
     # undo it (up to 8-bit rounding and gamut clipping).
     degraded = heldout_photos.degrade(photo, "enhancegan")
@@ -205,8 +206,8 @@ def test_retouch_is_the_pienet_demo_users_own(tmp_path):
     from datasets import pienet_demo
     from enhancers import filters
 
-    root = pienet_demo.build_pienet_demo(tmp_path / "demo", render=filters.apply, image_size=32,
-                                         num_train=2, num_test=1)
+    pienet_demo.build_pienet_demo(tmp_path / "demo", render=filters.apply, image_size=32,
+                                  num_train=2, num_test=1)
     for user in ("soft_bright_cool", "vintage"):
         for name in ("train_0001.png", "test_0000.png"):
             photo = load_rgb8(str(tmp_path / "demo" / "input" / name))
