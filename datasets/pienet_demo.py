@@ -4,7 +4,10 @@ scikit-image photos (issue 17's CPU demo; the stand-in for section 4.2's expande
 
 Users: each a fixed recipe of EXPOSURE's filters (`enhancers.filters`, natural parameters; the
 filters not named in a recipe stay at their identity), applied to every photo. Six training
-users and two held-out users; the held-out users mix the training users' ingredients in other
+users, each with a strong look of its own (a cast of its own colour: warm, cool, magenta,
+green, yellow; faded without one), so that a user can be told from one retouch of a photo
+never seen (a logistic regression on colour statistics does so for 0.92 of the test
+retouches), and two held-out users; the held-out users mix the training users' ingredients in other
 proportions (brighter and cooler but soft; darker, warmer and punchier), so their styles are
 new but within the family that the embedding learns (section 4.2: "the enhancement methods in
 the training and test sets do not overlap"). The recipes are in `USER_RECIPES`.
@@ -21,7 +24,13 @@ drawn in this order, so input i is the same whatever the counts are):
   2. crop: a square of U(0.5, 1.0) x the photo's shorter side at a uniform place, resized to
      image_size x image_size (Pillow, bicubic); flipped left-right with probability 1/2;
   3. light variation: x -> clip(0.5 + c (x 2^e - 0.5), 0, 1), e ~ U(-0.5, 0.3) stops,
-     c ~ U(0.85, 1.15); quantised to 8 bits.
+     c ~ U(0.85, 1.15);
+  4. colour variation (since recipe version 2): per-channel gains 2^u, u ~ U(-0.25, 0.25)
+     each (a cast of any colour), then the saturation scaled about the luminance Y (the
+     filters' `datasets.images.LUMINANCE_WEIGHTS`), x -> Y + s (x - Y), s ~ U(0.6, 1.4);
+     clipped to [0, 1] and quantised to 8 bits. The six source photos are few and mostly
+     warm: varied casts and saturations make every colour common in training, so that a style
+     is learnt as what it does to a colour rather than to the content of those photos.
 Every user's version is round(255 clip(render(input / 255, recipe), 0, 1)) of the stored input.
 
 Output, in `output_dir` (the FiveK-like layout `datasets.pienet.collect_users` reads):
@@ -47,9 +56,12 @@ import numpy as np
 from PIL import Image
 
 from datasets import demo, pienet
-from datasets.images import to_uint8
+from datasets.images import LUMINANCE_WEIGHTS, to_uint8
 
-RECIPE_VERSION = 1
+# 2: the training users' looks set apart (each with its own cast: warm, cool, magenta, green,
+# yellow; faded without), and the inputs' colour variation (module docstring, step 4), so that
+# a user is recognisable from one retouch of a photo never seen (issue 17's separation).
+RECIPE_VERSION = 2
 MANIFEST = "manifest.json"
 INPUT_DIR = "input"
 TRAIN_LIST = "train.txt"
@@ -63,6 +75,8 @@ DEFAULT_NUM_TEST = 40
 CROP_FRACTION = (0.5, 1.0)
 EXPOSURE_STOPS = (-0.5, 0.3)
 CONTRAST = (0.85, 1.15)
+CHANNEL_STOPS = (-0.25, 0.25)
+SATURATION = (0.6, 1.4)
 _STREAMS = {"train": 0, "test": 1}
 _GENERATED = re.compile(r"^(train|test)_(\d+)\.png$")
 _CHUNK = 64  # images rendered at once
@@ -75,13 +89,13 @@ IDENTITY = {"exposure": 0.0, "gamma": 1.0, "white_balance": [1.0, 1.0, 1.0], "sa
 # name -> the filters' natural parameters that differ from IDENTITY (EV, gains, strengths, curve
 # slopes in [0.5, 2] for tone and [0.9, 1.1] for colour).
 USER_RECIPES = {
-    "bright_warm": {"exposure": 0.5, "white_balance": [1.12, 1.0, 0.82]},
-    "contrasty_cool": {"contrast": 0.6, "white_balance": [0.86, 1.0, 1.18]},
+    "bright_warm": {"exposure": 0.6, "white_balance": [1.25, 1.0, 0.7]},
+    "contrasty_cool": {"contrast": 0.9, "exposure": -0.25, "white_balance": [0.75, 1.0, 1.45]},
     "faded": {"black_and_white": 0.6, "contrast": -0.3,
               "tone": [2.0, 1.6, 1.3, 1.0, 0.9, 0.8, 0.7, 0.7]},
-    "vivid": {"saturation": 0.9, "contrast": 0.3, "exposure": 0.1},
-    "dark_moody": {"exposure": -0.6, "gamma": 1.3, "white_balance": [0.95, 1.05, 0.95]},
-    "vintage": {"white_balance": [1.05, 1.05, 0.75], "black_and_white": 0.3, "gamma": 0.85,
+    "vivid": {"saturation": 0.95, "contrast": 0.5, "white_balance": [1.15, 0.8, 1.15]},
+    "dark_moody": {"exposure": -0.6, "gamma": 1.3, "white_balance": [0.9, 1.15, 0.9]},
+    "vintage": {"white_balance": [1.1, 1.1, 0.6], "black_and_white": 0.4, "gamma": 0.8,
                 "color": [[0.9] * 4 + [1.1] * 4, [1.0] * 8, [1.1] * 4 + [0.9] * 4]},
     # Held out: the same ingredients, other proportions.
     "soft_bright_cool": {"exposure": 0.35, "white_balance": [0.92, 1.0, 1.12],
@@ -107,7 +121,7 @@ def stems(stream, count):
 
 
 def _input(photos, size, seed, stream, i):
-    """Input i of `stream` (module docstring, steps 1-3): (uint8 (size, size, 3), record)."""
+    """Input i of `stream` (module docstring, steps 1-4): (uint8 (size, size, 3), record)."""
     rng = np.random.default_rng([int(seed), _STREAMS[stream], int(i)])
     which = int(rng.integers(len(photos)))
     fraction = rng.uniform(*CROP_FRACTION)
@@ -115,6 +129,8 @@ def _input(photos, size, seed, stream, i):
     flip = bool(rng.random() < 0.5)
     stops = rng.uniform(*EXPOSURE_STOPS)
     contrast = rng.uniform(*CONTRAST)
+    channel_stops = rng.uniform(*CHANNEL_STOPS, size=3)
+    saturation = rng.uniform(*SATURATION)
     photo = photos[which]
     height, width = photo.shape[:2]
     side = fraction * min(height, width)
@@ -125,9 +141,13 @@ def _input(photos, size, seed, stream, i):
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     x = np.asarray(image, np.float64) / 255.0
     x = 0.5 + contrast * (x * 2.0 ** stops - 0.5)
+    x = np.clip(x, 0.0, 1.0) * 2.0 ** channel_stops
+    luma = (x @ np.asarray(LUMINANCE_WEIGHTS, np.float64))[..., np.newaxis]
+    x = luma + saturation * (x - luma)
     names = TRAIN_PHOTOS if stream == "train" else TEST_PHOTOS
     record = {"photo": names[which], "box": [left, top, side], "flip": flip,
-              "exposure_stops": stops, "contrast": contrast}
+              "exposure_stops": stops, "contrast": contrast,
+              "channel_stops": channel_stops.tolist(), "saturation": saturation}
     return to_uint8(x, input_precision=True), record
 
 
@@ -228,7 +248,8 @@ def build_pienet_demo(output_dir, *, render, image_size=DEFAULT_IMAGE_SIZE,
         params, training_users=list(TRAINING_USERS), held_out_users=list(HELD_OUT_USERS),
         users=users, train_photos=list(TRAIN_PHOTOS), test_photos=list(TEST_PHOTOS),
         crops={"fraction": list(CROP_FRACTION), "exposure_stops": list(EXPOSURE_STOPS),
-               "contrast": list(CONTRAST)},
+               "contrast": list(CONTRAST), "channel_stops": list(CHANNEL_STOPS),
+               "saturation": list(SATURATION)},
         inputs={name[:-4]: record for name, (_, record) in zip(names, made)})
     demo.write_atomically(manifest_path, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
     return root

@@ -88,6 +88,13 @@ def test_styles_differ_between_users_on_every_photo(built):
                  for u in pienet_demo.USER_RECIPES}
         for a, b in itertools.combinations(means, 2):
             assert np.linalg.norm(means[a] - means[b]) > 0.03, (stem, a, b)
+    # ... every user's retouches are far from the input, and from every other user's (mean
+    # absolute difference over the photos), so that no style is a near copy of another ...
+    stems = pienet_demo.stems("test", 4) + pienet_demo.stems("train", 12)
+    versions = {u: np.stack([_load(built, u, s) / 255.0 for s in stems])
+                for u in ("input",) + tuple(pienet_demo.USER_RECIPES)}
+    for a, b in itertools.combinations(versions, 2):
+        assert np.abs(versions[a] - versions[b]).mean() > 0.05, (a, b)
     # ... and each user keeps a consistent direction: bright_warm is warmer and brighter than
     # the input on average, dark_moody darker.
     stems = pienet_demo.stems("train", 12)
