@@ -112,3 +112,21 @@ def test_the_command_reads_a_run_and_writes_figures_6_and_8(shared, tmp_path, ca
                                  f"--model_dir={empty}", "--repeats=1", "--schemes=average"])
     assert code == 1
     assert f"No trained PIENET in {empty}" in caplog.text
+
+
+def test_a_long_title_is_wrapped_to_the_plot_and_drawn_whole():
+    """A narrow plot (one scheme's Figure 6) breaks its title into lines that fit: with the
+    title on two lines, the top rows of the image hold ink, and no line is wider than the
+    figure allows."""
+    from tools import figures
+
+    title = "New users (Figure 6): PSNR, mean and std over 10 draws of the preferred photos"
+    lines = figures.wrap_title(title, 380).split("\n")
+    assert len(lines) >= 2 and max(map(len, lines)) <= 380 // 8
+    assert " ".join(lines) == title
+    image = figures.bar_plot({"N=5": {"average": (20.0, 0.5)}, "N=10": {"average": (20.4, 0.4)},
+                              "N=20": {"average": (21.0, 0.2)}}, None, title=title, ylabel="PSNR")
+    assert image.shape[1] == 380
+    dark = (image[:60].min(axis=2) < 100)  # the title's ink in the top rows
+    columns = np.flatnonzero(dark.any(axis=0))
+    assert columns.size and columns[0] > 0 and columns[-1] < image.shape[1] - 1  # not cut

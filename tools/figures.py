@@ -42,6 +42,12 @@ def _new_figure(width, height):
     return figure
 
 
+def wrap_title(title, width):
+    """`title` broken into lines that fit a figure `width` pixels wide (about 8 pixels a
+    character at matplotlib's default title size), so that a narrow plot does not cut it."""
+    return textwrap.fill(str(title), max(16, int(width) // 8))
+
+
 def _pixels(figure):
     figure.canvas.draw()
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
@@ -167,7 +173,7 @@ def bar_plot(groups, path, *, title="", ylabel="", width=None, height=420):
                  yerr=spreads, capsize=3, label=name)
     axes.set_xticks(positions, list(groups))
     axes.set_ylabel(ylabel)
-    axes.set_title(title)
+    axes.set_title(wrap_title(title, width))
     values = [m for series in groups.values() for m, _ in series.values()]
     spread = max(s for series in groups.values() for _, s in series.values())
     low, high = min(values) - spread, max(values) + spread
@@ -205,7 +211,7 @@ def scatter_plot(points, path, *, marked=None, title="", xlabel="", ylabel="", w
                          linewidths=1.0, zorder=3)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
-    axes.set_title(title)
+    axes.set_title(wrap_title(title, width))
     axes.grid(color="0.9")
     axes.set_axisbelow(True)
     axes.legend(fontsize="small", markerscale=1.5)
