@@ -1,7 +1,7 @@
 """The held-out real-photo check of every enhancer (`tools.heldout`), as tables and pictures.
 
     python benchmarks/heldout.py --wespe=runs/wespe_demo/export --can=runs/can_demo/export \\
-        --enhancegan=runs/enhancegan_demo/export --pienet=runs/pienet_demo/export --piea \
+        --enhancegan=runs/enhancegan_demo/export --pienet=runs/pienet_demo/export --piea \\
         --output_dir=runs/heldout
 
 For each enhancer given (an exported SavedModel through `tools.enhance`, or PIEA under the demo

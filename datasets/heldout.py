@@ -84,7 +84,6 @@ def degrade(image, degradation, seed=0):
     return to_uint8(x, input_precision=True)
 
 
-
 def retouch(image, user, render):
     """The PieNet demo user `user`'s retouch of `image` (uint8 or float [0, 1] RGB): the user's
     recipe (`datasets.pienet_demo.recipe`) through `render` (`enhancers.filters.apply`, passed in

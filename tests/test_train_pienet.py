@@ -15,7 +15,8 @@ from tools.export import METADATA_FILE
 from train import runner
 from train.config import ConfigError
 from train.pienet_task import (EMBEDDING_WEIGHTS, PREFERENCE_WEIGHTS, RANDOM_BACKBONE_WARNING,
-                               PienetConfig, PienetTask, preference_table, stage_configs)
+                               PienetConfig, PienetTask, load_embedding_stage, preference_table,
+                               stage_configs)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -167,6 +168,32 @@ def test_export_takes_a_preference_vector_at_two_image_sizes(shared, tmp_path):
                                training=False)["enhanced"], 0, 1)[0]
         assert np.abs(decoded / 255.0 - direct).mean() < 0.03  # JPEG quality 95
     assert os.path.exists(os.path.join(config.root, "embedding", PREFERENCE_WEIGHTS))
+
+    # The held-out check's new user (tools.heldout.pienet_new_user): the vector is the mean
+    # embedding of the user's first demo photos by the run's embedding stage, the enhancer
+    # is the export with that vector, the target the user's retouch.
+    from datasets import heldout as heldout_photos
+    from datasets.pienet import central_view
+    from datasets.pienet_demo import demo_users
+    from enhancers import filters
+    from enhancers.pienet import preference_from_photos
+    from tools import heldout
+
+    enhance_fn, target, vector = heldout.pienet_new_user(path, "soft_bright_cool", num_photos=3)
+    users = demo_users(config.demo_dir, "held_out")
+    k = users.names.index("soft_bright_cool")
+    views = np.stack([central_view(users.retouches[k][j], config.embedding_size)
+                      for j in users.photos(k, "train")[:3]])
+    network, _ = load_embedding_stage(config, 6)
+    np.testing.assert_allclose(vector, preference_from_photos(network, views), atol=1e-5)
+    photo = heldout_photos.load_photo("flower")[:40, :56]
+    expected = np.clip(model({"images": photo[None] / 255.0, "preference": vector[None]},
+                             training=False)["enhanced"], 0, 1)[0]
+    np.testing.assert_allclose(enhance_fn(photo / 255.0), expected, atol=1e-5)
+    np.testing.assert_array_equal(target(photo),
+                                  heldout_photos.retouch(photo, "soft_bright_cool", filters.apply))
+    with pytest.raises(ValueError, match="not a held-out user"):
+        heldout.pienet_new_user(path, "vivid")
 
 
 @pytest.mark.slow
