@@ -122,6 +122,29 @@ class IdentityKernel(keras.initializers.Initializer):
 
 
 @keras.saving.register_keras_serializable(package="enhancers")
+class IdentityOutputKernel(keras.initializers.Initializer):
+    """The 1x1 output layer started at the identity on the image's three channels, Glorot-
+    uniform from every other feature map.
+
+    At the start those other maps are exactly 0 (`IdentityKernel` passes only the image through
+    the 3x3 layers), so the CAN is the identity whatever their weights. Zero weights there too
+    would be a saddle the training never leaves: a feature map with no path to the output gets
+    no gradient, and a path whose feature map is 0 gets none either, so the CAN would stay a
+    3-channel network, a nearly affine map of the photo on images in [0, 1].
+    """
+
+    def __call__(self, shape, dtype=None):
+        kernel = np.array(keras.initializers.GlorotUniform()(shape, "float32"))
+        channels = min(shape[2], shape[3])
+        kernel[:, :, :channels, :] = IdentityKernel()(
+            tuple(shape[:2]) + (channels, shape[3]), "float32")
+        return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {}
+
+
+@keras.saving.register_keras_serializable(package="enhancers")
 class AdaptiveBatchNormalization(keras.layers.Layer):
     """Chen et al.'s adaptive normalisation w0 * x + w1 * BN(x), with w0 = 1 and w1 = 0 at the
     start (section 3.3 of Chen et al.); BN as TF-Slim's default: a learned offset, no scale,
@@ -166,7 +189,8 @@ def build_can(depth=None, width=WIDTH, dilations=None, padding="symmetric",
       leaky_relu_slope: the leaky ReLU's negative slope (0.2).
       identity_output: start the 1x1 output layer as the identity on the first three feature
         maps too, so that the whole CAN starts as the identity on images in [0, 1] (not in the
-        papers, whose output layer is Glorot-initialised; the short CPU demo uses it).
+        papers, whose output layer is Glorot-initialised; the short CPU demo uses it). Its
+        weights from the other maps stay Glorot-initialised (`IdentityOutputKernel`).
     """
     if dilations is None:
         dilations = paper_dilations(DEPTH if depth is None else depth)
@@ -195,7 +219,7 @@ def build_can(depth=None, width=WIDTH, dilations=None, padding="symmetric",
             x = AdaptiveBatchNormalization(name=f"norm{k}")(x)
         x = LeakyReLU(negative_slope=leaky_relu_slope, name=f"lrelu{k}")(x)
     outputs = keras.layers.Conv2D(
-        3, 1, kernel_initializer=IdentityKernel() if identity_output else "glorot_uniform",
+        3, 1, kernel_initializer=IdentityOutputKernel() if identity_output else "glorot_uniform",
         name="conv_out", dtype="float32")(x)
     return keras.Model(images, outputs, name=name)
 

@@ -125,6 +125,26 @@ def test_identity_initialisation_passes_the_image_through():
     np.testing.assert_allclose(model(x).numpy(), x, atol=1e-6)
 
 
+@pytest.mark.parametrize("adaptive_batch_norm", [False, True])
+def test_identity_output_starts_as_the_identity_and_every_feature_map_learns(adaptive_batch_norm):
+    # With the output layer's weights from feature maps 3.. at 0 as well, those maps (0 at the
+    # start) would get no gradient at any layer, ever: the CAN would stay a 3-channel network.
+    keras.utils.set_random_seed(3)
+    model = can.build_can(depth=5, width=8, identity_output=True,
+                          adaptive_batch_norm=adaptive_batch_norm)
+    x = tf.constant(np.random.default_rng(5).random((2, 24, 28, 3)), tf.float32)
+    np.testing.assert_allclose(model(x).numpy(), x.numpy(), atol=1e-6)
+    kernel = model.get_layer("conv_out").get_weights()[0]
+    np.testing.assert_array_equal(kernel[0, 0, :3], np.eye(3))
+    assert np.abs(kernel[0, 0, 3:]).min() > 0
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((model(x, training=True) - tf.sqrt(x)) ** 2)
+    gradients = dict(zip([v.path for v in model.trainable_variables],
+                         tape.gradient(loss, model.trainable_variables)))
+    for k in range(4):  # every 3x3 layer's weights into maps 3.. move
+        assert np.abs(gradients[f"conv{k}/kernel"].numpy()[..., 3:]).max() > 1e-6, k
+
+
 def test_any_size_runs_under_one_trace():
     model = can.build_can(depth=6, width=8)
     traces = []
