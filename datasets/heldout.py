@@ -16,7 +16,7 @@ returning the 8-bit photo an enhancer would be given:
 
   wespe: `datasets.wespe_demo.cheap_camera` (blur, warm cast, low contrast, noise), noise seeded;
   can:   one stop under-exposed, x * 2^-1: the darkest exposure of the CAN demo's inputs
-         (`datasets.can_demo`, step 3, e = -1, contrast 1);
+         (`datasets.can_demo.expose`, e = -1);
   piea:  one stop under-exposed, as `tools.piea_demo` darkens its photos;
   enhancegan: the EnhanceGAN demo's mid-range tone and colour degradation
          (`datasets.enhancegan_demo.HELDOUT_DEGRADATION`: under-exposed, flat and faded, the

@@ -89,6 +89,10 @@ class CanConfig(RunConfig):
     backbone: str = setting("inception_v2", "Backbone of --nima_weights (paper: inception_v2).",
                             choices=nima.BACKBONES)
     learning_rate: float = setting(1e-4, "Adam learning rate (paper: 1e-4).", minimum=0.0)
+    learning_rate_decay: str = setting(
+        "none", "'cosine': the rate falls to 0 over --train_steps along a half cosine (not in "
+        "the paper, whose rate is constant: for short demo runs, whose last step should not be "
+        "a noisy one).", choices=("none", "cosine"))
     eval_max_images: int | None = setting(None, "Evaluate at most this many test pairs.", minimum=0)
     eval_save_images: int = setting(4, "Test photos written side by side to <model_dir>/eval.",
                                     minimum=0)
@@ -194,8 +198,10 @@ class CanTask(Task):
         return {"can": model}
 
     def build_optimizers(self, models):
-        return {"optimizer": (keras.optimizers.Adam(self.config.learning_rate),
-                              models["can"].trainable_weights)}
+        rate = self.config.learning_rate
+        if self.config.learning_rate_decay == "cosine":
+            rate = keras.optimizers.schedules.CosineDecay(rate, self.config.train_steps)
+        return {"optimizer": (keras.optimizers.Adam(rate), models["can"].trainable_weights)}
 
     def make_train_step(self, models, optimizers):
         """The per-replica step of equation 1.
