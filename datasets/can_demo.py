@@ -28,7 +28,9 @@ input i is the same whatever `num_train` is):
   2. crop: of the aspect of `train_size` (height, width), covering a fraction U(0.35, 1.0) of
      the side of the largest such crop, at a uniform place; resized to `train_size` with
      Pillow's bicubic filter; flipped left-right with probability 1/2; its channels put in a
-     random order (one of the 6, uniformly), so that the CAN sees every hue;
+     random order (one of the 6, uniformly), so that the CAN sees every hue; its saturation
+     scaled by s ~ U(0.8, 2) about each pixel's channel mean, clip(m + s (x - m), 0, 1), so that
+     it sees vivid colours too (s is drawn after step 3's draws);
   3. exposure e ~ U(-1, 0.5) stops (over-exposed crops too, so that the CAN sees bright and
      clipped tones); with probability IDENTITY_FRACTION (1/2) instead e = 0;
   4. `expose(crop, e)` = clip(x 2^e, 0, 1), quantised to 8 bits: round(255 x)
@@ -78,14 +80,15 @@ DEFAULT_NUM_TRAIN = 200
 DEFAULT_TRAIN_SIZE = (192, 256)  # (height, width)
 
 # The operator (`tone_operator`).
-CURVE_STRENGTH = 2.0  # a in T(v) = ln(1 + a v) / ln(1 + a) - p v^8
-HIGHLIGHT_PULL = 0.05  # p: white goes to 1 - p
+CURVE_STRENGTH = 2.0  # a in T(v) = ln(1 + a v) / ln(1 + a) - p v^4
+HIGHLIGHT_PULL = 0.08  # p: white goes to 1 - p
 VALUE_FLOOR = 1.0 / 255.0
 
 # The training crops.
 CROP_FRACTION = (0.35, 1.0)
 EXPOSURE_STOPS = (-1.0, 0.5)
 IDENTITY_FRACTION = 0.5
+SATURATION = (0.8, 2.0)
 # Exposure (stops) of the test inputs, in the order of TEST_PHOTOS.
 TEST_EXPOSURES = (-1.0, -0.5, -0.75)
 
@@ -93,15 +96,15 @@ _TRAIN_PNG = re.compile(r"^train_(\d+)\.png$")
 
 
 def tone_curve(value):
-    """T(v) = ln(1 + a v) / ln(1 + a) - p v^8, a = CURVE_STRENGTH, p = HIGHLIGHT_PULL.
+    """T(v) = ln(1 + a v) / ln(1 + a) - p v^4, a = CURVE_STRENGTH, p = HIGHLIGHT_PULL.
 
-    Shadows and mid-tones lifted (T(0.1) = 0.166, T(0.25) = 0.369, T(0.5) = 0.631), the
-    brightest tones pulled back a little (a shoulder: T(0.9) = 0.916, T(0.97) = 0.942, T(1) =
-    0.95). Increasing (T'(v) >= T'(1) = 2 / (3 ln 3) - 8 p > 0.2) and T(0) = 0.
+    Shadows and mid-tones lifted (T(0.1) = 0.166, T(0.25) = 0.369, T(0.5) = 0.626, T(0.8) =
+    0.837), the brightest tones pulled back (T(v) < v above v = 0.873: T(0.9) = 0.885, T(1) =
+    0.92). Increasing (T'(v) >= T'(1) = 2 / (3 ln 3) - 4 p > 0.28) and T(0) = 0.
     """
     value = np.asarray(value, dtype=np.float64)
     return (np.log1p(CURVE_STRENGTH * value) / np.log1p(CURVE_STRENGTH)
-            - HIGHLIGHT_PULL * value ** 8)
+            - HIGHLIGHT_PULL * value ** 4)
 
 
 def tone_operator(image):
@@ -110,15 +113,15 @@ def tone_operator(image):
     On an RGB image x in [0, 1]:
 
         v   = max(R, G, B)                              (HSV value)
-        out = x * T(v) / max(v, 1/255),  T(v) = ln(1 + 2 v) / ln(3) - 0.05 v^8  (`tone_curve`)
+        out = x * T(v) / max(v, 1/255),  T(v) = ln(1 + 2 v) / ln(3) - 0.08 v^4  (`tone_curve`)
 
     Each pixel is scaled by one factor, so greys stay grey and colours keep their ratios; its
-    brightest channel becomes T(v) <= 0.95, so nothing is pushed to white, and the factor falls
-    from 1.82 for the darkest pixels (T'(0) = 2 / ln 3) to 0.95 at white: shadows lifted,
+    brightest channel becomes T(v) <= 0.92, so nothing is pushed to white, and the factor falls
+    from 1.82 for the darkest pixels (T'(0) = 2 / ln 3) to 0.92 at white: shadows lifted,
     highlights held back, as a photographer's "shadows +, highlights -". The pull on the
     highlights leaves room near white: a CAN that learns the operator within a few percent does
     not blow out a bright sky (with T(1) = 1 the demo's CAN clipped 12% of the values of a hazy
-    landscape that the operator itself leaves unclipped). A global, pixel-wise operator:
+    landscape that the operator itself leaves unclipped, and 4-6% with T(1) = 0.95). A global, pixel-wise operator:
     it is the same on a photo and on any crop or rescaled copy of it, as training on 96x128
     crops and testing at full size (section 4.2) assume.
 
@@ -186,7 +189,7 @@ TEST_STEMS = tuple(f"test_{name}" for name in TEST_PHOTOS)
 
 def _training_input(photos, train_size, seed, i):
     """Training input i (module docstring, steps 1-4): (input uint8 (h, w, 3), photo name,
-    stops)."""
+    stops, saturation)."""
     rng = np.random.default_rng([int(seed), int(i)])
     which = int(rng.integers(len(photos)))
     fraction = rng.uniform(*CROP_FRACTION)
@@ -196,6 +199,7 @@ def _training_input(photos, train_size, seed, i):
     stops = rng.uniform(*EXPOSURE_STOPS)
     if rng.random() < IDENTITY_FRACTION:
         stops = 0.0
+    saturation = rng.uniform(*SATURATION)
 
     out_h, out_w = train_size
     photo = Image.fromarray(photos[which])
@@ -207,8 +211,11 @@ def _training_input(photos, train_size, seed, i):
                          box=(left, top, left + crop_w, top + crop_h))
     if flip:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    crop = np.asarray(image, dtype=np.uint8)[..., channels]
-    return to_uint8(expose(crop, stops), input_precision=True), TRAIN_PHOTOS[which], float(stops)
+    crop = np.asarray(image, dtype=np.float64)[..., channels] / 255.0
+    grey = crop.mean(axis=2, keepdims=True)
+    crop = np.clip(grey + saturation * (crop - grey), 0.0, 1.0)
+    return (to_uint8(expose(crop, stops), input_precision=True), TRAIN_PHOTOS[which],
+            float(stops), float(saturation))
 
 
 def _params(num_train, train_size, seed):
@@ -269,9 +276,9 @@ def build_can_demo(output_dir, *, num_train=DEFAULT_NUM_TRAIN, train_size=DEFAUL
         demo.save_png(os.path.join(paths.reference_dir, f"{stem}.png"), reference)
 
     def train_pair(i):
-        pixels, photo, stops = _training_input(train_photos, train_size, seed, i)
+        pixels, photo, stops, saturation = _training_input(train_photos, train_size, seed, i)
         write_pair(f"train_{i:04d}", pixels)
-        return {"photo": photo, "stops": round(stops, 4)}
+        return {"photo": photo, "stops": round(stops, 4), "saturation": round(saturation, 4)}
 
     def test_pair(k):
         write_pair(TEST_STEMS[k], to_uint8(expose(test_photos[k], TEST_EXPOSURES[k]),
@@ -296,7 +303,8 @@ def build_can_demo(output_dir, *, num_train=DEFAULT_NUM_TRAIN, train_size=DEFAUL
         operator={"curve_strength": CURVE_STRENGTH, "highlight_pull": HIGHLIGHT_PULL,
                   "value_floor": VALUE_FLOOR},
         crops={"fraction": list(CROP_FRACTION), "exposure_stops": list(EXPOSURE_STOPS),
-               "identity_fraction": IDENTITY_FRACTION, "channel_orders": "uniform"},
+               "identity_fraction": IDENTITY_FRACTION, "channel_orders": "uniform",
+               "saturation": list(SATURATION)},
         test_exposure_stops=dict(zip(TEST_PHOTOS, TEST_EXPOSURES)))
     demo.write_atomically(manifest_path, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return paths

@@ -179,7 +179,7 @@ def test_errors_name_the_missing_flag(tmp_path):
 
 @pytest.mark.long_demo
 def test_demo_preset_learns_the_reference_operator(tmp_path):
-    """configs/can_demo.flags exactly (about six CPU minutes, plus the demo NIMA's training if
+    """configs/can_demo.flags exactly (about seven CPU minutes, plus the demo NIMA's training if
     it is not cached): the CAN's outputs must be much closer to the operator's references than
     the inputs are, on the three held-out photos at full size, and its export must pass the
     held-out real-photo check (tools.heldout) at full size: under-exposed photos come closer to
