@@ -121,9 +121,9 @@ def tone_operator(image):
     highlights held back, as a photographer's "shadows +, highlights -". The pull on the
     highlights leaves room near white: a CAN that learns the operator within a few percent does
     not blow out a bright sky (with T(1) = 1 the demo's CAN clipped 12% of the values of a hazy
-    landscape that the operator itself leaves unclipped, and 4-6% with T(1) = 0.95). A global, pixel-wise operator:
-    it is the same on a photo and on any crop or rescaled copy of it, as training on 96x128
-    crops and testing at full size (section 4.2) assume.
+    landscape that the operator itself leaves unclipped, and 4-6% with T(1) = 0.95). A global,
+    pixel-wise operator: it is the same on a photo and on any crop or rescaled copy of it, as
+    training on 96x128 crops and testing at full size (section 4.2) assume.
 
     Args:
       image: (H, W, 3) RGB, float in [0, 1] or uint8.
