@@ -10,11 +10,13 @@ showed a CAN approximates. It pushes no value to white and shifts no colour, so 
 learns it brightens a dark photo and leaves a bright one nearly as it is.
 
 Why this operator (README, "The held-out check"): the first version of this demo used a local
-tone curve with a detail boost, colours scaled by luminance: the CAN learnt to blow out the
-bright sky of a well-exposed landscape (a saturated blue scaled by luminance passes white) and
-its detail boost lowered SSIM. Training the CAN to undo the exposure instead (reference = the
-clean crop) left it to guess from a few photos whether a photo is dark or dark by nature: it
-brightened well-exposed photos, clipped their highlights and, at random, shifted colours.
+tone curve with a detail boost, colours scaled by luminance, which brightens every photo: the
+CAN blew out the bright sky of a well-exposed landscape and its detail boost lowered SSIM. (Those
+runs, and the ones that trained the CAN to undo the exposure instead, also suffered from a bug
+since fixed: `--can_identity_output` left the CAN nearly affine, `enhancers.can.
+IdentityOutputKernel`.) With the bug fixed, the old reference still brightened bright photos,
+and a curve with white kept at 1 still let the CAN's error near white clip a hazy sky, hence
+the held-back highlights (`tone_operator`).
 
 Photos (scikit-image's real colour photographs, bundled, no download; `datasets.demo.SOURCES`):
   training crops from: rocket (427x640), motorcycle_left and motorcycle_right (500x741, the two
