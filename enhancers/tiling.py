@@ -22,7 +22,8 @@ layer's per-channel mean and variance over the whole photo first: pass k runs th
 norm k's input window by window (halo: that prefix's radius), with the statistics of norms
 1..k-1 fixed, and accumulates the cores' statistics (Chan's parallel update in float64); the
 last pass runs the whole network with every statistic fixed. For WESPE's 8 norms this costs
-about 4-5x one pass.
+about 4-5x one pass. A `GlobalContext` layer (the WESPE demo's G) is handled the same way: its
+input's mean over the whole photo first, then every window modulated by it.
 
     tiler = tiled(model)                    # a functional Keras model or a can.CanInference
     enhanced = tiler(images)                # eagerly or inside a tf.function / SavedModel
@@ -35,6 +36,7 @@ import keras
 import tensorflow as tf
 
 from enhancers import can
+from enhancers.global_context import GlobalContext
 
 FEATURE_BUDGET = 2**26  # values per feature map of one window: 256 MiB in float32
 
@@ -79,6 +81,10 @@ def _graph_model(model):
 
 
 def _is_global_norm(layer):
+    """Whether `layer` needs statistics over the whole photo: instance norm or
+    `GlobalContext`; ValueError for a group norm that mixes channels."""
+    if isinstance(layer, GlobalContext):
+        return True
     if not isinstance(layer, keras.layers.GroupNormalization):
         return False
     channels = layer.input.shape[-1]
@@ -209,7 +215,9 @@ def _run(graph, images, statistics, until=None):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         inputs = keras.tree.map_structure(lambda t: values[id(t)], layer.input)
-        if id(layer) in statistics:
+        if id(layer) in statistics and isinstance(layer, GlobalContext):
+            values[id(layer.output)] = layer.modulate(inputs, statistics[id(layer)][0])
+        elif id(layer) in statistics:
             values[id(layer.output)] = _normalise(layer, inputs, *statistics[id(layer)])
         else:
             values[id(layer.output)] = layer(inputs, training=False)

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from enhancers.can import SymmetricPadding2D
+from enhancers.global_context import GlobalContext
 from enhancers.leaky_relu import LeakyReLU
 
 FILTERS = 64
@@ -72,7 +73,7 @@ def _instance_norm(name):
 
 
 def build_generator(filters=FILTERS, residual_blocks=RESIDUAL_BLOCKS, name="generator", *,
-                    padding="zero", instance_norm=True, residual=False):
+                    padding="zero", instance_norm=True, residual=False, global_context=False):
     """DPED's residual generator, used for both G and F (WESPE section 3.6).
 
     Maps float32 RGB images in [0, 1] of any size, (batch, h, w, 3), to images of the same size
@@ -87,7 +88,10 @@ def build_generator(filters=FILTERS, residual_blocks=RESIDUAL_BLOCKS, name="gene
     the same function on a patch and on a photo (and is then purely local); `residual=True`
     adds the input to the output, enhanced = x + 0.58 tanh(conv_out), with conv_out starting at
     zero, so that G starts as the identity and learns only the correction (a clean photo then
-    needs nothing learnt to pass unchanged; output range [-0.58, 1.58], clip for display).
+    needs nothing learnt to pass unchanged; output range [-0.58, 1.58], clip for display);
+    `global_context=True` modulates the features after the residual blocks by the photo's mean
+    features (`GlobalContext`, starting as the identity), so that a purely local G can still
+    tell a source-domain photo from a clean one and correct only the former.
     """
     if padding not in GENERATOR_PADDINGS:
         raise ValueError(f"padding must be one of {GENERATOR_PADDINGS}, got {padding!r}")
@@ -101,6 +105,8 @@ def build_generator(filters=FILTERS, residual_blocks=RESIDUAL_BLOCKS, name="gene
                 x = _instance_norm(f"block{block}_norm{layer}")(x)
             x = keras.layers.ReLU(name=f"block{block}_relu{layer}")(x)
         x = keras.layers.Add(name=f"block{block}_add")([x, skip])
+    if global_context:
+        x = GlobalContext(name="global_context")(x)
     x = _generator_conv(x, filters, 3, "conv_post1", padding, activation="relu")
     x = _generator_conv(x, filters, 3, "conv_post2", padding, activation="relu")
     x = _generator_conv(x, 3, 9, "conv_out", padding, zero_init=residual)

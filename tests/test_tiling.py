@@ -87,6 +87,24 @@ def test_wespe_generator_tiled_equals_untiled():
     np.testing.assert_allclose(tiler(one).numpy(), model(one).numpy(), rtol=0, atol=1e-4)
 
 
+def test_global_context_generator_tiled_equals_untiled():
+    """The WESPE demo's G (no instance norm, mirrored borders, residual, `GlobalContext`): the
+    context's mean comes from the whole photo, so the windows agree with the untiled run."""
+    model = wespe.build_generator(filters=4, residual_blocks=1, padding="symmetric",
+                                  instance_norm=False, residual=True, global_context=True)
+    rng = np.random.default_rng(5)
+    for weight in model.weights:
+        weight.assign(rng.normal(0.0, 0.5, weight.shape).astype(np.float32))
+    images = _images(seed=6)
+    tiler = tiling.tiled(model, window_pixels=36 * 36)
+    assert tiler.plan.global_norms == 1
+    expected = model(images, training=False).numpy()
+    window = model(images[:, :36, :36]).numpy()[:, :12, :12]
+    assert np.abs(window - expected[:, :12, :12]).max() > 10 * TOLERANCE  # the mean matters
+    # Features reach several hundred here (no norm), so float32 summation order shows at 1e-3.
+    np.testing.assert_allclose(_graph_call(tiler, images), expected, rtol=0, atol=TOLERANCE)
+
+
 def test_window_statistics_alone_would_show_seams():
     """Why the statistics passes exist: per-window instance norm differs from the photo's."""
     model = _random_generator()

@@ -79,6 +79,12 @@ class WespeConfig(RunConfig):
     generator_residual: bool = setting(False, "Not in the paper (off): G and F output x + "
                                        "0.58 tanh(.), starting as the identity and learning "
                                        "only the correction (used by the CPU demo).")
+    generator_global_context: bool = setting(False, "Not in the paper (off): G's and F's "
+                                             "features after the residual blocks are scaled "
+                                             "and shifted by the photo's mean features "
+                                             "(enhancers.global_context), so that a local G "
+                                             "can tell a source photo from a clean one (used "
+                                             "by the CPU demo).")
     vgg_weights: str | None = setting(None, "Local vgg19_weights_tf_dim_ordering_tf_kernels_"
                                       "notop.h5 (without it the content loss uses random VGG-19 "
                                       "features, and says so).")
@@ -178,7 +184,8 @@ class WespeTask(Task):
     final_weights = {"generator": GENERATOR_WEIGHTS,
                      "inverse_generator": INVERSE_GENERATOR_WEIGHTS}
     architecture_settings = ("filters", "residual_blocks", "generator_padding",
-                             "generator_instance_norm", "generator_residual")
+                             "generator_instance_norm", "generator_residual",
+                             "generator_global_context")
     training_architecture_settings = ("patch_size",)  # the discriminators' dense layer
 
     def load_data(self):
@@ -191,7 +198,8 @@ class WespeTask(Task):
         config = self.config
         generator_options = dict(padding=config.generator_padding,
                                  instance_norm=config.generator_instance_norm,
-                                 residual=config.generator_residual)
+                                 residual=config.generator_residual,
+                                 global_context=config.generator_global_context)
         models = {
             "generator": wespe.build_generator(config.filters, config.residual_blocks,
                                                name="generator", **generator_options),
