@@ -1,6 +1,7 @@
 """The held-out real-photo check (tools.heldout, datasets.heldout): its photos, its figures
 against independent computations, and its rules on enhancers that must pass or fail them."""
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from datasets import enhancegan_demo, wespe_demo
@@ -117,6 +118,10 @@ def test_clipping_border_and_detail_figures_by_hand():
     grid[::4, ::4] += 0.05  # a faint dot grid, the texture of the bug report
     assert heldout.detail_ratio(smooth, grid) > 2 * heldout.CLEAN_LIMITS["detail_ratio"]
     assert heldout.detail_ratio(smooth, 0.5 * smooth) == pytest.approx(0.5)
+    # detail_kept: over the smaller of the input's and the original's detail.
+    noisy = grid  # more detail than the original (noise)
+    assert heldout.detail_kept(noisy, 0.25 * smooth, smooth) == pytest.approx(0.25)
+    assert heldout.detail_kept(0.5 * smooth, 0.25 * smooth, smooth) == pytest.approx(0.5)
 
 
 def test_an_oracle_passes_and_harmful_enhancers_fail():
@@ -138,6 +143,12 @@ def test_an_oracle_passes_and_harmful_enhancers_fail():
 
     found = heldout.failures(heldout.check_enhancer("harmful", harmful, photos, "wespe"))
     assert any("colour cast" in f for f in found) and any("dark frame" in f for f in found)
+
+    def blurring_oracle(image):  # the right colours, but the detail blurred away with the noise
+        return ndimage.gaussian_filter(oracle(image), sigma=(3, 3, 0), mode="reflect")
+
+    found = heldout.failures(heldout.check_enhancer("blur", blurring_oracle, photos, "wespe"))
+    assert any("detail smoothed away" in f for f in found), found
 
 
 def test_an_enhancer_that_crops_is_judged_within_its_box():

@@ -5,7 +5,11 @@ DESIGN.md section 6. Every enhancer is run on the held-out photos of `datasets.h
 
 - degraded by its demo's own degradation (`datasets.heldout.degrade`): the output must come
   closer to the clean original than the input was: PSNR and SSIM against the original both rise
-  (within the output's box when the enhancer crops);
+  (within the output's box when the enhancer crops), and it keeps its detail: `detail_kept`,
+  the output's mean |Laplacian| of the luma over the smaller of the input's and the original's,
+  must be at least DEGRADED_LIMITS["detail_kept"] (below it, the output is smoothed to a blur:
+  a denoiser that removed the detail with the noise raises SSIM but makes the photo worse; the
+  smaller of the two, because noise inflates the input's figure and a dark input deflates it);
 - clean: the output must not get worse. Measured against the input (cut to the output's box
   when the enhancer crops: `check_enhancer`):
     psnr_vs_input  how far the output moves (dB; infinite when unchanged): reported, not judged,
@@ -55,7 +59,10 @@ DEGRADED_METRICS = {
                    "psnr_input",
     "ssim_input": "SSIM of the degraded input against the clean original",
     "ssim_output": "SSIM of the output against the clean original; must be above ssim_input",
+    "detail_kept": "mean |Laplacian| of the output's luma over the smaller of the input's and "
+                   "the original's; at least 0.5 (below: detail smoothed away)",
 }
+DEGRADED_LIMITS = {"detail_kept": 0.5}
 CLEAN_METRICS = {
     "psnr_vs_input": "PSNR of the output against the clean input, dB: how far it moved "
                      "(reported, not judged)",
@@ -146,11 +153,20 @@ def border_ratio(before, after):
     return float(frame / interior)
 
 
+def _detail(image):
+    """Mean |Laplacian| of the luma (borders mirrored)."""
+    return float(np.abs(ndimage.laplace(_luma(image), mode="reflect")).mean())
+
+
 def detail_ratio(before, after):
-    """Mean |Laplacian| of the luma of `after` over that of `before` (borders mirrored)."""
-    def detail(image):
-        return np.abs(ndimage.laplace(_luma(image), mode="reflect")).mean()
-    return float(detail(after) / max(detail(before), 1e-9))
+    """Mean |Laplacian| of the luma of `after` over that of `before`."""
+    return _detail(after) / max(_detail(before), 1e-9)
+
+
+def detail_kept(degraded, output, original):
+    """Mean |Laplacian| of the luma of `output` over the smaller of `degraded`'s and
+    `original`'s (module docstring)."""
+    return _detail(output) / max(min(_detail(degraded), _detail(original)), 1e-9)
 
 
 def _nima_score(nima_model, image):
@@ -260,6 +276,7 @@ def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, st
                 "psnr_output": _psnr(restored, truth),
                 "ssim_input": evaluate.ssim(_float(degraded_in_box), _float(truth)),
                 "ssim_output": evaluate.ssim(_float(restored), _float(truth)),
+                "detail_kept": detail_kept(degraded_in_box, restored, truth),
             },
             "clean": {
                 "psnr_vs_input": _psnr(output, reference),
@@ -310,6 +327,9 @@ def failures(results):
         if degraded["ssim_output"] <= degraded["ssim_input"]:
             found.append(f"{where} ({task}): SSIM against {against} did not rise "
                          f"({degraded['ssim_input']:.4f} -> {degraded['ssim_output']:.4f})")
+        if degraded["detail_kept"] < DEGRADED_LIMITS["detail_kept"]:
+            found.append(f"{where} ({task}): detail smoothed away, detail kept "
+                         f"{degraded['detail_kept']:.3f} < {DEGRADED_LIMITS['detail_kept']}")
         if clean["colour_cast"] > CLEAN_LIMITS["colour_cast"]:
             found.append(f"{where} (clean): colour cast {clean['colour_cast']:.2f} > "
                          f"{CLEAN_LIMITS['colour_cast']}")
