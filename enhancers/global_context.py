@@ -1,12 +1,13 @@
 """`GlobalContext`: feature maps modulated by what the whole photo looks like (not in any paper).
 
-A fully convolutional generator without global normalisation (the WESPE demo's G) sees only its
-receptive field, a few dozen pixels. It cannot tell a photo from the source domain (the demo's
-cheap camera: warm, flat, noisy) from a clean one that happens to be warm or flat in that
-window, so it must either correct every photo or none. This layer gives it the photo's overall
-look: the spatial mean of its input features, per image and channel, goes through a small
-MLP that sets a per-channel scale and shift of those features (feature-wise linear modulation,
-Perez et al., FiLM, AAAI 2018; HDRNet's global path, Gharbi et al. 2017, is the same idea).
+A fully convolutional generator without global normalisation (WESPE's G as the CPU demo builds
+it) sees only its receptive field, a few dozen pixels. It cannot tell a photo from the source
+domain (the demo's cheap camera: warm, flat, noisy) from a clean one that happens to be warm or
+flat in that window, so it must either correct every photo or none. This layer gives it the
+photo's overall look: the spatial mean of its input features, per image and channel, goes
+through a small MLP that sets a per-channel scale and shift of those features (feature-wise
+linear modulation, Perez et al., FiLM, AAAI 2018; HDRNet's global path, Gharbi et al. 2017, is
+the same idea). The WESPE demo tried it and left it off (README, WESPE).
 
     y = x * (1 + gamma) + beta,   (gamma, beta) = W2 relu(W1 mean_hw(x) + b1) + b2
 

@@ -22,8 +22,9 @@ layer's per-channel mean and variance over the whole photo first: pass k runs th
 norm k's input window by window (halo: that prefix's radius), with the statistics of norms
 1..k-1 fixed, and accumulates the cores' statistics (Chan's parallel update in float64); the
 last pass runs the whole network with every statistic fixed. For WESPE's 8 norms this costs
-about 4-5x one pass. A `GlobalContext` layer (the WESPE demo's G) is handled the same way: its
-input's mean over the whole photo first, then every window modulated by it.
+about 4-5x one pass. A `GlobalContext` layer (WESPE's `--generator_global_context`) is
+handled the same way: its input's mean over the whole photo first, then every window
+modulated by it.
 
     tiler = tiled(model)                    # a functional Keras model or a can.CanInference
     enhanced = tiler(images)                # eagerly or inside a tf.function / SavedModel

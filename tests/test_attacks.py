@@ -107,6 +107,7 @@ CHANGES = {
                ({"generator_instance_norm": False}, ("train", "eval")),
                ({"generator_padding": "symmetric"}, ("train", "eval")),
                ({"generator_residual": True}, ("train", "eval")),
+               ({"generator_global_context": True}, ("train", "eval")),
                ({"patch_size": 48}, ("train",))],
               ("eval", {"residual_blocks": 2}), {"filters": 4}),
     "can": ([({"can_width": 6}, ("train", "eval")), ({"can_depth": 6}, ("train", "eval")),

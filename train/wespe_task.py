@@ -83,8 +83,8 @@ class WespeConfig(RunConfig):
                                              "features after the residual blocks are scaled "
                                              "and shifted by the photo's mean features "
                                              "(enhancers.global_context), so that a local G "
-                                             "can tell a source photo from a clean one (used "
-                                             "by the CPU demo).")
+                                             "can tell a source photo from a clean one (tried "
+                                             "in the CPU demo and left off: README, WESPE).")
     vgg_weights: str | None = setting(None, "Local vgg19_weights_tf_dim_ordering_tf_kernels_"
                                       "notop.h5 (without it the content loss uses random VGG-19 "
                                       "features, and says so).")
