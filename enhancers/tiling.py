@@ -81,7 +81,7 @@ def _graph_model(model):
     return graph
 
 
-def _is_global_norm(layer):
+def _needs_photo_statistics(layer):
     """Whether `layer` needs statistics over the whole photo: instance norm or
     `GlobalContext`; ValueError for a group norm that mixes channels."""
     if isinstance(layer, GlobalContext):
@@ -104,7 +104,8 @@ def _layer_radius(layer):
                              f"strides {tuple(layer.strides)}; tiling needs stride 1")
         return max(math.ceil((k - 1) * d / 2)
                    for k, d in zip(layer.kernel_size, layer.dilation_rate))
-    if isinstance(layer, _PADDINGS) or isinstance(layer, _POINTWISE) or _is_global_norm(layer):
+    if (isinstance(layer, _PADDINGS) or isinstance(layer, _POINTWISE)
+            or _needs_photo_statistics(layer)):
         return 0
     if isinstance(layer, keras.layers.Concatenate) and layer.axis in (-1, 3):
         return 0
@@ -154,7 +155,7 @@ def plan_tiles(model, window_pixels=None):
         raise ValueError(f"a window of {window}x{window} pixels leaves no core around the "
                          f"receptive-field radius {radius} of {graph.name}: window_pixels must "
                          f"exceed {(2 * radius + 1) ** 2}")
-    norms = sum(_is_global_norm(layer) for layer in graph.layers)
+    norms = sum(_needs_photo_statistics(layer) for layer in graph.layers)
     return TilePlan(window=window, halo=radius, radius=radius, global_norms=norms)
 
 
@@ -234,7 +235,7 @@ class Tiled:
         self.plan = plan_tiles(model, window_pixels)
         radii = _radii(self.graph)
         self.norms = [(layer, radii[id(layer.input)]) for layer in self.graph.layers
-                      if _is_global_norm(layer)]
+                      if _needs_photo_statistics(layer)]
 
     def __call__(self, images):
         images = tf.convert_to_tensor(images)
