@@ -118,10 +118,36 @@ def test_clipping_border_and_detail_figures_by_hand():
     grid[::4, ::4] += 0.05  # a faint dot grid, the texture of the bug report
     assert heldout.detail_ratio(smooth, grid) > 2 * heldout.CLEAN_LIMITS["detail_ratio"]
     assert heldout.detail_ratio(smooth, 0.5 * smooth) == pytest.approx(0.5)
-    # detail_kept: over the smaller of the input's and the original's detail.
-    noisy = grid  # more detail than the original (noise)
-    assert heldout.detail_kept(noisy, 0.25 * smooth, smooth) == pytest.approx(0.25)
-    assert heldout.detail_kept(0.5 * smooth, 0.25 * smooth, smooth) == pytest.approx(0.5)
+
+
+def test_detail_kept_follows_the_originals_detail_and_ignores_noise():
+    """detail_found is a projection on the original's fine detail: a contrast factor comes out
+    as itself, a pattern orthogonal to the original's (a cosine of another frequency) adds
+    nothing; so a perfect denoiser keeps 1 and a blur does not."""
+    n = 128
+    x = np.arange(n)[None, :] * np.ones((n, 1))
+    # Cosines of the DCT-II basis: with mirrored borders a filter maps each to a multiple of
+    # itself, and two of them are orthogonal.
+    original = 0.5 + 0.2 * np.cos(np.pi * 8 * (x + 0.5) / n)
+    other = 0.1 * np.cos(np.pi * 19 * (x + 0.5) / n)
+    grey = lambda luma: np.repeat(luma[..., None], 3, axis=2)
+    assert heldout.detail_found(grey(original), grey(original)) == pytest.approx(1.0)
+    assert heldout.detail_found(grey(0.3 + 0.5 * (original - 0.5)), grey(original)) == \
+        pytest.approx(0.5, rel=1e-4)
+    assert heldout.detail_found(grey(original + other), grey(original)) == \
+        pytest.approx(1.0, abs=1e-3)
+    assert heldout.detail_kept(grey(0.5 + 0.5 * (original - 0.5) + other),
+                               grey(0.5 + 0.25 * (original - 0.5)), grey(original)) == \
+        pytest.approx(0.5, abs=1e-3)
+    # On a real photo: the cheap camera's photo without its noise (what a perfect denoiser
+    # returns) keeps the detail of the noisy one; blurred further (sigma 3) it does not.
+    photo = heldout_photos.load_photo("hopper")[100:356, 128:384]
+    noisy = heldout_photos.degrade(photo, "wespe")
+    denoised = wespe_demo.cheap_camera(photo)
+    assert heldout.detail_kept(noisy, denoised, photo) == pytest.approx(1.0, abs=0.1)
+    blurred = ndimage.gaussian_filter(denoised, sigma=(3, 3, 0), mode="reflect")
+    assert heldout.detail_kept(noisy, blurred, photo) < 0.5 * heldout.DEGRADED_LIMITS[
+        "detail_kept"]
 
 
 def test_an_oracle_passes_and_harmful_enhancers_fail():
