@@ -104,6 +104,14 @@ def test_clipping_border_and_detail_figures_by_hand():
     image[0, :3, 0] = 255
     image[1, :2, 2] = 0
     assert heldout.clipped_fraction(image) == pytest.approx(5 / (50 * 50 * 3))
+    # newly_clipped: only values driven onto 0 or 255 from more than 2 levels inside count.
+    before = np.array([[[0, 1, 2], [3, 40, 128], [252, 253, 255], [200, 2, 3]]], np.uint8)
+    after = np.array([[[0, 0, 0], [0, 0, 255], [255, 255, 255], [255, 255, 0]]], np.uint8)
+    # counted: 3 -> 0, 40 -> 0, 128 -> 255, 252 -> 255, 200 -> 255, 2 -> 255, 3 -> 0
+    assert heldout.CLIP_MARGIN == 2
+    assert heldout.newly_clipped(before, after) == pytest.approx(7 / 12)
+    assert heldout.newly_clipped(before, before) == 0.0
+    assert heldout.newly_clipped(before / 255.0, after / 255.0) == pytest.approx(7 / 12)
     before = np.full((50, 50, 3), 0.5)
     after = before.copy()
     width = heldout.border_width(before.shape)
@@ -169,6 +177,12 @@ def test_an_oracle_passes_and_harmful_enhancers_fail():
 
     found = heldout.failures(heldout.check_enhancer("harmful", harmful, photos, "wespe"))
     assert any("colour cast" in f for f in found) and any("dark frame" in f for f in found)
+
+    def blowing_out(image):  # +1 EV on a photo that did not need it: highlights blown
+        return np.clip(2.0 * image, 0, 1)
+
+    found = heldout.failures(heldout.check_enhancer("+1 EV", blowing_out, photos, "wespe"))
+    assert any("(clean): clipped values" in f for f in found), found
 
     def blurring_oracle(image):  # the right colours, but the detail blurred away with the noise
         return ndimage.gaussian_filter(oracle(image), sigma=(3, 3, 0), mode="reflect")
