@@ -91,7 +91,12 @@ the CPU demo (configs/enhancegan_demo.flags says why each was needed there):
   --global_statistics         the colour and filters heads also see the photo's colour
                               statistics (`models.global_statistics`);
   --parameter_ranges=inclusive  colour ranges that hold the identity
-                              (`operators.INCLUSIVE_RANGES`).
+                              (`operators.INCLUSIVE_RANGES`);
+  --good_identity_weight      CycleGAN's identity loss (Zhu et al. 2017) on the good photos:
+                              the mean squared change G makes to a good photo (the crop stage:
+                              its crop against the whole photo; the colour stages: its colours
+                              under the same crop), a fourth term beside equations 7-9, so
+                              that G learns to leave a photo that needs nothing as it is.
 The pre-trained critic that evaluates the GAN stages sees photos at --image_size
 (`CriticAtSize`; 224 in the presets, where it changes nothing).
 """
@@ -114,7 +119,7 @@ from enhancers.enhancegan import filters as filter_ops
 from enhancers.enhancegan import models as egan_models
 from enhancers.enhancegan import operators
 from enhancers.enhancegan.pooling import POOLINGS, TOP_K
-from losses import wasserstein
+from losses import fidelity, wasserstein
 from nima.backbones import build_vgg16
 from tools import report as reports
 from tools.evaluate_enhancegan import attention_overlay, evaluate_enhancegan
@@ -342,6 +347,13 @@ class EnhanceganConfig(RunConfig):
                                     minimum=0.0)
     hinge_weight: float = setting(1.0, "--loss_balance=weighted: weight of L_reg2 (9).",
                                   minimum=0.0)
+    good_identity_weight: float = setting(0.0, "Ours, not the paper's (0 = off): weight of an "
+                                          "identity term on the good photos, the mean squared "
+                                          "change G makes to one (its crop, or its colours "
+                                          "under that crop; CycleGAN's identity loss); with "
+                                          "--loss_balance=gradient its image gradient is "
+                                          "normalised like the others', then weighted.",
+                                          minimum=0.0)
     hinge_side: str = setting("paper", "Equation 9's penalised half: paper (output rated worse "
                               "than its input) or release (the other).",
                               choices=wasserstein.HINGE_SIDES)
@@ -953,10 +965,43 @@ class EnhanceganTask(Task):
         size = config.image_size
         gradient_balance = config.loss_balance == "gradient"
         weights = (config.adversarial_weight, config.feature_weight, config.hinge_weight)
+        good_identity = config.good_identity_weight > 0
 
         def enhance(bad):
             return operators.enhance_batch(bad, generator(bad, training=True), size,
                                            filter_networks)
+
+        def good_identity_gradients(good):
+            """The identity term (--good_identity_weight) and its gradients for G: the change
+            G makes to good photos (of --image_size, resized whole): in the crop stage its crop
+            against the whole photo, in the colour stages its colour operators (or filters)
+            against the same crop of the photo unchanged."""
+            with tf.GradientTape() as tape:
+                parameters = generator(good, training=True)
+                output = operators.enhance_batch(good, parameters, size, filter_networks)
+            if config.stage == "crop":
+                unchanged = good
+            else:
+                crop_only = {name: value for name, value in parameters.items()
+                             if name.startswith("crop_")}
+                unchanged = tf.stop_gradient(operators.enhance_batch(good, crop_only, size))
+            with tf.GradientTape() as term_tape:
+                term_tape.watch(output)
+                per_example = fidelity.l2_loss(unchanged, output)
+                if gradient_balance:  # summed over pixels: full strength (norm 1) until the
+                    # change is small, like the per-photo adversarial and hinge terms
+                    target = tf.reduce_mean(tf.reduce_sum(tf.square(output - unchanged),
+                                                          axis=[1, 2, 3]))
+                else:
+                    target = average(per_example)
+            image_gradient = term_tape.gradient(target, output)
+            if gradient_balance:
+                image_gradient = wasserstein.normalise_gradient(
+                    image_gradient, config.term_gradient_norm, config.balance_per_example)
+            image_gradient = (config.good_identity_weight * image_gradient
+                              * g_optimizer.scale_loss(tf.constant(1.0)))
+            gradients = tape.gradient(output, g_variables, output_gradients=image_gradient)
+            return gradients, per_example
 
         def f_w(images):
             return critic(images, training=False, luminance_only=luminance_only)["f_w"]
@@ -975,7 +1020,7 @@ class EnhanceganTask(Task):
                                "f_w/output": average(output_f_w)}
 
         def generator_micro(micro):
-            bad = micro[0]
+            bad, good = micro
             input_f_w = tf.stop_gradient(f_w(bad))
             input_features = (tf.stop_gradient(features(bad)) if features is not None
                               else None)
@@ -1020,22 +1065,27 @@ class EnhanceganTask(Task):
                 image_gradient = raw["weighted"]
             image_gradient = image_gradient * g_optimizer.scale_loss(tf.constant(1.0))
             gradients = tape.gradient(output, g_variables, output_gradients=image_gradient)
+            if good_identity:
+                identity_gradients, identity = good_identity_gradients(good)
+                gradients = [g if i is None else (i if g is None else g + i)
+                             for g, i in zip(gradients, identity_gradients)]
+                values["generator/good_identity"] = average(identity)
             gradients = [tf.zeros(v.shape, v.dtype) if g is None else g
                          for g, v in zip(gradients, g_variables)]
             return gradients, values
 
         value_sums = ["generator/adversarial", "generator/feature", "generator/hinge",
-                      "f_w/input"]
+                      "f_w/input"] + (["generator/good_identity"] if good_identity else [])
         value_maxima = ([f"balance/{name}{kind}" for name in TERMS
                          for kind in ("_norm", "_raw_norm")] if gradient_balance else [])
 
-        def generator_update(bad):
-            gradients, values = accumulate(generator_micro, (bad,), steps, g_variables,
+        def generator_update(bad, good):
+            gradients, values = accumulate(generator_micro, (bad, good), steps, g_variables,
                                            sums=value_sums, maxima=value_maxima)
             return gradients, values
 
-        def skipped_update(bad):
-            del bad
+        def skipped_update(bad, good):
+            del bad, good
             return ([tf.zeros(v.shape, v.dtype) for v in g_variables],
                     {k: tf.constant(0.0) for k in value_sums + value_maxima})
 
@@ -1054,8 +1104,8 @@ class EnhanceganTask(Task):
                 egan_models.clip_weights(critic, config.critic_clip)
             values["grad_norm/critic"] = gradient_norm(head_optimizer, gradients) / replicas()
             # 2. The generator (equations 7-9), past the warm-up.
-            g_gradients, g_values = tf.cond(active, lambda: generator_update(bad),
-                                            lambda: skipped_update(bad))
+            g_gradients, g_values = tf.cond(active, lambda: generator_update(bad, good),
+                                            lambda: skipped_update(bad, good))
             g_gradients, g_norm = scale_to_norm(g_gradients, g_optimizer,
                                                 config.generator_gradient_clip)
             g_optimizer.apply_gradients(zip(g_gradients, g_variables))
