@@ -336,6 +336,23 @@ def test_the_best_iterate_is_returned_when_it_beats_the_input(dark_photos):
     assert "select='final'" in piea_report.recipe(final, 0)["returned"]["reason"]
 
 
+def test_an_iterate_that_gains_less_than_min_gain_leaves_the_photo_alone(dark_photos):
+    """select="best" returns an iterate only for a gain of at least min_gain (MIN_SCORE_GAIN by
+    default): a barely better score is not worth an edit; min_gain=0 takes any gain."""
+    photo = dark_photos[:1]
+    options = dict(iterations=1, learning_rate=1e-3, initial_exposure=0.0)
+    any_gain = piea.enhance(photo, brightness_nima(), min_gain=0.0, **options)
+    gain = any_gain.output_scores[0] - any_gain.input_scores[0]
+    assert any_gain.selected_iterations == [1] and 0 < gain < piea.MIN_SCORE_GAIN, gain
+    result = piea.enhance(photo, brightness_nima(), **options)
+    assert result.selected_iterations == [None]
+    np.testing.assert_array_equal(result.images, photo)
+    assert result.output_scores[0] == result.input_scores[0]
+    assert "less than min_gain 0.05" in result.selections[0], result.selections[0]
+    with pytest.raises(ValueError, match="min_gain"):
+        piea.PieaEnhancer(brightness_nima(), min_gain=-0.1)
+
+
 def test_select_final_returns_the_last_iterate_even_when_worse(bright_photo):
     """The paper's Algorithm 1: the last iterate, here the blown-out +1 EV photo."""
     result = piea.enhance(bright_photo, mid_gray_nima(), iterations=2, select="final")

@@ -62,7 +62,8 @@ Methods (`--method`):
   `nima.SCORING_MAX_PIXELS` (2 MP) is scored through a proxy of that many pixels (ours, logged
   and kept in the recipe's settings); the parameters found are applied at full size.
   `--piea_select=best` (default, ours) returns the highest-scoring of the input itself and the
-  iterates, so a photo never comes back scoring lower than it went in; `--piea_select=final`
+  iterates, so a photo never comes back scoring lower than it went in (and an iterate must gain
+  at least `--piea_min_gain`, 0.05, over the input); `--piea_select=final`
   returns the last iterate (the paper).
   `--initial_exposure` is the start's exposure in EV (default 1.0, the paper's) or `auto`
   (chosen from the photo's luminance, ours: `enhancers.piea.auto_exposure`). The log gives the
@@ -323,16 +324,18 @@ def load_pienet_enhancer(path, preference=None, preference_user=None):
 
 
 def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rate=1e-3,
-                    proxy_size=None, initial_exposure=piea.INITIAL_EXPOSURE, select="best"):
+                    proxy_size=None, initial_exposure=piea.INITIAL_EXPOSURE, select="best",
+                    min_gain=piea.MIN_SCORE_GAIN):
     """`enhance_fn` for PIEA: the returned photo plus its recipe and figure as side files."""
     def enhancer(proxy):
         return piea.PieaEnhancer(nima_model, iterations=iterations, learning_rate=learning_rate,
                                  proxy_size=proxy, initial_exposure=initial_exposure,
-                                 select=select)
+                                 select=select, min_gain=min_gain)
 
     settings = {"iterations": iterations, "learning_rate": learning_rate,
                 "proxy_size": proxy_size, "optimizer": "plain gradient step",
-                "initial_exposure": enhancer(proxy_size).initial_exposure, "select": select}
+                "initial_exposure": enhancer(proxy_size).initial_exposure, "select": select,
+                "min_gain": min_gain}
 
     def enhance_fn(image, source=None):
         height, width = np.shape(image)[:2]
@@ -635,7 +638,8 @@ def _piea_method(FLAGS):
                  FLAGS.piea_select)
     return piea_enhance_fn(nima_model, description, iterations=FLAGS.iterations,
                            learning_rate=FLAGS.learning_rate, proxy_size=FLAGS.proxy_size,
-                           initial_exposure=FLAGS.initial_exposure, select=FLAGS.piea_select)
+                           initial_exposure=FLAGS.initial_exposure, select=FLAGS.piea_select,
+                           min_gain=FLAGS.piea_min_gain)
 
 
 def _valid_initial_exposure(text):
@@ -663,6 +667,11 @@ def define_piea_choice_flags(flag_values, prefix=""):
         f"{prefix}which candidate PIEA returns: 'best' (ours): the highest-scoring of the input "
         "and the iterates, never a photo the guide scores lower than the input; 'final': the "
         "last iterate (the paper's Algorithm 1).", flag_values=flag_values)
+    flags.DEFINE_float(
+        "piea_min_gain", piea.MIN_SCORE_GAIN,
+        f"{prefix}with --piea_select=best, an iterate is returned instead of the input only if "
+        "its NIMA score is at least this much higher (ours; 0: any gain).", lower_bound=0.0,
+        upper_bound=piea.MAX_SCORE - 1e-6, flag_values=flag_values)
 
 
 # --method name -> function(FLAGS) returning enhance_fn.

@@ -154,7 +154,8 @@ def _nima(nima_model, image8):
 
 def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, output_dir=None,
              reference_label="Reference", nima_description=None, missing=(),
-             initial_exposure=piea.INITIAL_EXPOSURE, select="best"):
+             initial_exposure=piea.INITIAL_EXPOSURE, select="best",
+             min_gain=piea.MIN_SCORE_GAIN):
     """Enhances every input of `pairs` with PIEA and measures Table 1 (module docstring).
 
     Args:
@@ -185,7 +186,7 @@ def evaluate(pairs, nima_model, *, iterations, learning_rate, proxy_size, seed, 
         _check_output_dir(output_dir, pairs)
     enhancer = piea.PieaEnhancer(nima_model, iterations=iterations, learning_rate=learning_rate,
                                  proxy_size=proxy_size, initial_exposure=initial_exposure,
-                                 select=select)
+                                 select=select, min_gain=min_gain)
     rngs = {name: np.random.default_rng(seed) for name in ("input", "piea", "reference")}
     statistics = {name: [] for name in rngs}
     failures, per_photo, outputs = [], [], {}
@@ -303,7 +304,8 @@ def run(FLAGS, args):
             pairs, nima_model, iterations=FLAGS.iterations, learning_rate=FLAGS.learning_rate,
             proxy_size=FLAGS.proxy_size, seed=FLAGS.seed, output_dir=FLAGS.output_dir,
             reference_label=label, nima_description=description, missing=missing,
-            initial_exposure=FLAGS.initial_exposure, select=FLAGS.piea_select)
+            initial_exposure=FLAGS.initial_exposure, select=FLAGS.piea_select,
+            min_gain=FLAGS.piea_min_gain)
     except (FileNotFoundError, ValueError) as error:
         logging.error("%s", error)
         return 1

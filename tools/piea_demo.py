@@ -61,7 +61,8 @@ def run(FLAGS, args):
     enhance_fn = enhance.piea_enhance_fn(nima_model, description, iterations=FLAGS.iterations,
                                          learning_rate=FLAGS.learning_rate,
                                          initial_exposure=FLAGS.initial_exposure,
-                                         select=FLAGS.piea_select)
+                                         select=FLAGS.piea_select,
+                                         min_gain=FLAGS.piea_min_gain)
     output_dir = os.path.join(FLAGS.output_dir, "enhanced")
     report = enhance.enhance_files(enhance_fn, paths, output_dir, overwrite=True)
     print(report.summary())
