@@ -30,7 +30,7 @@ Beyond the paper (ours; the paper's behaviour stays available):
   given: with a +1 EV start a bright photo can be blown out, and a saturated guide then gives
   no gradient to bring it back. Nor an edit for a gain the guide gives a photo that was not
   edited: the demo NIMA's score moves by up to 0.026 when a held-out photo is mirrored or
-  loses a 2-pixel border, and on the held-out flower PIEA's best iterate (+0.016) brightened the
+  loses a 2-pixel border, and on the held-out flower PIEA's best iterate (+0.018) brightened the
   petals to white.
   select="final" returns the last iterate, as Algorithm 1.
 - initial_exposure="auto" starts from an exposure chosen from the photo (`auto_exposure`)
