@@ -80,8 +80,10 @@ def test_enhance_clips_and_takes_one_vector_for_all_images(tiny):
     assert raw.max() > 1
     np.testing.assert_allclose(enhance(tiny, inputs["images"], vector), np.clip(raw, 0, 1),
                                atol=1e-6)
+    # One image alone against the same image in a batch of two: float32 convolutions of
+    # another batch size may take another kernel (1.07e-6 apart seen here), so a few ULPs more.
     np.testing.assert_allclose(enhance(tiny, inputs["images"][1], vector), np.clip(raw[1], 0, 1),
-                               atol=1e-6)
+                               atol=1e-5)
     np.testing.assert_allclose(enhance(tiny, inputs["images"], vector, clip=False), raw, atol=1e-6)
 
 
