@@ -24,6 +24,6 @@ setup(
         "scikit-learn>=1.3",  # ships two held-out photos (datasets.heldout); nothing else used
     ],
     extras_require={
-        "test": ["pytest>=8", "tf-slim==1.1.0"],
+        "test": ["pytest>=8", "pytest-xdist>=3", "tf-slim==1.1.0"],
     },
 )

@@ -4,6 +4,7 @@ Every other test drives the entry points in process through `main(argv)` (tools/
 run the real command line in a separate process, because that process is the point: the
 `__main__` block, absl's app around `run`, and the exit status that a shell sees.
 """
+import concurrent.futures
 import os
 import re
 import signal
@@ -37,13 +38,19 @@ def _run(module, *args):
                           env=ENV, cwd=REPO_ROOT, timeout=300)
 
 
+def _run_together(*commands):
+    """`_run(*command)` for each command, in concurrent processes; their results in order."""
+    with concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda command: _run(*command), commands))
+
+
 @pytest.mark.parametrize("module, flag", CLI_CASES)
 def test_help_lists_the_flags_and_an_unknown_flag_fails(module, flag):
-    shown = _run(module, "--help")
+    # Both processes at once: each spends its seconds importing TensorFlow on one core.
+    shown, failed = _run_together((module, "--help"), (module, "--no_such_flag_anywhere"))
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert f"--{flag}" in shown.stdout
 
-    failed = _run(module, "--no_such_flag_anywhere")
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert "FATAL Flags parsing error" in failed.stderr
 
