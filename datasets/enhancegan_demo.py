@@ -158,6 +158,7 @@ OVER_CLIP = (0.005, 0.04)
 OVER_S_CURVE = (0.0, 0.5)
 OVER_CHROMA = (1.3, 2.0)
 DEFAULT_OVER_ENHANCED = 0.0
+ZOOM_FRACTION = 0.75  # the central crop of `zoom_boxes`, as a fraction of the side
 
 # A mid-range degradation for checks on photos of other sources (`datasets.heldout`): an
 # under-exposed, flat, faded photo.
@@ -424,6 +425,39 @@ def _params(image_size, test_size, num_good, num_bad, num_test, seed, over_enhan
             "test_size": int(test_size), "num_good": int(num_good), "num_bad": int(num_bad),
             "num_test": int(num_test), "seed": int(seed),
             "over_enhanced": float(over_enhanced)}
+
+
+def zoom_boxes(root, paths):
+    """For the critic's zoom check (`train.enhancegan_task`, the critic stage's evaluation):
+    each of `paths` (good or bad photos of the built demo set in `root`) as (group, box), box
+    (y1, y2, x1, x2) in the stored photo's pixels:
+      "margin":    a bad photo with margins; box: its subject (the crop that undoes them);
+      "no_margin": a bad photo without margins; box: the central square of ZOOM_FRACTION of
+                   its side (a zoom that removes nothing but the photo's own edges);
+      "good":      a good photo; box: the same central square.
+    A critic that teaches the crop stage to remove margins prefers the first crops to their
+    photos, and not the other two. KeyError naming a path the manifest does not hold."""
+    root = os.fspath(root)
+    manifest = read_demo_manifest(root)
+    if manifest is None:
+        raise FileNotFoundError(f"no complete EnhanceGAN demo set in {root!r} (no {MANIFEST})")
+    images, size = manifest["images"], manifest["image_size"]
+    side = int(round(ZOOM_FRACTION * size))
+    start = (size - side) // 2
+    central = [start, start + side, start, start + side]
+    found = []
+    for path in paths:
+        key = os.path.relpath(os.fspath(path), root).replace(os.sep, "/")
+        if key not in images:
+            raise KeyError(f"{path}: not a photo of the EnhanceGAN demo set in {root}")
+        record = images[key]
+        if key.startswith("HighQuality/"):
+            found.append(("good", central))
+        elif record.get("margin"):
+            found.append(("margin", list(record["box"])))
+        else:
+            found.append(("no_margin", central))
+    return found
 
 
 def read_demo_manifest(root):

@@ -143,6 +143,29 @@ def test_the_box_is_the_subject_and_the_crop_parameters_give_it_back(built):
             assert abs(t) <= (1 - s) / s + 1e-9
 
 
+def test_zoom_boxes_are_the_subject_or_the_central_three_quarters(built):
+    """The critic's zoom check: a bad photo with margins is cut to its recorded subject; a bad
+    photo without margins and a good photo to the central square of 36 of 48 pixels."""
+    manifest = egd.read_demo_manifest(built.root)
+    keys = [k for k in manifest["images"] if not k.startswith("test/")]
+    paths = [os.path.join(built.root, *k.split("/")) for k in keys]
+    found = egd.zoom_boxes(built.root, paths)
+    central = [6, 42, 6, 42]  # side round(0.75 * 48) = 36, from (48 - 36) // 2 = 6
+    groups = set()
+    for key, (group, box) in zip(keys, found):
+        record = manifest["images"][key]
+        if key.startswith("HighQuality/"):
+            assert (group, box) == ("good", central)
+        elif record["margin"] is not None:
+            assert (group, box) == ("margin", record["box"]) and box != [0, SIZE, 0, SIZE]
+        else:
+            assert (group, box) == ("no_margin", central)
+        groups.add(group)
+    assert groups == {"good", "margin", "no_margin"}
+    with pytest.raises(KeyError, match="not_there.png"):
+        egd.zoom_boxes(built.root, [os.path.join(built.root, "not_there.png")])
+
+
 def test_test_images_are_the_clean_ones_degraded_and_restorable(built):
     for r in egd.demo_test_images(built.root):
         clean = load_rgb8(r["clean"])

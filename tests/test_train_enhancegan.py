@@ -22,7 +22,7 @@ from tests.test_train_wespe import summary_tags
 from train import runner
 from train.enhancegan_task import (CRITIC_WEIGHTS, FILTER_WEIGHTS, GENERATOR_WEIGHTS,
                                    RANDOM_VGG_WARNING, EnhanceganConfig, EnhanceganTask,
-                                   build_generator, stage_configs)
+                                   build_generator, stage_configs, zoom_preference)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--demo_num_good=24", "--demo_num_bad=24", "--demo_num_test=2",
@@ -120,6 +120,8 @@ def test_every_stage_from_one_command_then_the_colour_and_critic_stages_resume(
     assert all(m["psnr"] > 10 and m["mean_abs_error"] >= 0 for m in filter_rows.values())
     critic = stages[1]["eval"]["rows"][0]["metrics"]
     assert 0 <= critic["balanced_accuracy"] <= 1
+    zooms = [critic[f"zoom_preferred_{group}"] for group in ("margin", "no_margin", "good")]
+    assert all(z is None or 0 <= z <= 1 for z in zooms) and zooms[2] is not None, critic
     gan = {row["name"]: row["metrics"] for row in stages[3]["eval"]["rows"]}
     assert {"psnr", "crop_iou", "critic_good"} <= set(gan["output"]), gan
     metadata = json.loads((root / "export" / "1" / "assets.extra" / "metadata.json").read_text())
@@ -294,6 +296,32 @@ def test_a_killed_gan_stage_resumes_where_it_stopped(shared, tmp_path):
 
 
 # ------------------------------------------------------------------------------ presets
+
+
+def test_zoom_preference_counts_the_crops_a_critic_rates_better(tmp_path):
+    """The critic's zoom check against hand-worked values: a stand-in critic whose P(good) is
+    the photo's mean brightness prefers a crop that cuts dark margins off a bright subject,
+    not one that cuts bright margins off (nor, strictly, an even grey)."""
+    def photo(name, inside, outside, columns=(8, 24)):
+        pixels = np.full((32, 32, 3), outside, np.uint8)
+        pixels[8:24, columns[0]:columns[1]] = inside  # box (y1, y2, x1, x2) = (8, 24, *columns)
+        path = tmp_path / f"{name}.png"
+        tf.io.write_file(str(path), tf.io.encode_png(pixels))
+        return str(path)
+
+    paths = [photo("dark_margins", 255, 0, columns=(0, 16)), photo("bright_margins", 0, 255),
+             photo("grey", 128, 128), photo("good_bright_margins", 0, 255)]
+    boxes = [("margin", [8, 24, 0, 16]), ("margin", [8, 24, 8, 24]),
+             ("no_margin", [4, 28, 4, 28]), ("good", [4, 28, 4, 28])]
+
+    def brightness(images):
+        return np.round(np.asarray(images).mean(axis=(1, 2, 3)), 4)
+
+    found = zoom_preference(brightness, paths, boxes, 16)
+    assert found == {"zoom_preferred_margin": 0.5, "zoom_preferred_no_margin": 0.0,
+                     "zoom_preferred_good": 0.0}
+    only_good = zoom_preference(brightness, paths[3:], boxes[3:], 16)
+    assert np.isnan(only_good["zoom_preferred_margin"]) and only_good["zoom_preferred_good"] == 0
 
 
 def test_presets_hold_the_release_and_the_paper():

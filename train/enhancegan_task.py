@@ -14,7 +14,9 @@ weights, eval.json) and finds the stages before it there (or where `--critic_wei
   critic      Sections 3.3 and 4.1: the critic's body (ResNet-101, from --backbone_weights) and
               its 2-way fc learn good/bad with cross-entropy, class-balanced (`--critic_balance`);
               evaluated by the balanced accuracy on the held-out 10% (94.3% on CUHK-PQ in the
-              paper), with each class's recall.
+              paper), with each class's recall; on the demo set also the zoom check
+              (`zoom_preference`: does the critic prefer the crop that removes margins, and
+              only that one?).
   crop        Section 3.2.3: the WGAN with the generator's crop head alone; the colour stays as
               it is and the critic sees the lightness only (the release's `maskColor`:
               `critic(x, luminance_only=True)`).
@@ -113,6 +115,7 @@ import nima
 from datasets import enhancegan as egan_data
 from datasets import enhancegan_demo
 from datasets import unpaired
+from datasets.images import load_rgb8
 from datasets.pipeline import first_element
 from enhancers.enhancegan import PhotoEnhancer, network_view
 from enhancers.enhancegan import filters as filter_ops
@@ -747,6 +750,45 @@ class CriticAtSize:
         return self.critic(images, training=training)
 
 
+ZOOM_GROUPS = ("margin", "no_margin", "good")  # datasets.enhancegan_demo.zoom_boxes
+ZOOM_METRICS = {
+    "zoom_preferred_margin": "fraction of the held-out bad photos with margins whose subject "
+                             "crop the critic rates better (P(good)) than the whole photo; "
+                             "higher is better (what the crop stage should learn)",
+    "zoom_preferred_no_margin": "the same for a central 3/4 crop of the bad photos without "
+                                "margins; lower is better (nothing to crop)",
+    "zoom_preferred_good": "the same for a central 3/4 crop of the good photos; lower is "
+                           "better",
+}
+
+
+def zoom_preference(good_probability, paths, boxes, size):
+    """The critic's zoom check on the demo set: does it reward the crop that removes margins,
+    and only that one? For each group of `datasets.enhancegan_demo.zoom_boxes` ("margin",
+    "no_margin", "good"), the fraction of its photos whose box, resized to size x size, gets
+    a higher `good_probability` (float32 [n, size, size, 3] in [0, 1] -> [n]) than the whole
+    photo resized likewise (as the critic's evaluation stream shows a square photo); NaN for
+    a group without photos. Returns {"zoom_preferred_<group>": fraction}."""
+    def resized(image):
+        return tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+
+    wholes, crops, groups = [], [], []
+    for path, (group, (y1, y2, x1, x2)) in zip(paths, boxes):
+        image = tf.image.convert_image_dtype(load_rgb8(path), tf.float32)
+        wholes.append(resized(image))
+        crops.append(resized(image[y1:y2, x1:x2]))
+        groups.append(group)
+    groups = np.asarray(groups)
+    preferred = np.zeros(len(groups), bool)
+    for start in range(0, len(groups), 64):
+        whole = good_probability(tf.stack(wholes[start:start + 64]))
+        crop = good_probability(tf.stack(crops[start:start + 64]))
+        preferred[start:start + 64] = np.asarray(crop) > np.asarray(whole)
+    return {f"zoom_preferred_{group}": (float(np.mean(preferred[groups == group]))
+                                        if np.any(groups == group) else math.nan)
+            for group in ZOOM_GROUPS}
+
+
 class EnhanceganTask(Task):
     name = "enhancegan"
     config_class = EnhanceganConfig
@@ -1227,7 +1269,8 @@ class EnhanceganTask(Task):
                    "defines it."])
 
     def _evaluate_critic(self, critic):
-        """Balanced accuracy of the 2-way fc on the held-out photos (section 4.1)."""
+        """Balanced accuracy of the 2-way fc on the held-out photos (section 4.1); on the demo
+        set also the zoom check (`zoom_preference`)."""
         held_out = self._held_out()
         if held_out is None:
             logging.warning("No held-out photos: nothing to evaluate.")
@@ -1245,6 +1288,15 @@ class EnhanceganTask(Task):
             "recall_bad": float(np.mean(probabilities[~good] <= 0.5)),
             "p_good_of_good": float(np.mean(probabilities[good])),
             "p_good_of_bad": float(np.mean(probabilities[~good]))}}
+        descriptions = {}
+        if self.data.demo_root is not None:
+            paths = list(self.data.val.good.paths) + list(self.data.val.bad.paths)
+            boxes = enhancegan_demo.zoom_boxes(self.data.demo_root, paths)
+            row["metrics"].update(zoom_preference(
+                lambda images: egan_models.good_probability(
+                    critic(images, training=False)["logits"]).numpy(),
+                paths, boxes, self.config.image_size))
+            descriptions = ZOOM_METRICS
         return reports.make_report(
             "enhancegan", [row], {
                 "balanced_accuracy": "mean of the two classes' recalls at P(good) 0.5, 0..1; "
@@ -1254,7 +1306,8 @@ class EnhanceganTask(Task):
                 "recall_bad": "fraction of the held-out bad photos rated bad; higher is "
                               "better",
                 "p_good_of_good": "mean P(good) of the good photos; higher is better",
-                "p_good_of_bad": "mean P(good) of the bad photos; lower is better"},
+                "p_good_of_bad": "mean P(good) of the bad photos; lower is better",
+                **descriptions},
             num_images=len(labels), stage="critic",
             num_good=int(good.sum()), num_bad=int((~good).sum()))
 
@@ -1293,9 +1346,16 @@ class EnhanceganTask(Task):
         stage = report.get("stage")
         if stage == "critic":
             metrics = report["rows"][0]["metrics"]
-            return (f"Critic: balanced accuracy {metrics['balanced_accuracy']:.3f} on "
+            line = (f"Critic: balanced accuracy {metrics['balanced_accuracy']:.3f} on "
                     f"{report['num_images']} held-out photos (good recall "
                     f"{metrics['recall_good']:.3f}, bad recall {metrics['recall_bad']:.3f})")
+            if metrics.get("zoom_preferred_margin") is not None:
+                zooms = [metrics.get(f"zoom_preferred_{g}") for g in ZOOM_GROUPS]
+                line += ("; it prefers the subject crop of {} of the photos with margins, a "
+                         "central crop of {} of the other bad photos and {} of the good ones "
+                         "(the crop stage needs the first high, the others low)").format(
+                             *("n/a" if z is None else f"{z:.2f}" for z in zooms))
+            return line
         if stage == "filter_fit":
             parts = [f"{row['name']} {row['metrics']['psnr']:.1f} dB "
                      f"(unfiltered {row['metrics']['psnr_unfiltered']:.1f})"
