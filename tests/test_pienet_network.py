@@ -46,6 +46,26 @@ def test_zero_initialised_output_starts_as_the_identity():
     np.testing.assert_array_equal(np.asarray(model(inputs)["enhanced"]), inputs["images"])
 
 
+def test_pixel_head_sees_each_pixel_and_starts_as_the_identity():
+    keras.utils.set_random_seed(4)
+    model = build_pienet(widths=(4, 4, 4), preference_channels=2, pixel_head=5, output_kernel=1)
+    inputs = _inputs(5, 1, 33, 35)
+    np.testing.assert_array_equal(np.asarray(model(inputs)["enhanced"]), inputs["images"])
+    head_widths = [layer.filters for layer in model.layers if layer.name.startswith("pixel_head")]
+    assert head_widths == [5, 5]
+    # The head's first convolution reads [last PUB (4), conv1 (64), the image (3)]: with the
+    # last convolution set, the image's own rows of its kernel move the delta.
+    head = model.get_layer("pixel_head1")
+    assert tuple(head.kernel.shape) == (1, 1, 4 + 64 + 3, 5)
+    delta = model.get_layer("delta")
+    delta.kernel.assign(np.random.default_rng(6).standard_normal(delta.kernel.shape))
+    before = np.asarray(model(inputs)["delta"])
+    head.kernel.assign(np.asarray(head.kernel) * (np.arange(71) < 68)[None, None, :, None])
+    assert np.abs(np.asarray(model(inputs)["delta"]) - before).max() > 1e-3
+    with pytest.raises(ValueError, match="pixel_head"):
+        build_pienet(pixel_head=-1)
+
+
 def _numpy_bilinear(x, height, width):
     """Bilinear resize with half-pixel centres and clamped edges (torch align_corners=False)."""
     def axis(out_size, in_size):

@@ -27,6 +27,11 @@ What the paper leaves open, and our choices (all arguments of `build_pienet`):
   map has `preference_channels` (64) in every PUB; the last convolution is 3x3.
 - The last convolution starts at zero (`zero_init_output=True`): PieNet starts as the identity,
   enhanced = input, and learns the delta.
+- `pixel_head` (ours, 0 = off, the paper's): the up-sampled features are concatenated with
+  the input image and passed through two 1 x 1 convolutions (ReLU) of that width before the
+  last convolution, so that the delta can be a function of each pixel's own colour (a
+  retouching style is mostly a per-pixel colour mapping). Without it the last convolution sees
+  the photo only through conv1's stride-2 features, up-sampled.
 - No clipping inside the model, so that the loss sees I + dI exactly (equation 6); `enhance`
   clips to [0, 1] for display and export.
 
@@ -132,7 +137,7 @@ def _pub(preference, previous, feature, width, preference_channels, normalizatio
 def build_pienet(widths=WIDTHS, preference_channels=PREFERENCE_CHANNELS,
                  preference_dim=EMBEDDING_DIM, normalization="batch", upsampling="bilinear",
                  output_kernel=OUTPUT_KERNEL, zero_init_output=True, encoder_weights=None,
-                 input_shape=(None, None, 3), name="pienet"):
+                 pixel_head=0, input_shape=(None, None, 3), name="pienet"):
     """PieNet (section 3.2; module docstring for our choices where the paper leaves them open).
 
     Args:
@@ -145,6 +150,7 @@ def build_pienet(widths=WIDTHS, preference_channels=PREFERENCE_CHANNELS,
       zero_init_output: start the last convolution at zero, so that PieNet starts as identity.
       encoder_weights: None (random ResNet-18, logged loudly) or a local .npz of torchvision's
         resnet18 state dict (the encoder is the nested model "resnet18").
+      pixel_head: width of the per-pixel head on [features, image] (ours; 0 = off, the paper).
       input_shape: (h, w, 3); any size by default (the paper trains on 512 x 512).
     """
     widths = tuple(int(w) for w in widths)
@@ -158,6 +164,8 @@ def build_pienet(widths=WIDTHS, preference_channels=PREFERENCE_CHANNELS,
     if int(preference_channels) < 1 or int(output_kernel) < 1:
         raise ValueError(f"preference_channels and output_kernel must be positive, got "
                          f"{preference_channels}, {output_kernel}")
+    if int(pixel_head) < 0:
+        raise ValueError(f"pixel_head must be 0 (off) or a positive width, got {pixel_head}")
     images = keras.Input(input_shape, name="images")
     preference = keras.Input((int(preference_dim),), name="preference")
     taps = build_resnet18(input_shape=input_shape, weights=encoder_weights)(images)
@@ -168,6 +176,11 @@ def build_pienet(widths=WIDTHS, preference_channels=PREFERENCE_CHANNELS,
     x = ResizeLike(upsampling, name="last_pub_up")([x, taps["conv1"]])
     x = keras.layers.Concatenate(name="conv1_concat")([x, taps["conv1"]])
     x = ResizeLike(upsampling, name="output_up")([x, images])
+    if int(pixel_head) > 0:
+        x = keras.layers.Concatenate(name="pixel_concat")([x, images])
+        for index in (1, 2):
+            x = keras.layers.Conv2D(int(pixel_head), 1, activation="relu",
+                                    kernel_initializer="he_normal", name=f"pixel_head{index}")(x)
     initializers = ({"kernel_initializer": "zeros", "bias_initializer": "zeros"}
                     if zero_init_output else {})
     delta = keras.layers.Conv2D(3, int(output_kernel), padding="same", dtype="float32",
