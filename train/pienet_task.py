@@ -25,6 +25,14 @@ Ours, where the paper is silent:
   together, so that batch normalisation sees one batch.
 - The preference noise is drawn in the input pipeline (stateless, from the seed, the shard and the
   batch's position), so that a resumed run draws what an uninterrupted one would have.
+- `--preference_input=photos` (off in the presets, which keep the paper's f_k + n): the decoder
+  trains on what a new user gives it (section 3.4), the mean embedding of --new_user_photos of
+  user k's training retouches drawn at random (with replacement, stateless from the seed and
+  the step), plus the noise. The triplet loss leaves a user's photos' mean embedding about as
+  far from the user's trained vector as from the others' (distance 1.0-1.15 against 1.2-1.5
+  in the demo), far outside the 0.1 of noise the decoder is trained within, so a new user's
+  mean embedding lands where the paper's decoder never learnt anything. With it, the training
+  users' vectors in the evaluation and the export's metadata are their own mean embeddings.
 - The perceptual loss shows the embedding network I + dI and I* resized to --embedding_size (the
   size it was trained at) when the enhancer trains at another size; at evaluation, photos whose
   longer side exceeds --eval_max_side are downscaled (input and retouch alike), and the embedding
@@ -59,6 +67,8 @@ EMBEDDING_WEIGHTS = "embedding.weights.h5"
 PREFERENCE_WEIGHTS = "preferences.weights.h5"
 PIENET_WEIGHTS = "pienet.weights.h5"
 NOISE_SEED_OFFSET = 17_000  # the noise stream apart from the other seeded streams
+PICK_SEED_OFFSET = 19_000  # --preference_input=photos: which photos, apart from the noise
+PREFERENCE_INPUTS = ("vector", "photos")
 RANDOM_BACKBONE_WARNING = (
     "RANDOM RESNET-18: no --resnet18_weights, so PieNet's embedding network and encoder start "
     "from random weights, not ImageNet's (section 3.1). Give a local .npz of torchvision's "
@@ -109,6 +119,11 @@ class PienetConfig(RunConfig):
     preference_noise: float = setting(PREFERENCE_NOISE_NORM, "Norm of the noise on the "
                                       "preference vector while PieNet trains (paper: 0.1).",
                                       minimum=0.0)
+    preference_input: str = setting("vector", "What the decoder is given for training user k: "
+                                    "'vector', f_k + noise (section 4.1); 'photos' (ours), the "
+                                    "mean embedding of --new_user_photos of k's retouches + "
+                                    "noise, as a new user's vector is made (section 3.4).",
+                                    choices=PREFERENCE_INPUTS)
     # The decoder (ours: the paper gives no widths).
     decoder_widths: tuple[int, ...] = setting((256, 128, 64), "The three PUBs' widths, deepest "
                                               "first (ours: those of block6, block4, block2).")
@@ -119,6 +134,10 @@ class PienetConfig(RunConfig):
     upsampling: str = setting("bilinear", "Interpolation of the decoder's up-sampling.",
                               choices=UPSAMPLINGS)
     output_kernel: int = setting(3, "Kernel of the last convolution (ours: 3).", minimum=1)
+    pixel_head: int = setting(0, "Ours, not the paper's (0 = off): width of two 1x1 "
+                              "convolutions on [up-sampled features, input image] before the "
+                              "last one, so that the delta can follow each pixel's colour.",
+                              minimum=0)
     resnet18_weights: str | None = setting(None, "Local .npz of torchvision's resnet18 state "
                                            "dict: the embedding's and the encoder's start "
                                            "(paper: ImageNet); unset: random, said loudly.")
@@ -160,7 +179,8 @@ class PienetConfig(RunConfig):
                                       "a user, else the first).")
     new_user_photos: int = setting(20, "--dataset=demo: a held-out user's preference is the "
                                    "mean embedding of this many of their training retouches "
-                                   "(section 3.4).", minimum=1)
+                                   "(section 3.4); also --preference_input=photos's count.",
+                                   minimum=1)
 
     def __post_init__(self):
         super().__post_init__()
@@ -280,7 +300,8 @@ def build_enhancer(config, encoder_weights=None):
     return build_pienet(widths=config.decoder_widths,
                         preference_channels=config.preference_channels,
                         normalization=config.decoder_normalization, upsampling=config.upsampling,
-                        output_kernel=config.output_kernel, encoder_weights=encoder_weights)
+                        output_kernel=config.output_kernel, pixel_head=config.pixel_head,
+                        encoder_weights=encoder_weights)
 
 
 def load_embedding_stage(config, num_users):
@@ -330,6 +351,33 @@ def add_preference_noise(dataset, seed, norm, start_batch, num_shards, shard_ind
     return dataset.enumerate().map(add)
 
 
+def photo_embeddings(embedding, users, size, batch_size=64):
+    """((users, P, 512) float32 embeddings of each user's training retouches, zero-padded to
+    the most any user has; (users,) int32 counts): the central view of each at `size`, as a new
+    user's photos are embedded (`tools.personalize`)."""
+    counts = [len(users.photos(k, "train")) for k in range(len(users.names))]
+    if min(counts) < 1:
+        raise ConfigError("--preference_input=photos: users without training photos: "
+                          + ", ".join(n for n, c in zip(users.names, counts) if c < 1))
+    table = np.zeros((len(counts), max(counts), EMBEDDING_DIM), np.float32)
+    for k in range(len(counts)):
+        paths = [users.retouches[k][j] for j in users.photos(k, "train")]
+        for start in range(0, len(paths), batch_size):
+            views = np.stack([central_view(path, size) for path in paths[start:start + batch_size]])
+            table[k, start:start + len(views)] = np.asarray(embedding(views, training=False))
+    return table, np.asarray(counts, np.int32)
+
+
+def mean_of_random_photos(table, counts, users, num_photos, seed):
+    """(b, 512): for each user index in `users` (b,), the mean of `num_photos` rows of its
+    `table` entry drawn uniformly with replacement among its `counts`, stateless from `seed`."""
+    uniform = tf.random.stateless_uniform(tf.stack([tf.shape(users)[0], num_photos]), seed=seed)
+    available = tf.gather(counts, users)[:, None]
+    picks = tf.minimum(tf.cast(uniform * tf.cast(available, tf.float32), tf.int32),
+                       available - 1)
+    return tf.reduce_mean(tf.gather(tf.gather(table, users), picks, batch_dims=1), axis=1)
+
+
 # ------------------------------------------------------------------------------------ task
 
 
@@ -347,7 +395,7 @@ class PienetTask(Task):
         if self.config.stage == "embedding":
             return ("stage",)
         return ("stage", "decoder_widths", "preference_channels", "decoder_normalization",
-                "upsampling", "output_kernel")
+                "upsampling", "output_kernel", "pixel_head")
 
     @property
     def final_weights(self):
@@ -379,6 +427,11 @@ class PienetTask(Task):
                     "preferences": build_preferences(len(self.data.users.names))}
         if training:
             self.frozen = load_embedding_stage(config, len(self.data.users.names))
+            if config.preference_input == "photos":
+                logging.info("Embedding the training users' retouches "
+                             "(--preference_input=photos)")
+                self.photo_table = photo_embeddings(self.frozen[0], self.data.users,
+                                                    config.embedding_size)
             return {"pienet": build_enhancer(config, weights)}
         previous = logging.get_verbosity()
         logging.set_verbosity(logging.ERROR)  # weights restored next
@@ -444,9 +497,21 @@ class PienetTask(Task):
 
         variables = pienet.trainable_weights
 
+        if config.preference_input == "photos":
+            table, counts = (tf.constant(array) for array in self.photo_table)
+
+        def preference_of(users, noise):
+            """f_k + n, or the mean embedding of random photos of k + n (module docstring)."""
+            if config.preference_input == "vector":
+                return tf.gather(vectors, users) + noise
+            seed = tf.stack([tf.constant(PICK_SEED_OFFSET + config.seed, tf.int64),
+                             tf.cast(optimizer.iterations, tf.int64)])
+            return mean_of_random_photos(table, counts, users, config.new_user_photos,
+                                         seed) + noise
+
         def train_step(batch):
             inputs, retouches, users, noise = batch
-            preference = tf.gather(vectors, users) + noise
+            preference = preference_of(users, noise)
             with tf.GradientTape() as tape:
                 outputs = pienet({"images": inputs, "preference": preference}, training=True)
                 terms = pienet_loss_terms(inputs, outputs["delta"], retouches, embed,
@@ -561,10 +626,28 @@ class PienetTask(Task):
                     scores[name][user] = (float(psnr), float(ssim), len(values[name]))
         return scores
 
+    def _user_vectors(self):
+        """(embedding network, (users, 512) the training users' vectors as the decoder knows
+        them): the trained f_k, or with --preference_input=photos the mean embedding of each
+        user's first --new_user_photos training retouches (as a new user's)."""
+        config, users = self.config, self.data.users
+        embedding, vectors = load_embedding_stage(config, len(users.names))
+        if config.preference_input == "photos":
+            vectors = np.stack([self._mean_embedding(embedding, users, k)
+                                for k in range(len(users.names))])
+        return embedding, vectors
+
+    def _mean_embedding(self, embedding, users, k):
+        """Section 3.4's averaging over user k's first --new_user_photos training retouches."""
+        config = self.config
+        chosen = users.photos(k, "train")[:config.new_user_photos]
+        photos = [central_view(users.retouches[k][j], config.embedding_size) for j in chosen]
+        return preference_from_photos(embedding, np.stack(photos))
+
     def _evaluate_enhancer(self, pienet):
         """Table 1 on the test photos (module docstring), and the demo's held-out users."""
         config, data = self.config, self.data
-        embedding, vectors = load_embedding_stage(config, len(data.users.names))
+        embedding, vectors = self._user_vectors()
         scores = self._scores(data.users, self._methods(pienet, vectors))
         names = data.users.names
         report_user = config.report_user or ("C" if "C" in names else names[0])
@@ -608,11 +691,7 @@ class PienetTask(Task):
         """Section 3.4 on the demo's held-out users: the mean embedding of --new_user_photos of
         their training retouches, beside the mean training vector and the input."""
         config, users = self.config, self.data.new_users
-        personal = []
-        for k in range(len(users.names)):
-            chosen = users.photos(k, "train")[:config.new_user_photos]
-            photos = [central_view(users.retouches[k][j], config.embedding_size) for j in chosen]
-            personal.append(preference_from_photos(embedding, np.stack(photos)))
+        personal = [self._mean_embedding(embedding, users, k) for k in range(len(users.names))]
         mean = vectors.mean(axis=0)
         methods = {
             f"new users: PieNet, mean embedding of {config.new_user_photos} photos": (
@@ -647,7 +726,7 @@ class PienetTask(Task):
         config = self.config
         if config.stage != "enhancer":
             return None
-        _, vectors = load_embedding_stage(config, len(self.data.users.names))
+        _, vectors = self._user_vectors()
         return Export("pienet", models["pienet"], metadata={
             "system": "pienet",
             "paper": "Kim et al., PieNet: Personalized Image Enhancement Network (ECCV 2020)",
