@@ -128,9 +128,18 @@ def test_fresh_process_bytes_signature_photos_of_any_size(case, reloaded):
             to_uint8(expected["image"].numpy()), quality=95)).numpy()
         assert decoded.shape == reference.shape == tuple(expected["box"].numpy()[2:]) + (3,)
         assert np.abs(decoded.astype(int) - reference).max() <= 2
-        for name in PARAMETERS + ATTENTION:
+        for name in PARAMETERS:
             np.testing.assert_allclose(reloaded["b_" + name][k], expected[name].numpy(),
                                        atol=1e-5, err_msg=name)
+        for name in ATTENTION:
+            served, wanted = reloaded["b_" + name][k], expected[name].numpy()
+            if k == 0:
+                # The 1x1 photo is uniform at 224: the score map ties at the inner positions,
+                # and which tied positions top-K takes follows float noise of another process
+                # (the parameters there are equal, so the pooled ones above match): the same
+                # weights, placed anywhere among the ties.
+                served, wanted = np.sort(served, axis=None), np.sort(wanted, axis=None)
+            np.testing.assert_allclose(served, wanted, atol=1e-5, err_msg=name)
     np.testing.assert_array_equal(reloaded["b_boxes"][0], [0, 0, 1, 1])  # a 1x1 photo
 
 
