@@ -369,3 +369,78 @@ def test_cli_max_pixels_flag(cli_case, capsys, caplog):
     assert "Enhanced 1 of 2 photos." in stdout
     assert re.search(re.escape(inputs["photo"]) + r".*40x30 pixels.*--max_pixels=1000", stdout)
     assert sorted(os.listdir(out)) == ["gray.png"]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _smooth_photo(path, height=48, width=64):
+    """A smooth photo in mid-tones: nothing clipped, little fine detail."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    pixels = np.stack([60 + rows, 90 + cols, 150 - rows], axis=-1).astype(np.uint8)
+    return _save(pixels, path)
+
+
+def _dark_frame(image):
+    framed = image.copy()
+    framed[:4], framed[-4:], framed[:, :4], framed[:, -4:] = 0.5 * framed[:4], \
+        0.5 * framed[-4:], 0.5 * framed[:, :4], 0.5 * framed[:, -4:]
+    return framed
+
+
+def test_an_output_that_may_be_worse_is_written_and_named_in_the_log_and_summary(tmp_path,
+                                                                                 caplog):
+    good = _smooth_photo(tmp_path / "good.png")
+    framed = _smooth_photo(tmp_path / "framed.png")
+    report = enhance.enhance_files(lambda image: image, [good], str(tmp_path / "out"))
+    assert report.ok and report.damaged == [] and "Look at these" not in report.summary()
+
+    report = enhance.enhance_files(_dark_frame, [framed], str(tmp_path / "out"))
+    assert report.ok and [path for path, _ in report.written] == [framed]
+    (path, found), = report.damaged
+    assert path == framed and "dark frame" in found[0]
+    output = str(tmp_path / "out" / "framed.png")
+    assert os.path.isfile(output)
+    assert f"{framed}: look at {output} before using it" in caplog.text
+    assert re.search(r"Look at these.*\(1\):\n  " + re.escape(framed) + ": a dark frame",
+                     report.summary())
+
+
+def test_a_crop_is_checked_against_the_photo_cut_to_its_box(tmp_path):
+    photo = _smooth_photo(tmp_path / "photo.png")
+    box = (8, 10, 30, 40)
+
+    def crop(image, source=None):
+        top, left, height, width = box
+        return enhance.Enhanced(image[top:top + height, left:left + width], {}, box=box)
+
+    def crop_and_frame(image, source=None):
+        result = crop(image)
+        return enhance.Enhanced(_dark_frame(result.image), {}, box=box)
+
+    crop.side_suffixes = crop_and_frame.side_suffixes = ()
+    report = enhance.enhance_files(crop, [photo], str(tmp_path / "crop"))
+    assert report.ok and report.damaged == []  # a crop alone changes nothing
+    report = enhance.enhance_files(crop_and_frame, [photo], str(tmp_path / "framed"))
+    assert "dark frame" in report.damaged[0][1][0]
+
+
+def test_an_exports_warning_and_a_demo_model_are_logged_when_it_is_loaded(tmp_path, caplog):
+    export_dir = str(tmp_path / "export")
+    export.export_enhancer(tiny_enhancer(), export_dir, version=1, metadata={
+        "system": "wespe", "warning": "VGG-19 had RANDOM weights: not a WESPE model.",
+        "config": {"dataset": "demo"}})
+    export.export_enhancer(tiny_enhancer(), export_dir, version=2, metadata={
+        "system": "can", "warning": None, "config": {"dataset": "fivek"}})
+    version = os.path.join(export_dir, "1")
+    assert enhance.export_warnings(version) == [
+        "VGG-19 had RANDOM weights: not a WESPE model.",
+        f"{version} is the WESPE demo, trained for minutes on the embedded demo set: a "
+        "demonstration of the pipeline, not a model for your photos; the README's held-out "
+        "check says what it does to real photos."]
+    enhance.load_saved_model_enhancer(version)
+    assert "RANDOM weights" in caplog.text and "is the WESPE demo" in caplog.text
+    caplog.clear()
+    assert enhance.export_warnings(os.path.join(export_dir, "2")) == []
+    enhance.load_saved_model_enhancer(export_dir)
+    assert "RANDOM" not in caplog.text and "demo" not in caplog.text

@@ -7,7 +7,7 @@ import pytest
 from datasets import enhancegan_demo, wespe_demo
 from datasets import heldout as heldout_photos
 from datasets.images import load_rgb8
-from tools import heldout
+from tools import heldout, photo_checks
 
 
 def srgb_to_lab(rgb):
@@ -76,56 +76,56 @@ def test_colour_figures_match_a_textbook_lab_conversion():
     design[:, 0] = ab_a.reshape(-1)
     design[0::2, 1], design[1::2, 2] = 1, 1
     (gain, *shift), *_ = np.linalg.lstsq(design, ab_b.reshape(-1), rcond=None)
-    cast, fitted_gain = heldout.colour_cast(a, b)
+    cast, fitted_gain = photo_checks.colour_cast(a, b)
     assert cast == pytest.approx(np.linalg.norm(shift) * (lab_a[..., 0] + 16).mean(), rel=1e-3)
     assert fitted_gain == pytest.approx(gain, rel=1e-3)
     delta = np.sqrt(((lab_a - lab_b) ** 2).sum(-1)).mean()
-    assert heldout.mean_delta_e(a, b) == pytest.approx(delta, rel=1e-3)
+    assert photo_checks.mean_delta_e(a, b) == pytest.approx(delta, rel=1e-3)
     # A pure brightness change has no cast (grey stays grey); a saturation change is a gain,
     # not a cast; a warm tint is a cast. On whole photos: within one hue (a crop of the flower
     # alone) more saturation and a cast towards that hue are the same change.
     grey = np.full((4, 4, 3), 0.5)
-    assert heldout.colour_cast(grey, grey * 0.5)[0] < 0.01 < heldout.mean_delta_e(grey, grey * 0.5)
+    assert photo_checks.colour_cast(grey, grey * 0.5)[0] < 0.01 < photo_checks.mean_delta_e(grey, grey * 0.5)
     for photo in heldout_photos.load_photos().values():
         photo = photo / 255.0
         luma = photo.mean(axis=-1, keepdims=True)
-        cast, gain = heldout.colour_cast(photo, np.clip(luma + 1.2 * (photo - luma), 0, 1))
+        cast, gain = photo_checks.colour_cast(photo, np.clip(luma + 1.2 * (photo - luma), 0, 1))
         assert cast < 2.0 and gain > 1.05
-        cast, gain = heldout.colour_cast(photo, np.clip(photo * [1.0, 0.95, 0.8], 0, 1))
-        assert cast > heldout.CLEAN_LIMITS["colour_cast"]
+        cast, gain = photo_checks.colour_cast(photo, np.clip(photo * [1.0, 0.95, 0.8], 0, 1))
+        assert cast > photo_checks.LIMITS["colour_cast"]
         # A local tone curve in linear light (shadows lifted, each pixel its own factor).
         linear = photo ** 2.2
         lifted = (linear * (0.25 + linear.mean(axis=-1, keepdims=True)) ** -0.5) ** (1 / 2.2)
-        assert heldout.colour_cast(photo, np.clip(lifted, 0, 1))[0] < 1.5
+        assert photo_checks.colour_cast(photo, np.clip(lifted, 0, 1))[0] < 1.5
 
 
 def test_clipping_border_and_detail_figures_by_hand():
     image = np.full((50, 50, 3), 128, np.uint8)
     image[0, :3, 0] = 255
     image[1, :2, 2] = 0
-    assert heldout.clipped_fraction(image) == pytest.approx(5 / (50 * 50 * 3))
+    assert photo_checks.clipped_fraction(image) == pytest.approx(5 / (50 * 50 * 3))
     # newly_clipped: only values driven onto 0 or 255 from more than 2 levels inside count.
     before = np.array([[[0, 1, 2], [3, 40, 128], [252, 253, 255], [200, 2, 3]]], np.uint8)
     after = np.array([[[0, 0, 0], [0, 0, 255], [255, 255, 255], [255, 255, 0]]], np.uint8)
     # counted: 3 -> 0, 40 -> 0, 128 -> 255, 252 -> 255, 200 -> 255, 2 -> 255, 3 -> 0
-    assert heldout.CLIP_MARGIN == 2
-    assert heldout.newly_clipped(before, after) == pytest.approx(7 / 12)
-    assert heldout.newly_clipped(before, before) == 0.0
-    assert heldout.newly_clipped(before / 255.0, after / 255.0) == pytest.approx(7 / 12)
+    assert photo_checks.CLIP_MARGIN == 2
+    assert photo_checks.newly_clipped(before, after) == pytest.approx(7 / 12)
+    assert photo_checks.newly_clipped(before, before) == 0.0
+    assert photo_checks.newly_clipped(before / 255.0, after / 255.0) == pytest.approx(7 / 12)
     before = np.full((50, 50, 3), 0.5)
     after = before.copy()
-    width = heldout.border_width(before.shape)
+    width = photo_checks.border_width(before.shape)
     assert width == 2
     after[:width], after[-width:], after[:, :width], after[:, -width:] = 0.25, 0.25, 0.25, 0.25
-    assert heldout.border_ratio(before, after) == pytest.approx(0.5, abs=1e-4)
-    assert heldout.border_ratio(before, before * 0.8) == pytest.approx(1.0, abs=1e-4)
+    assert photo_checks.border_ratio(before, after) == pytest.approx(0.5, abs=1e-4)
+    assert photo_checks.border_ratio(before, before * 0.8) == pytest.approx(1.0, abs=1e-4)
     y, x = np.mgrid[0:50, 0:50] / 50.0
     smooth = np.repeat((0.3 + 0.2 * np.sin(6 * x) * np.cos(4 * y))[..., None], 3, axis=2)
-    assert heldout.detail_ratio(smooth, smooth) == pytest.approx(1.0)
+    assert photo_checks.detail_ratio(smooth, smooth) == pytest.approx(1.0)
     grid = smooth.copy()
     grid[::4, ::4] += 0.05  # a faint dot grid, the texture of the bug report
-    assert heldout.detail_ratio(smooth, grid) > 2 * heldout.CLEAN_LIMITS["detail_ratio"]
-    assert heldout.detail_ratio(smooth, 0.5 * smooth) == pytest.approx(0.5)
+    assert photo_checks.detail_ratio(smooth, grid) > 2 * photo_checks.LIMITS["detail_ratio"]
+    assert photo_checks.detail_ratio(smooth, 0.5 * smooth) == pytest.approx(0.5)
 
 
 def test_detail_kept_follows_the_originals_detail_and_ignores_noise():
@@ -211,7 +211,7 @@ def test_an_enhancer_that_crops_is_judged_within_its_box():
     for photo_name, figures in results["photos"].items():
         assert figures["clean"]["box"] == figures["degraded"]["box"] == list(box)
         assert figures["clean"]["psnr_vs_input"] is None  # unchanged within the box
-        assert figures["clean"]["clipped_input"] == heldout.clipped_fraction(
+        assert figures["clean"]["clipped_input"] == photo_checks.clipped_fraction(
             cut(photos[photo_name]))
         original, bad = photos[photo_name], heldout_photos.degrade(photos[photo_name], "wespe")
         mse = np.mean((cut(bad) / 255.0 - cut(original) / 255.0) ** 2)
@@ -286,7 +286,7 @@ def test_a_personalised_enhancer_is_judged_against_its_users_retouch():
     assert results["target"] and heldout.failures(results) == []
     for name, figures in results["photos"].items():
         assert figures["clean"]["psnr_vs_input"] is None  # it gave exactly the retouch
-        assert figures["clean"]["clipped_input"] == heldout.clipped_fraction(warm(photos[name]))
+        assert figures["clean"]["clipped_input"] == photo_checks.clipped_fraction(warm(photos[name]))
         mse = np.mean((photos[name] / 255.0 - warm(photos[name]) / 255.0) ** 2)
         assert figures["degraded"]["psnr_input"] == pytest.approx(10 * np.log10(1 / mse))
     found = heldout.failures(heldout.check_enhancer("identity", lambda x: x, photos,

@@ -20,6 +20,16 @@ Inputs:
 - A file that cannot be read or enhanced is reported by name and skipped; the others are still
   processed. A summary is printed at the end, and the exit status is 1 if any photo failed.
 
+Checks (ours, DESIGN.md section 6): an enhancer must not make a photo worse and call it done.
+- Every output written is compared with its photo (cut to the box when the enhancer crops) by
+  `tools.photo_checks.damage`: values newly clipped to black or white (blown highlights,
+  crushed shadows), a dark frame, added texture or noise, at the limits of the held-out check.
+  What it finds is logged as a warning naming the photo and the output, and listed again in
+  the summary under "Look at these before using them"; the output is still written (a user may
+  want it) and the exit status is unchanged.
+- Loading an export logs, as warnings, the warning in its metadata.json (random backbone or VGG
+  weights) and, for a model trained on an embedded demo set, that it is a demonstration.
+
 Outputs:
 - `--output_dir` is created if needed; a file there (or above it) is refused in one line before
   anything is read. An existing output file is never replaced unless `--overwrite` is given,
@@ -104,7 +114,7 @@ import nima
 from datasets.images import IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_rgb8, to_uint8
 from enhancers import piea, piea_report
 from enhancers.enhancegan import parameter_record
-from tools import cli, figures
+from tools import cli, figures, photo_checks
 from tools import report as reports
 
 __all__ = [
@@ -230,6 +240,7 @@ def load_saved_model_enhancer(path, signature="serving_default"):
         enhance_fn.predict = predict
     logging.info("Loaded enhancer %s (signature %s: %s -> %s%s)", version_dir, signature,
                  input_name, output_name, ", boxes and parameters" if crops else "")
+    _log_export_warnings(version_dir)
     return enhance_fn
 
 
@@ -244,7 +255,8 @@ def enhancegan_enhance_fn(loaded):
                   "photo": {"height": int(np.shape(image)[0]), "width": int(np.shape(image)[1])},
                   **parameter_record(outputs)}
         text = reports.strict_dumps(record, f"EnhanceGAN parameters of {source}", indent=2) + "\n"
-        return Enhanced(outputs["image"], {".json": text.encode("utf-8")})
+        return Enhanced(outputs["image"], {".json": text.encode("utf-8")},
+                        box=tuple(int(v) for v in outputs["box"]))
 
     enhance_fn.side_suffixes = (".json",)
     enhance_fn.path = loaded.path
@@ -254,14 +266,43 @@ def enhancegan_enhance_fn(loaded):
 # --------------------------------------------------------------------------- PieNet method
 
 
-def pienet_users(version_dir):
-    """{name: vector} of a PieNet export's training users, "mean" their mean (metadata.json)."""
+def read_metadata(version_dir):
+    """An export's metadata.json (`tools.export.METADATA_FILE`) as a dict; None without one."""
     path = os.path.join(version_dir, _METADATA_FILE)
     if not os.path.isfile(path):
+        return None
+    with open(path) as stream:
+        return json.load(stream)
+
+
+def export_warnings(version_dir):
+    """What a user of the export in `version_dir` must be told before its photos: the warning
+    its metadata carries (random backbone or VGG weights: the run was a pipeline test, not a
+    model), and that a model trained on an embedded demo set is a demonstration (README, "The
+    held-out check", says what each demo does to real photos). [] when there is neither."""
+    metadata = read_metadata(version_dir) or {}
+    found = [metadata["warning"]] if metadata.get("warning") else []
+    config = metadata.get("config") or {}
+    if config.get("dataset") == "demo":
+        system = str(metadata.get("system") or "this").upper()
+        found.append(f"{version_dir} is the {system} demo, trained for minutes on the embedded "
+                     "demo set: a demonstration of the pipeline, not a model for your photos; "
+                     "the README's held-out check says what it does to real photos.")
+    return found
+
+
+def _log_export_warnings(version_dir):
+    for warning in export_warnings(version_dir):
+        logging.warning("%s", warning)
+
+
+def pienet_users(version_dir):
+    """{name: vector} of a PieNet export's training users, "mean" their mean (metadata.json)."""
+    metadata = read_metadata(version_dir)
+    path = os.path.join(version_dir, _METADATA_FILE)
+    if metadata is None:
         raise FileNotFoundError(f"{version_dir} has no {_METADATA_FILE}: not a PieNet export of "
                                 "tools.export.export_pienet")
-    with open(path) as stream:
-        metadata = json.load(stream)
     if metadata.get("kind") != "pienet":
         raise ValueError(f"{path}: a {metadata.get('kind')!r} export, not a PieNet one")
     users = {name: np.asarray(v, np.float32) for name, v in (metadata.get("users") or {}).items()}
@@ -317,6 +358,7 @@ def load_pienet_enhancer(path, preference=None, preference_user=None):
     enhance_fn.preference = vector
     logging.info("Loaded PieNet %s with the preference of %s (|f| = %.3f)", version_dir, source,
                  float(np.linalg.norm(vector)))
+    _log_export_warnings(version_dir)
     return enhance_fn
 
 
@@ -368,18 +410,23 @@ def piea_enhance_fn(nima_model, nima_description, *, iterations=20, learning_rat
 
 @dataclasses.dataclass
 class Enhanced:
-    """What an `enhance_fn` with side files returns: the photo and {suffix: file bytes}."""
+    """What an `enhance_fn` with side files returns: the photo, {suffix: file bytes} and, for
+    an enhancer that crops, the box (top, left, height, width) in the input's pixels."""
 
     image: np.ndarray
     side_files: dict = dataclasses.field(default_factory=dict)
+    box: tuple | None = None
 
 
 @dataclasses.dataclass
 class EnhanceReport:
-    """What `enhance_files` did: `written` (input, output) pairs, `failed` (input, reason)."""
+    """What `enhance_files` did: `written` (input, output) pairs, `failed` (input, reason),
+    `damaged` (input, [what `tools.photo_checks.damage` found]) for outputs written that may be
+    worse than their photo."""
 
     written: list = dataclasses.field(default_factory=list)
     failed: list = dataclasses.field(default_factory=list)
+    damaged: list = dataclasses.field(default_factory=list)
 
     @property
     def ok(self):
@@ -388,6 +435,10 @@ class EnhanceReport:
     def summary(self):
         total = len(self.written) + len(self.failed)
         lines = [f"Enhanced {len(self.written)} of {total} photos."]
+        if self.damaged:
+            lines.append(f"Look at these before using them: the output may be worse than the "
+                         f"photo ({len(self.damaged)}):")
+            lines.extend(f"  {path}: {'; '.join(found)}" for path, found in self.damaged)
         if self.failed:
             lines.append(f"Failed ({len(self.failed)}):")
             lines.extend(f"  {path}: {reason}" for path, reason in self.failed)
@@ -568,12 +619,13 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
             continue
         try:
             returned = enhance_fn(image, source=path) if side_suffixes else enhance_fn(image)
-            side_files = {}
+            side_files, box = {}, None
             if isinstance(returned, Enhanced):
-                returned, side_files = returned.image, returned.side_files
+                returned, side_files, box = returned.image, returned.side_files, returned.box
             enhanced = np.asarray(returned)
             if enhanced.ndim != 3 or enhanced.shape[-1] != 3 or 0 in enhanced.shape:
                 raise ValueError(f"enhancer returned shape {enhanced.shape}, not (h, w, 3)")
+            damage = _damage(to_uint8(image), to_uint8(enhanced), box)
             if set(side_files) != set(side_suffixes):
                 raise ValueError(f"enhancer returned side files {sorted(side_files)}, declared "
                                  f"{sorted(side_suffixes)}")
@@ -596,7 +648,22 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
         logging.info("[%d/%d] %s (%dx%d) -> %s: enhanced in %.2f s, %.2f s with writing",
                      index, len(files), path, image.shape[1], image.shape[0], output, seconds,
                      time.perf_counter() - start)
+        if damage:
+            report.damaged.append((path, damage))
+            logging.warning("%s: look at %s before using it, it may be worse than the photo: %s",
+                            path, output, "; ".join(damage))
     return report
+
+
+def _damage(image, enhanced, box):
+    """`tools.photo_checks.damage` of an output against its photo (uint8; the photo cut to
+    `box` when the enhancer crops); [] for an output of another size without a box."""
+    if box is not None:
+        top, left, height, width = box
+        image = image[top:top + height, left:left + width]
+    if image.shape != enhanced.shape:
+        return []
+    return photo_checks.damage(image, enhanced)
 
 
 def _output_problem(outputs, claimed, input_real_paths, input_ids, overwrite):

@@ -23,11 +23,12 @@ DESIGN.md section 6. Every enhancer is run on the held-out photos of `datasets.h
                    colour drift (limit CLEAN_LIMITS["colour_cast"]; `colour_cast` says how);
     clipped        fraction of 8-bit channel values at 0 or 255, in the input and in the
                    output: reported; judged is `newly_clipped`, the fraction the enhancer drove
-                   to 0 or 255 from more than CLIP_MARGIN levels inside: blown highlights or
-                   crushed shadows (limit "newly_clipped");
-    border_ratio   mean luminance of a frame of BORDER_FRACTION of the short side, output over
-                   input, divided by the same ratio inside the frame: 1 when the border is
-                   treated like the rest, below 1 for a dark frame (limit "border_ratio");
+                   to 0 or 255 from more than `photo_checks.CLIP_MARGIN` levels inside: blown
+                   highlights or crushed shadows (limit "newly_clipped");
+    border_ratio   mean luminance of a frame of `photo_checks.BORDER_FRACTION` of the short
+                   side, output over input, divided by the same ratio inside the frame: 1 when
+                   the border is treated like the rest, below 1 for a dark frame (limit
+                   "border_ratio");
     detail_ratio   mean |Laplacian| of the luma, output over input: above 1 when texture or
                    noise is added, e.g. a grid pattern (limit "detail_ratio");
     nima_input, nima_output   the NIMA mean score (when a NIMA is given): reported; for an
@@ -37,7 +38,9 @@ A personalised enhancer (PieNet) is judged against its user's retouch of the cle
 (`check_enhancer`'s `target`): the output must come closer to it than the photo is, and the
 clean rules compare the output with the retouch.
 
-`check_enhancer` measures, `failures` applies the limits, `heldout_report` makes the table
+The measures and the limits (CLEAN_LIMITS = `photo_checks.LIMITS`) are `tools.photo_checks`'s,
+which `tools.enhance` also applies to every photo it writes. `check_enhancer` measures,
+`failures` applies the limits, `heldout_report` makes the table
 (`tools.report`); `benchmarks/heldout.py` runs it on the demo exports and PIEA and writes the
 pictures; `tests/test_heldout.py` runs it on crops.
 """
@@ -46,22 +49,17 @@ import os
 
 import numpy as np
 from scipy import ndimage
-from skimage import color
 
 from datasets import heldout, pienet_demo
-from datasets.images import LUMINANCE_WEIGHTS, to_uint8
+from datasets.images import to_uint8
 from datasets.pienet import central_view
 from enhancers import filters
 from enhancers.pienet import preference_from_photos
-from tools import enhance, evaluate, figures, personalize, report
+from tools import enhance, evaluate, figures, personalize, photo_checks, report
+from tools.photo_checks import as_float, luma
 
-BORDER_FRACTION = 0.04
 DETAIL_SIGMA = 1.0  # pixels: the scale of the fine detail `detail_kept` follows
-CLEAN_LIMITS = {"colour_cast": 3.0, "newly_clipped": 0.01, "border_ratio": 0.95,
-                "detail_ratio": 1.25}
-# 8-bit levels: a value within this of 0 or 255 that lands on it has moved by a rounding step
-# or two, not been clipped (`newly_clipped`).
-CLIP_MARGIN = 2
+CLEAN_LIMITS = photo_checks.LIMITS
 DEGRADED_METRICS = {
     "psnr_input": "PSNR of the degraded input against the clean original, dB",
     "psnr_output": "PSNR of the output against the clean original, dB; must be above "
@@ -82,7 +80,7 @@ CLEAN_METRICS = {
     "clipped_input": "fraction of 8-bit values at 0 or 255 in the input (reported)",
     "clipped_output": "the same in the output (reported)",
     "newly_clipped": f"fraction of 8-bit values the output puts at 0 or 255 that were more "
-                     f"than {CLIP_MARGIN} levels inside in the input; at most "
+                     f"than {photo_checks.CLIP_MARGIN} levels inside in the input; at most "
                      f"{CLEAN_LIMITS['newly_clipped']} (above: blown highlights, crushed "
                      f"shadows)",
     "border_ratio": f"border over interior luminance change; 1 is best, at least "
@@ -95,100 +93,9 @@ CLEAN_METRICS = {
 }
 
 
-def _float(image):
-    x = np.asarray(image)
-    return x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
-
-
-def _luma(image):
-    return _float(image) @ np.asarray(LUMINANCE_WEIGHTS, np.float64)
-
-
-def _chroma_coordinates(image):
-    """(a*, b*) / (L* + 16) per pixel, (n, 2), and the mean of L* + 16.
-
-    a* / (L* + 16) = (500 / 116) (f(X) / f(Y) - 1) with f the cube root: it does not change when
-    a pixel is made brighter or darker at the same chromaticity (exactly, above the CIELab
-    toe), so a tone curve, global or local, leaves it alone."""
-    lab = color.rgb2lab(_float(image)).reshape(-1, 3)
-    lightness = lab[:, :1] + 16.0
-    return lab[:, 1:] / lightness, float(lightness.mean())
-
-
-def colour_cast(a, b):
-    """The colour cast that turns RGB image `a` into `b`, with its chroma gain: (cast, gain).
-
-    Per pixel, the lightness-free chroma coordinates c = (a*, b*) / (L* + 16) of CIELab (D65)
-    are fitted as c_b = gain * c_a + shift by least squares. `gain` is a change of saturation
-    (reported, not judged: an edit may rightly make colours livelier); `cast` = |shift| times the
-    mean L* + 16 of `a`, in (a*, b*) units, is a drift of every colour, greys included, in one
-    direction (a warm or green cast). Brightening or darkening, even locally, is neither. Meant
-    for whole photos: within a single hue a saturation change and a cast cannot be told apart."""
-    coords_a, scale = _chroma_coordinates(a)
-    coords_b, _ = _chroma_coordinates(b)
-    centred_a, centred_b = coords_a - coords_a.mean(axis=0), coords_b - coords_b.mean(axis=0)
-    variance = (centred_a ** 2).sum()
-    gain = (centred_a * centred_b).sum() / variance if variance > 1e-12 else 1.0
-    shift = coords_b.mean(axis=0) - gain * coords_a.mean(axis=0)
-    return float(np.linalg.norm(shift) * scale), float(gain)
-
-
-def mean_delta_e(a, b):
-    """Mean per-pixel CIE76 distance between two RGB images (CIELab, D65)."""
-    lab_a, lab_b = color.rgb2lab(_float(a)), color.rgb2lab(_float(b))
-    return float(np.sqrt(((lab_a - lab_b) ** 2).sum(axis=-1)).mean())
-
-
-def clipped_fraction(image):
-    """Fraction of the 8-bit channel values of `image` that are 0 or 255."""
-    pixels = to_uint8(image)
-    return float(np.mean((pixels == 0) | (pixels == 255)))
-
-
-def newly_clipped(reference, output, margin=CLIP_MARGIN):
-    """Fraction of the 8-bit channel values of `output` at 0 (255) whose value in `reference`
-    was more than `margin` levels above 0 (below 255): what the enhancer clipped. A value at or
-    next to a bound that lands on it does not count: in a photo with deep, saturated shadows
-    (the held-out flower's teal, red channel 1-2 of 255) a saturation change of 0.4% sends 2%
-    of all values from 1 to 0, which no one could see."""
-    before, after = to_uint8(reference).astype(np.int16), to_uint8(output)
-    return float(np.mean(((after == 0) & (before > margin))
-                         | ((after == 255) & (before < 255 - margin))))
-
-
-def border_width(shape):
-    """The frame width of `border_ratio`: BORDER_FRACTION of the short side, at least 1 px."""
-    return max(1, round(BORDER_FRACTION * min(shape[:2])))
-
-
-def border_ratio(before, after):
-    """(mean luma of the frame after / before) / (mean luma inside it after / before).
-
-    1 when the enhancer treats the border like the rest of the photo; below 1 when it darkens
-    the border more (a dark frame). The frame is `border_width` pixels wide."""
-    width = border_width(np.shape(before))
-    inside = np.zeros(np.shape(before)[:2], bool)
-    inside[width:-width, width:-width] = True
-    luma_before, luma_after = _luma(before), _luma(after)
-    eps = 1e-6
-    frame = (luma_after[~inside].mean() + eps) / (luma_before[~inside].mean() + eps)
-    interior = (luma_after[inside].mean() + eps) / (luma_before[inside].mean() + eps)
-    return float(frame / interior)
-
-
-def _detail(image):
-    """Mean |Laplacian| of the luma (borders mirrored)."""
-    return float(np.abs(ndimage.laplace(_luma(image), mode="reflect")).mean())
-
-
-def detail_ratio(before, after):
-    """Mean |Laplacian| of the luma of `after` over that of `before`."""
-    return _detail(after) / max(_detail(before), 1e-9)
-
-
 def fine_detail(image):
     """The luma's fine detail: its Laplacian of Gaussian at DETAIL_SIGMA (borders mirrored)."""
-    return ndimage.gaussian_laplace(_luma(image), DETAIL_SIGMA, mode="reflect")
+    return ndimage.gaussian_laplace(luma(image), DETAIL_SIGMA, mode="reflect")
 
 
 def detail_found(image, original):
@@ -207,13 +114,13 @@ def detail_kept(degraded, output, original):
 
 
 def _nima_score(nima_model, image):
-    scores = evaluate.nima_mean_scores(nima_model, [_float(image).astype(np.float32)])
+    scores = evaluate.nima_mean_scores(nima_model, [as_float(image).astype(np.float32)])
     return float(scores[0])
 
 
 def _psnr(a, b):
     """PSNR in dB; None for identical images (infinite; strict JSON has no Infinity)."""
-    value = evaluate.psnr(_float(a), _float(b))
+    value = evaluate.psnr(as_float(a), as_float(b))
     return value if math.isfinite(value) else None
 
 
@@ -238,7 +145,7 @@ def _box_region(box, output, shape, name):
 def _enhance(enhance_fn, image, name):
     """(uint8 output, region, box): what `enhance_fn` makes of uint8 `image`; region is the
     (rows, cols) slices of the input the output stands for (the whole photo without a box)."""
-    returned = enhance_fn(_float(image).astype(np.float32))
+    returned = enhance_fn(as_float(image).astype(np.float32))
     box = None
     if isinstance(returned, dict):
         box = returned.get("box")
@@ -306,25 +213,25 @@ def check_enhancer(name, enhance_fn, photos, degradation, *, nima_model=None, st
             output, clean_region, clean_box = restored, region, restored_box
             reference = wanted[clean_region]
         truth, degraded_in_box = wanted[region], degraded[region]
-        cast, gain = colour_cast(reference, output)
+        cast, gain = photo_checks.colour_cast(reference, output)
         results["photos"][photo_name] = {
             "degraded": {
                 "psnr_input": _psnr(degraded_in_box, truth),
                 "psnr_output": _psnr(restored, truth),
-                "ssim_input": evaluate.ssim(_float(degraded_in_box), _float(truth)),
-                "ssim_output": evaluate.ssim(_float(restored), _float(truth)),
+                "ssim_input": evaluate.ssim(as_float(degraded_in_box), as_float(truth)),
+                "ssim_output": evaluate.ssim(as_float(restored), as_float(truth)),
                 "detail_kept": detail_kept(degraded_in_box, restored, truth),
             },
             "clean": {
                 "psnr_vs_input": _psnr(output, reference),
-                "delta_e": mean_delta_e(reference, output),
+                "delta_e": photo_checks.mean_delta_e(reference, output),
                 "colour_cast": cast,
                 "chroma_gain": gain,
-                "clipped_input": clipped_fraction(reference),
-                "clipped_output": clipped_fraction(output),
-                "newly_clipped": newly_clipped(reference, output),
-                "border_ratio": border_ratio(reference, output),
-                "detail_ratio": detail_ratio(reference, output),
+                "clipped_input": photo_checks.clipped_fraction(reference),
+                "clipped_output": photo_checks.clipped_fraction(output),
+                "newly_clipped": photo_checks.newly_clipped(reference, output),
+                "border_ratio": photo_checks.border_ratio(reference, output),
+                "detail_ratio": photo_checks.detail_ratio(reference, output),
                 "nima_input": None if nima_model is None else _nima_score(nima_model, original),
                 "nima_output": None if nima_model is None else _nima_score(nima_model, output),
             },
