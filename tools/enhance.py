@@ -625,7 +625,6 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
             enhanced = np.asarray(returned)
             if enhanced.ndim != 3 or enhanced.shape[-1] != 3 or 0 in enhanced.shape:
                 raise ValueError(f"enhancer returned shape {enhanced.shape}, not (h, w, 3)")
-            damage = _damage(to_uint8(image), to_uint8(enhanced), box)
             if set(side_files) != set(side_suffixes):
                 raise ValueError(f"enhancer returned side files {sorted(side_files)}, declared "
                                  f"{sorted(side_suffixes)}")
@@ -648,6 +647,7 @@ def enhance_files(enhance_fn, paths, output_dir, *, output_format="png", jpeg_qu
         logging.info("[%d/%d] %s (%dx%d) -> %s: enhanced in %.2f s, %.2f s with writing",
                      index, len(files), path, image.shape[1], image.shape[0], output, seconds,
                      time.perf_counter() - start)
+        damage = _damage(to_uint8(image), to_uint8(enhanced), box)
         if damage:
             report.damaged.append((path, damage))
             logging.warning("%s: look at %s before using it, it may be worse than the photo: %s",
