@@ -85,7 +85,8 @@ def test_colour_figures_match_a_textbook_lab_conversion():
     # not a cast; a warm tint is a cast. On whole photos: within one hue (a crop of the flower
     # alone) more saturation and a cast towards that hue are the same change.
     grey = np.full((4, 4, 3), 0.5)
-    assert photo_checks.colour_cast(grey, grey * 0.5)[0] < 0.01 < photo_checks.mean_delta_e(grey, grey * 0.5)
+    assert (photo_checks.colour_cast(grey, grey * 0.5)[0] < 0.01
+            < photo_checks.mean_delta_e(grey, grey * 0.5))
     for photo in heldout_photos.load_photos().values():
         photo = photo / 255.0
         luma = photo.mean(axis=-1, keepdims=True)
@@ -286,7 +287,8 @@ def test_a_personalised_enhancer_is_judged_against_its_users_retouch():
     assert results["target"] and heldout.failures(results) == []
     for name, figures in results["photos"].items():
         assert figures["clean"]["psnr_vs_input"] is None  # it gave exactly the retouch
-        assert figures["clean"]["clipped_input"] == photo_checks.clipped_fraction(warm(photos[name]))
+        clipped = photo_checks.clipped_fraction(warm(photos[name]))
+        assert figures["clean"]["clipped_input"] == clipped
         mse = np.mean((photos[name] / 255.0 - warm(photos[name]) / 255.0) ** 2)
         assert figures["degraded"]["psnr_input"] == pytest.approx(10 * np.log10(1 / mse))
     found = heldout.failures(heldout.check_enhancer("identity", lambda x: x, photos,
