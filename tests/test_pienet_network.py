@@ -66,6 +66,35 @@ def test_pixel_head_sees_each_pixel_and_starts_as_the_identity():
         build_pienet(pixel_head=-1)
 
 
+def test_pixel_head_preference_reaches_the_head_directly():
+    keras.utils.set_random_seed(7)
+    model = build_pienet(widths=(4, 4, 4), preference_channels=2, pixel_head=5,
+                         pixel_head_preference=3, output_kernel=1)
+    inputs = _inputs(8, 1, 33, 35)
+    np.testing.assert_array_equal(np.asarray(model(inputs)["enhanced"]), inputs["images"])
+    # [last PUB (4), conv1 (64), the image (3), the preference's dense layer (3)], the last
+    # three the same at every pixel: the dense layer of the vector, tiled.
+    head = model.get_layer("pixel_head1")
+    assert tuple(head.kernel.shape) == (1, 1, 4 + 64 + 3 + 3, 5)
+    dense = model.get_layer("pixel_preference")
+    assert tuple(dense.kernel.shape) == (512, 3)
+    tiled = keras.Model(model.inputs, model.get_layer("pixel_preference_tile").output)(inputs)
+    expected = inputs["preference"] @ np.asarray(dense.kernel) + np.asarray(dense.bias)
+    np.testing.assert_allclose(np.asarray(tiled), np.broadcast_to(
+        expected[:, None, None, :], (1, 33, 35, 3)), rtol=1e-5, atol=1e-5)
+    # With the delta convolution set, the preference's own rows of the head's kernel move the
+    # delta: the vector reaches the head, not only through the PUBs.
+    delta = model.get_layer("delta")
+    delta.kernel.assign(np.random.default_rng(9).standard_normal(delta.kernel.shape))
+    before = np.asarray(model(inputs)["delta"])
+    head.kernel.assign(np.asarray(head.kernel) * (np.arange(74) < 71)[None, None, :, None])
+    assert np.abs(np.asarray(model(inputs)["delta"]) - before).max() > 1e-3
+    for bad in ({"pixel_head": 0, "pixel_head_preference": 3},
+                {"pixel_head": 5, "pixel_head_preference": -1}):
+        with pytest.raises(ValueError, match="pixel_head_preference"):
+            build_pienet(widths=(4, 4, 4), preference_channels=2, **bad)
+
+
 def _numpy_bilinear(x, height, width):
     """Bilinear resize with half-pixel centres and clamped edges (torch align_corners=False)."""
     def axis(out_size, in_size):

@@ -167,6 +167,8 @@ def test_stage_all_runs_embedding_then_enhancer_each_in_its_folder():
     assert second.embedding_path(EMBEDDING_WEIGHTS) == "runs/p/embedding/" + EMBEDDING_WEIGHTS
     with pytest.raises(ConfigError, match="single --stage"):
         parse(PienetTask, "--model_dir=x", "--train_steps=3")
+    with pytest.raises(ConfigError, match="--pixel_head_preference=4 .*--pixel_head too"):
+        parse(PienetTask, "--model_dir=x", "--pixel_head_preference=4")  # before any stage runs
     (only,) = stage_configs(parse(PienetTask, "--model_dir=x", "--mode=export"))
     assert only.stage == "enhancer"
 
@@ -182,10 +184,12 @@ def test_presets_parse_with_the_papers_numbers():
             paper.preference_noise) == (0.2, 0.4, 0.01, 0.1)
     assert paper.dataset == "fivek" and paper.experts == ("A", "B", "C", "D", "E")
     assert PienetConfig(model_dir="x").embedding_steps == 25_000  # the defaults are the paper's
-    assert (paper.pixel_head, paper.preference_input) == (0, "vector")  # ours: off
+    assert (paper.pixel_head, paper.preference_input, paper.pixel_head_preference) == (
+        0, "vector", 0)  # ours: off
     demo = parse(PienetTask, f"--flagfile={REPO}/configs/pienet_demo.flags")
     assert demo.dataset == "demo" and demo.decoder_widths == (32, 16, 16)
-    assert (demo.pixel_head, demo.preference_input) == (32, "photos")
+    assert (demo.pixel_head, demo.preference_input, demo.pixel_head_preference) == (
+        32, "photos", 8)
 
 
 @pytest.mark.slow

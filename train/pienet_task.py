@@ -138,6 +138,9 @@ class PienetConfig(RunConfig):
                               "convolutions on [up-sampled features, input image] before the "
                               "last one, so that the delta can follow each pixel's colour.",
                               minimum=0)
+    pixel_head_preference: int = setting(0, "Ours (0 = off): channels of the preference vector "
+                                         "(a dense layer, tiled) that --pixel_head also sees, "
+                                         "besides the features and the image.", minimum=0)
     resnet18_weights: str | None = setting(None, "Local .npz of torchvision's resnet18 state "
                                            "dict: the embedding's and the encoder's start "
                                            "(paper: ImageNet); unset: random, said loudly.")
@@ -195,6 +198,9 @@ class PienetConfig(RunConfig):
         if len(self.decoder_widths) != 3 or min(self.decoder_widths) < 1:
             raise ConfigError(f"--decoder_widths={','.join(map(str, self.decoder_widths))}: "
                               "three positive widths, one per PUB.")
+        if self.pixel_head_preference and not self.pixel_head:
+            raise ConfigError(f"--pixel_head_preference={self.pixel_head_preference} feeds the "
+                              "vector to the pixel head: give --pixel_head too.")
         for name in ("embedding_crop_scale", "enhancer_crop_scale"):
             scale = getattr(self, name)
             if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
@@ -301,6 +307,7 @@ def build_enhancer(config, encoder_weights=None):
                         preference_channels=config.preference_channels,
                         normalization=config.decoder_normalization, upsampling=config.upsampling,
                         output_kernel=config.output_kernel, pixel_head=config.pixel_head,
+                        pixel_head_preference=config.pixel_head_preference,
                         encoder_weights=encoder_weights)
 
 
@@ -395,7 +402,7 @@ class PienetTask(Task):
         if self.config.stage == "embedding":
             return ("stage",)
         return ("stage", "decoder_widths", "preference_channels", "decoder_normalization",
-                "upsampling", "output_kernel", "pixel_head")
+                "upsampling", "output_kernel", "pixel_head", "pixel_head_preference")
 
     @property
     def final_weights(self):

@@ -32,6 +32,10 @@ What the paper leaves open, and our choices (all arguments of `build_pienet`):
   last convolution, so that the delta can be a function of each pixel's own colour (a
   retouching style is mostly a per-pixel colour mapping). Without it the last convolution sees
   the photo only through conv1's stride-2 features, up-sampled.
+- `pixel_head_preference` (ours, 0 = off; needs `pixel_head`): a Dense layer of that width on
+  the preference vector, tiled, is a third input of the pixel head, so that the user's style
+  reaches the per-pixel mapping directly and not only through the PUBs, where it is mixed with
+  the content of the photos trained on.
 - No clipping inside the model, so that the loss sees I + dI exactly (equation 6); `enhance`
   clips to [0, 1] for display and export.
 
@@ -137,7 +141,8 @@ def _pub(preference, previous, feature, width, preference_channels, normalizatio
 def build_pienet(widths=WIDTHS, preference_channels=PREFERENCE_CHANNELS,
                  preference_dim=EMBEDDING_DIM, normalization="batch", upsampling="bilinear",
                  output_kernel=OUTPUT_KERNEL, zero_init_output=True, encoder_weights=None,
-                 pixel_head=0, input_shape=(None, None, 3), name="pienet"):
+                 pixel_head=0, pixel_head_preference=0, input_shape=(None, None, 3),
+                 name="pienet"):
     """PieNet (section 3.2; module docstring for our choices where the paper leaves them open).
 
     Args:
@@ -151,6 +156,8 @@ def build_pienet(widths=WIDTHS, preference_channels=PREFERENCE_CHANNELS,
       encoder_weights: None (random ResNet-18, logged loudly) or a local .npz of torchvision's
         resnet18 state dict (the encoder is the nested model "resnet18").
       pixel_head: width of the per-pixel head on [features, image] (ours; 0 = off, the paper).
+      pixel_head_preference: channels of the preference vector (a Dense layer, tiled) that the
+        pixel head also sees (ours; 0 = off; needs `pixel_head`).
       input_shape: (h, w, 3); any size by default (the paper trains on 512 x 512).
     """
     widths = tuple(int(w) for w in widths)
@@ -166,6 +173,9 @@ def build_pienet(widths=WIDTHS, preference_channels=PREFERENCE_CHANNELS,
                          f"{preference_channels}, {output_kernel}")
     if int(pixel_head) < 0:
         raise ValueError(f"pixel_head must be 0 (off) or a positive width, got {pixel_head}")
+    if int(pixel_head_preference) < 0 or (int(pixel_head_preference) and not int(pixel_head)):
+        raise ValueError(f"pixel_head_preference must be 0 (off) or a positive width with a "
+                         f"pixel_head, got {pixel_head_preference} with pixel_head={pixel_head}")
     images = keras.Input(input_shape, name="images")
     preference = keras.Input((int(preference_dim),), name="preference")
     taps = build_resnet18(input_shape=input_shape, weights=encoder_weights)(images)
@@ -177,7 +187,12 @@ def build_pienet(widths=WIDTHS, preference_channels=PREFERENCE_CHANNELS,
     x = keras.layers.Concatenate(name="conv1_concat")([x, taps["conv1"]])
     x = ResizeLike(upsampling, name="output_up")([x, images])
     if int(pixel_head) > 0:
-        x = keras.layers.Concatenate(name="pixel_concat")([x, images])
+        head_inputs = [x, images]
+        if int(pixel_head_preference) > 0:
+            head_inputs.append(TileLike(name="pixel_preference_tile")(
+                [keras.layers.Dense(int(pixel_head_preference), name="pixel_preference")(
+                    preference), images]))
+        x = keras.layers.Concatenate(name="pixel_concat")(head_inputs)
         for index in (1, 2):
             x = keras.layers.Conv2D(int(pixel_head), 1, activation="relu",
                                     kernel_initializer="he_normal", name=f"pixel_head{index}")(x)
