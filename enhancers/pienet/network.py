@@ -121,16 +121,22 @@ def _residual_block(x, width, normalization, name):
     return keras.layers.ReLU(name=f"{name}_relu2")(y)
 
 
+def _tiled_dense(vector, channels, reference, dense_name, tile_name):
+    """A vector as a map (module docstring, "Vector to map"): a Dense layer of `channels` on
+    `vector` (b, d), tiled to the height and width of `reference`."""
+    return TileLike(name=tile_name)(
+        [keras.layers.Dense(channels, name=dense_name)(vector), reference])
+
+
 def _pub(preference, previous, feature, width, preference_channels, normalization, upsampling,
          name):
     """A personalised up-sample block (section 3.2): preference vector and previous output
     brought to the feature's size (1x1 conv + up-sampling), concatenated, a residual block."""
-    preference_map = TileLike(name=f"{name}_preference_tile")(
-        [keras.layers.Dense(preference_channels, name=f"{name}_preference_conv")(preference),
-         feature])
+    preference_map = _tiled_dense(preference, preference_channels, feature,
+                                  f"{name}_preference_conv", f"{name}_preference_tile")
     if len(previous.shape) == 2:  # the pooled vector: a 1 x 1 map
-        previous = TileLike(name=f"{name}_previous_tile")(
-            [keras.layers.Dense(width, name=f"{name}_previous_conv")(previous), feature])
+        previous = _tiled_dense(previous, width, feature, f"{name}_previous_conv",
+                                f"{name}_previous_tile")
     else:
         previous = keras.layers.Conv2D(width, 1, name=f"{name}_previous_conv")(previous)
         previous = ResizeLike(upsampling, name=f"{name}_previous_up")([previous, feature])
@@ -189,9 +195,8 @@ def build_pienet(widths=WIDTHS, preference_channels=PREFERENCE_CHANNELS,
     if int(pixel_head) > 0:
         head_inputs = [x, images]
         if int(pixel_head_preference) > 0:
-            head_inputs.append(TileLike(name="pixel_preference_tile")(
-                [keras.layers.Dense(int(pixel_head_preference), name="pixel_preference")(
-                    preference), images]))
+            head_inputs.append(_tiled_dense(preference, int(pixel_head_preference), images,
+                                            "pixel_preference", "pixel_preference_tile"))
         x = keras.layers.Concatenate(name="pixel_concat")(head_inputs)
         for index in (1, 2):
             x = keras.layers.Conv2D(int(pixel_head), 1, activation="relu",
