@@ -9,8 +9,8 @@ paper: section 4.1: the embedding step on 64 triplets at 256 x 256 (128 images t
        512 x 512 and a 1024 x 768 photo;
 demo:  configs/pienet_demo.flags (16 triplets and 8 pairs at 64 px, widths 32/16/16), the same
        two photos.
---quick: tiny shapes (4 triplets and 2 pairs at 32 px, widths 8, photos 32 x 32 and 48 x 40), to
-       check that the script runs.
+--quick: the demo's settings at tiny shapes (4 triplets and 2 pairs at 32 px, widths 8, photos
+       32 x 32 and 48 x 40), to check that the script runs.
 The reference, timed in the same process at the same batch and size: ResNet-18's forward and
 backward pass (for the steps: 2B images for the embedding step, B for the enhancer's encoder)
 and its forward pass (for inference), so the ratios say what PieNet adds to its backbone: the
@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from timing import median_seconds  # noqa: E402
 from enhancers.pienet import EMBEDDING_DIM, build_embedding  # noqa: E402
@@ -47,9 +48,32 @@ PHOTOS = {"paper": ((512, 512), (1024, 768)), "demo": ((512, 512), (1024, 768)),
           "quick": ((32, 32), (48, 40))}
 
 
+RETOUCHES_PER_USER = 4  # --preference_input=photos: each stand-in user's retouch files
+
+
 @dataclasses.dataclass
-class _Names:
-    names: tuple = USERS
+class _Users:
+    """Stand-in users for the timings: names, and a few random retouch files each (what
+    --preference_input=photos embeds into its table when the enhancer stage builds); the
+    batches themselves are random, so no inputs."""
+    names: tuple
+    retouches: list
+
+    def photos(self, k, split):
+        del split
+        return range(len(self.retouches[k]))
+
+
+def _stand_in_users(folder, rng, size=64):
+    retouches = []
+    for user in USERS:
+        paths = []
+        for j in range(RETOUCHES_PER_USER):
+            path = os.path.join(folder, f"retouch_{user}_{j}.png")
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(path)
+            paths.append(path)
+        retouches.append(paths)
+    return _Users(USERS, retouches)
 
 
 def config_for(shapes, embedding_dir):
@@ -57,20 +81,21 @@ def config_for(shapes, embedding_dir):
                   export_dir=None, train_steps=1)
     if shapes == "paper":
         return PienetConfig(stage="embedding", **common)
-    if shapes == "quick":
-        return PienetConfig(stage="embedding", embedding_size=32, enhancer_size=32,
-                            embedding_batch_size=4, enhancer_batch_size=2,
-                            decoder_widths=(8, 8, 8), preference_channels=4, **common)
     demo = parse_config(PienetConfig, ["benchmark",
                                        f"--flagfile={REPO}/configs/pienet_demo.flags"])
+    if shapes == "quick":  # the demo's settings at tiny sizes, so that its code path runs
+        return dataclasses.replace(
+            demo, stage="embedding", embedding_size=32, enhancer_size=32,
+            embedding_batch_size=4, enhancer_batch_size=2, decoder_widths=(8, 8, 8),
+            preference_channels=4, pixel_head=8, pixel_head_preference=4, **common)
     return dataclasses.replace(demo, stage="embedding", **common)
 
 
-def _task(config, stage):
+def _task(config, stage, users):
     config = dataclasses.replace(config, stage=stage,
                                  batch_size=getattr(config, f"{stage}_batch_size"))
     task = PienetTask(config)
-    task.__dict__["data"] = PienetData(_Names())  # no photos needed: the batches are random
+    task.__dict__["data"] = PienetData(users)
     return task
 
 
@@ -92,7 +117,7 @@ def _line(name, seconds, images, reference):
           f"{seconds / reference:6.2f}x ResNet-18")
 
 
-def time_shapes(shapes, rng, folder):
+def time_shapes(shapes, rng, folder, stand_ins):
     config = config_for(shapes, folder)
     repeats = FLAGS.repeats
     size, batch = config.embedding_size, config.embedding_batch_size
@@ -100,7 +125,7 @@ def time_shapes(shapes, rng, folder):
           f"{config.enhancer_batch_size} pairs at {config.enhancer_size} px, decoder widths "
           f"{','.join(map(str, config.decoder_widths))}")
     # The embedding step (equations 1-4).
-    _, _, train_step = runner.build_training(_task(config, "embedding"))
+    _, _, train_step = runner.build_training(_task(config, "embedding", stand_ins))
     step = tf.function(train_step)
     images = tf.constant(rng.uniform(size=(2, batch, size, size, 3)), tf.float32)
     users = tf.constant(rng.integers(0, len(USERS), batch), tf.int32)
@@ -113,7 +138,7 @@ def time_shapes(shapes, rng, folder):
     _line("embedding step", seconds, 2 * batch, base)
     # The enhancer step (equation 6), the embedding frozen.
     size, batch = config.enhancer_size, config.enhancer_batch_size
-    task = _task(config, "enhancer")
+    task = _task(config, "enhancer", stand_ins)
     models, _, train_step = runner.build_training(task)
     step = tf.function(train_step)
     pairs = tf.constant(rng.uniform(size=(2, batch, size, size, 3)), tf.float32)
@@ -160,8 +185,9 @@ def main(argv):
     print(f"devices: {[d.name for d in tf.config.list_logical_devices()]}")
     with tempfile.TemporaryDirectory() as folder:
         _embedding_stage(folder)
+        stand_ins = _stand_in_users(folder, rng)
         for shapes in (["quick"] if FLAGS.quick else FLAGS.shapes):
-            time_shapes(shapes, rng, folder)
+            time_shapes(shapes, rng, folder, stand_ins)
 
 
 if __name__ == "__main__":
