@@ -30,6 +30,7 @@ from absl import app, flags, logging  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from timing import median_seconds  # noqa: E402
+from datasets.pienet import Users  # noqa: E402
 from enhancers.pienet import EMBEDDING_DIM, build_embedding  # noqa: E402
 from enhancers.resnet18 import build_resnet18  # noqa: E402
 from train import runner  # noqa: E402
@@ -48,32 +49,23 @@ PHOTOS = {"paper": ((512, 512), (1024, 768)), "demo": ((512, 512), (1024, 768)),
           "quick": ((32, 32), (48, 40))}
 
 
-RETOUCHES_PER_USER = 4  # --preference_input=photos: each stand-in user's retouch files
-
-
-@dataclasses.dataclass
-class _Users:
-    """Stand-in users for the timings: names, and a few random retouch files each (what
-    --preference_input=photos embeds into its table when the enhancer stage builds); the
-    batches themselves are random, so no inputs."""
-    names: tuple
-    retouches: list
-
-    def photos(self, k, split):
-        del split
-        return range(len(self.retouches[k]))
+PHOTOS_PER_USER = 4  # --preference_input=photos embeds each user's retouches into its table
 
 
 def _stand_in_users(folder, rng, size=64):
-    retouches = []
-    for user in USERS:
-        paths = []
-        for j in range(RETOUCHES_PER_USER):
-            path = os.path.join(folder, f"retouch_{user}_{j}.png")
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(path)
-            paths.append(path)
-        retouches.append(paths)
-    return _Users(USERS, retouches)
+    """`datasets.pienet.Users` over a few random photo files, each user's "retouch" another
+    random file: what --preference_input=photos reads when the enhancer stage builds (the
+    timed batches themselves are random)."""
+    def random_file(name):
+        path = os.path.join(folder, f"{name}.png")
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(path)
+        return path
+
+    inputs = tuple(random_file(f"input_{j}") for j in range(PHOTOS_PER_USER))
+    retouches = tuple(tuple(random_file(f"retouch_{user}_{j}") for j in range(PHOTOS_PER_USER))
+                      for user in USERS)
+    return Users(names=USERS, inputs=inputs, retouches=retouches,
+                 train=tuple(range(PHOTOS_PER_USER)), test=())
 
 
 def config_for(shapes, embedding_dir):
